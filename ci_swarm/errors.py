@@ -1,0 +1,90 @@
+"""One base error with exit codes; every failure ci-swarm reports is one of these.
+
+::
+
+    SwarmError (exit 1: internal / unexpected state)
+    ├── UsageError        (exit 4)  bad input: plan, config, CLI arguments, event payload
+    │   ├── PlanError               invalid plan (ids, deps, cycles, paths)
+    │   └── ConfigError             invalid .github/ci-swarm.yml
+    ├── RepoError         (exit 4)  not a git repo, unknown base, branch already exists
+    ├── PathEscapeError   (exit 4)  a path leaving an agent's worktree (or under .git/)
+    ├── GitError          (exit 5)  a git command failed (command, exit code, output)
+    ├── LLMError          (exit 6)  the model API failed (auth, exhausted retries, bad output)
+    ├── ForgeError        (exit 7)  the GitHub API or a push failed
+    └── Interrupted       (exit 130) Ctrl-C / SIGTERM
+
+Exit codes of a completed run (see README):
+
+    0  success: every subtask succeeded and merged cleanly
+    2  success with conflicts recorded (all work kept; see the report)
+    3  some subtasks failed, timed out, were skipped or cancelled
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_CONFLICTS = 2
+EXIT_FAILED_SUBTASKS = 3
+EXIT_BAD_INPUT = 4
+EXIT_GIT = 5
+EXIT_LLM = 6
+EXIT_FORGE = 7
+EXIT_INTERRUPTED = 130
+
+
+class SwarmError(Exception):
+    """Base of every error ci-swarm raises on purpose. ``str(err)`` is one line."""
+
+    exit_code = EXIT_INTERNAL
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return " ".join(text.split()) if "\n" in text else text
+
+
+class UsageError(SwarmError):
+    exit_code = EXIT_BAD_INPUT
+
+
+class PlanError(UsageError):
+    pass
+
+
+class ConfigError(UsageError):
+    pass
+
+
+class RepoError(SwarmError):
+    exit_code = EXIT_BAD_INPUT
+
+
+class PathEscapeError(SwarmError):
+    exit_code = EXIT_BAD_INPUT
+
+
+class GitError(SwarmError):
+    """A git command failed. Carries the command, exit code and output (secrets redacted)."""
+
+    exit_code = EXIT_GIT
+
+    def __init__(self, argv: tuple[str, ...], returncode: int, stdout: str, stderr: str) -> None:
+        self.argv = argv
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        detail = (stderr or stdout).strip().splitlines()
+        last = detail[-1] if detail else ""
+        super().__init__(f"`git {' '.join(argv)}` exited {returncode}: {last}".rstrip(": "))
+
+
+class LLMError(SwarmError):
+    exit_code = EXIT_LLM
+
+
+class ForgeError(SwarmError):
+    exit_code = EXIT_FORGE
+
+
+class Interrupted(SwarmError):
+    exit_code = EXIT_INTERRUPTED

@@ -1,0 +1,448 @@
+"""The only module that runs git. Small typed functions over GitPython's command runner.
+
+Every command goes through :func:`run`, which raises :class:`GitError` naming the command, its exit code
+and the last line of its output. Tokens never reach argv: pushes and fetches take the auth header through
+``GIT_CONFIG_*`` environment variables, and any error text is redacted.
+"""
+
+from __future__ import annotations
+
+import base64
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import git as gitpython
+
+from ci_swarm.errors import GitError, RepoError
+
+ZERO_OID = "0" * 40
+SWARM_NAME = "ci-swarm"
+SWARM_EMAIL = "ci-swarm@users.noreply.github.com"
+
+# Never let git prompt, page, sign or run the user's hooks inside a swarm.
+_BASE_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_PAGER": "cat",
+    "GIT_EDITOR": "true",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+_SAFE_FLAGS = (
+    "-c",
+    "commit.gpgsign=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.quotepath=false",
+)
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", "surrogateescape")
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            "GIT_AUTHOR_NAME": self.name,
+            "GIT_AUTHOR_EMAIL": self.email,
+            "GIT_COMMITTER_NAME": self.name,
+            "GIT_COMMITTER_EMAIL": self.email,
+        }
+
+
+SWARM_IDENTITY = Identity(SWARM_NAME, SWARM_EMAIL)
+
+
+def _redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def run(
+    cwd: Path,
+    *args: str,
+    input: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    ok: Sequence[int] = (0,),
+    secrets: Sequence[str] = (),
+) -> Result:
+    """Run ``git <args>`` in ``cwd``; raise GitError unless the exit code is in ``ok``."""
+    runner = gitpython.Git(str(cwd))
+    full_env = {**_BASE_ENV, **(env or {})}
+    argv = ["git", *_SAFE_FLAGS, *args]
+    with tempfile.TemporaryFile() as stdin:
+        if input is not None:
+            stdin.write(input)
+            stdin.seek(0)
+        try:
+            code, out, err = runner.execute(
+                argv,
+                istream=stdin,
+                with_extended_output=True,
+                with_exceptions=False,
+                stdout_as_string=False,
+                strip_newline_in_stdout=False,
+                env=full_env,
+            )
+        except gitpython.GitCommandNotFound as exc:
+            raise RepoError("git is not installed or not on PATH") from exc
+    stderr = err
+    stdout = out
+    if code not in ok:
+        raise GitError(
+            tuple(_redact(a, secrets) for a in args),
+            code,
+            _redact(stdout.decode("utf-8", "replace"), secrets),
+            _redact(stderr, secrets),
+        )
+    return Result(code, stdout, stderr)
+
+
+def out(cwd: Path, *args: str) -> str:
+    """stdout of a git command, stripped."""
+    return run(cwd, *args).text.strip()
+
+
+# --- repositories and revisions -------------------------------------------------------------
+
+
+def open_repo(path: Path) -> Path:
+    """The top level of the work tree containing ``path``; RepoError if there is none."""
+    try:
+        repo = gitpython.Repo(str(path), search_parent_directories=True)
+    except gitpython.NoSuchPathError as exc:
+        raise RepoError(f"{path}: no such directory") from exc
+    except gitpython.InvalidGitRepositoryError as exc:
+        raise RepoError(f"{path}: not a git repository") from exc
+    if repo.bare or repo.working_tree_dir is None:
+        raise RepoError(f"{path}: is a bare repository; ci-swarm needs a work tree")
+    return Path(repo.working_tree_dir).resolve()
+
+
+def rev_parse(repo: Path, rev: str) -> str:
+    """The commit id ``rev`` names; RepoError naming it when it names none."""
+    result = run(
+        repo,
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        "--end-of-options",
+        f"{rev}^{{commit}}",
+        ok=(0, 1, 128),
+    )
+    if result.returncode != 0:
+        raise RepoError(f"unknown revision {rev!r} in {repo}")
+    return result.text.strip()
+
+
+def try_rev_parse(repo: Path, rev: str) -> str | None:
+    try:
+        return rev_parse(repo, rev)
+    except RepoError:
+        return None
+
+
+def is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
+    return run(repo, "merge-base", "--is-ancestor", ancestor, descendant, ok=(0, 1)).returncode == 0
+
+
+def merge_base(repo: Path, a: str, b: str) -> str:
+    return out(repo, "merge-base", a, b)
+
+
+def branch_exists(repo: Path, name: str) -> bool:
+    return try_rev_parse(repo, f"refs/heads/{name}") is not None
+
+
+def create_branch(repo: Path, name: str, commit: str) -> None:
+    """Create ``refs/heads/<name>`` at ``commit``; RepoError if it already exists (never overwrite)."""
+    result = run(
+        repo,
+        "update-ref",
+        "--create-reflog",
+        f"refs/heads/{name}",
+        commit,
+        ZERO_OID,
+        ok=(0, 1, 128),
+    )
+    if result.returncode != 0:
+        raise RepoError(f"branch {name!r} already exists in {repo}; refusing to overwrite it")
+
+
+def update_ref(repo: Path, ref: str, new: str, old: str | None = None, message: str = "") -> None:
+    args = ["update-ref"]
+    if message:
+        args += ["-m", message]
+    args += [ref, new]
+    if old is not None:
+        args.append(old)
+    run(repo, *args)
+
+
+def head_commit(repo: Path) -> str:
+    return rev_parse(repo, "HEAD")
+
+
+def current_branch(repo: Path) -> str | None:
+    result = run(repo, "symbolic-ref", "--quiet", "--short", "HEAD", ok=(0, 1, 128))
+    return result.text.strip() or None
+
+
+def commit_message(repo: Path, commit: str) -> str:
+    return run(repo, "log", "-1", "--format=%B", commit).text
+
+
+def trailer(repo: Path, commit: str, key: str) -> str | None:
+    """The value of trailer ``key`` in ``commit``'s message, if any."""
+    text = out(repo, "log", "-1", f"--format=%(trailers:key={key},valueonly)", commit)
+    return text.splitlines()[0].strip() if text else None
+
+
+# --- worktrees and commits ---------------------------------------------------------------------
+
+
+def worktree_add(repo: Path, path: Path, branch: str) -> None:
+    """Check ``branch`` out into a new worktree at ``path`` (outside the user's checkout)."""
+    run(repo, "worktree", "add", "--quiet", str(path), branch)
+
+
+def worktree_remove(repo: Path, path: Path) -> None:
+    """Remove a worktree, whatever its state; its branch (and commits) stay."""
+    run(repo, "worktree", "remove", "--force", "--force", str(path), ok=(0, 128))
+    run(repo, "worktree", "prune")
+
+
+def has_changes(worktree: Path) -> bool:
+    return bool(run(worktree, "status", "--porcelain", "--untracked-files=all").stdout.strip())
+
+
+def commit_all(worktree: Path, message: str, identity: Identity) -> str | None:
+    """Stage everything in ``worktree`` and commit it; the new commit id, or None if nothing changed."""
+    run(worktree, "add", "--all")
+    if run(worktree, "diff", "--cached", "--quiet", ok=(0, 1)).returncode == 0:
+        return None
+    run(worktree, "commit", "--quiet", "--no-verify", "-m", message, env=identity.env())
+    return head_commit(worktree)
+
+
+def commit_tree(
+    repo: Path, tree: str, parents: Sequence[str], message: str, identity: Identity = SWARM_IDENTITY
+) -> str:
+    """Create a commit object (no checkout, no index)."""
+    args = ["commit-tree", tree]
+    for parent in parents:
+        args += ["-p", parent]
+    return run(repo, *args, input=message.encode(), env=identity.env()).text.strip()
+
+
+# --- merging in the object database ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConflictEntry:
+    mode: str
+    oid: str
+    stage: int  # 1 base, 2 ours, 3 theirs
+    path: str
+
+
+@dataclass(frozen=True)
+class MergeMessage:
+    paths: tuple[str, ...]
+    kind: str  # e.g. "CONFLICT (contents)", "CONFLICT (modify/delete)", "Auto-merging"
+    text: str
+
+
+@dataclass(frozen=True)
+class MergeTree:
+    tree: str
+    clean: bool
+    entries: tuple[ConflictEntry, ...]
+    messages: tuple[MergeMessage, ...]
+
+    @property
+    def conflicted_paths(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(e.path for e in self.entries))
+
+
+def parse_merge_tree(data: bytes, clean: bool) -> MergeTree:
+    """Parse ``git merge-tree --write-tree -z`` output (pure)."""
+    text = data.decode("utf-8", "surrogateescape")
+    head, _, rest = text.partition("\0")
+    entries: list[ConflictEntry] = []
+    messages: list[MergeMessage] = []
+    if not clean:
+        info, _, msgs = rest.partition("\0\0")
+        for item in info.split("\0"):
+            if not item:
+                continue
+            meta, _, path = item.partition("\t")
+            mode, oid, stage = meta.split(" ")
+            entries.append(ConflictEntry(mode, oid, int(stage), path))
+        fields = msgs.split("\0")
+        i = 0
+        while i < len(fields) and fields[i]:
+            count = int(fields[i])
+            paths = tuple(fields[i + 1 : i + 1 + count])
+            kind, message = fields[i + 1 + count], fields[i + 2 + count]
+            messages.append(MergeMessage(paths, kind, message.strip()))
+            i += count + 3
+    return MergeTree(head.strip(), clean, tuple(entries), tuple(messages))
+
+
+def merge_tree(repo: Path, ours: str, theirs: str) -> MergeTree:
+    """Three-way merge of two commits into a tree object; no checkout, no index.
+
+    Exit 1 means conflicts only when stdout starts with a tree id; anything else is an error.
+    """
+    result = run(repo, "merge-tree", "--write-tree", "-z", "--messages", ours, theirs, ok=(0, 1, 128))
+    tree = result.stdout[:40].decode("ascii", "replace")
+    if result.returncode not in (0, 1) or not _is_oid(tree):
+        raise GitError(("merge-tree", ours, theirs), result.returncode, result.text, result.stderr)
+    return parse_merge_tree(result.stdout, clean=result.returncode == 0)
+
+
+def _is_oid(text: str) -> bool:
+    return len(text) == 40 and all(c in "0123456789abcdef" for c in text)
+
+
+def merge_file(
+    repo: Path,
+    ours: bytes,
+    base: bytes,
+    theirs: bytes,
+    *,
+    favor: str | None = None,
+    labels: tuple[str, str, str] = ("ours", "base", "theirs"),
+) -> tuple[bytes, int]:
+    """``git merge-file -p`` on three texts: (merged bytes, number of conflicts).
+
+    ``favor`` is None (markers, diff3 style), "ours" or "theirs" (conflicting hunks take that side,
+    non-conflicting hunks of both sides land).
+    """
+    with tempfile.TemporaryDirectory(prefix="ci-swarm-mf-") as tmp:
+        paths = []
+        for name, data in (("ours", ours), ("base", base), ("theirs", theirs)):
+            p = Path(tmp) / name
+            p.write_bytes(data)
+            paths.append(str(p))
+        args = ["merge-file", "-p"]
+        if favor:
+            args.append(f"--{favor}")
+        else:
+            args.append("--diff3")
+        for label in labels:
+            args += ["-L", label]
+        result = run(repo, *args, *paths, ok=tuple(range(128)))
+    return result.stdout, result.returncode
+
+
+def read_blob(repo: Path, oid_or_rev_path: str) -> bytes:
+    return run(repo, "cat-file", "blob", oid_or_rev_path).stdout
+
+
+def try_read_blob(repo: Path, rev: str, path: str) -> bytes | None:
+    result = run(repo, "cat-file", "blob", f"{rev}:{path}", ok=(0, 128))
+    return result.stdout if result.returncode == 0 else None
+
+
+def write_blob(repo: Path, data: bytes) -> str:
+    return run(repo, "hash-object", "-w", "--stdin", input=data).text.strip()
+
+
+@contextmanager
+def temp_index(repo: Path, tree: str) -> Iterator[dict[str, str]]:
+    """A throwaway index loaded with ``tree``; yields the env to pass to :func:`run`."""
+    with tempfile.TemporaryDirectory(prefix="ci-swarm-idx-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        run(repo, "read-tree", tree, env=env)
+        yield env
+
+
+def index_set(repo: Path, env: Mapping[str, str], path: str, mode: str, oid: str) -> None:
+    run(repo, "update-index", "--add", "--cacheinfo", f"{mode},{oid},{path}", env=env)
+
+
+def index_remove(repo: Path, env: Mapping[str, str], path: str) -> None:
+    run(repo, "update-index", "--force-remove", "--", path, env=env)
+
+
+def write_tree(repo: Path, env: Mapping[str, str]) -> str:
+    return out_env(repo, env, "write-tree")
+
+
+def out_env(repo: Path, env: Mapping[str, str], *args: str) -> str:
+    return run(repo, *args, env=env).text.strip()
+
+
+# --- diffs and listings ------------------------------------------------------------------------
+
+
+def diff(repo: Path, a: str, b: str, *, context: int = 0, paths: Sequence[str] = ()) -> str:
+    """Unified diff between two commits (renames detected, no colour, no external drivers)."""
+    args = ["diff", "--no-color", "--no-ext-diff", "--find-renames", f"-U{context}", a, b]
+    if paths:
+        args += ["--", *paths]
+    return run(repo, *args).text
+
+
+def changed_files(repo: Path, a: str, b: str) -> tuple[str, ...]:
+    data = run(repo, "diff", "--name-only", "-z", "--no-renames", a, b).text
+    return tuple(p for p in data.split("\0") if p)
+
+
+def tree_files(repo: Path, rev: str = "HEAD") -> tuple[str, ...]:
+    data = run(repo, "ls-tree", "-r", "-z", "--name-only", rev).text
+    return tuple(p for p in data.split("\0") if p)
+
+
+def grep(repo: Path, pattern: str, path: str | None = None, max_count: int = 200) -> str:
+    args = ["grep", "-n", "-I", "--untracked", "-e", pattern]
+    if path:
+        args += ["--", path]
+    result = run(repo, *args, ok=(0, 1))
+    return "\n".join(result.text.splitlines()[:max_count])
+
+
+# --- remotes ------------------------------------------------------------------------------------
+
+
+def auth_env(token: str) -> dict[str, str]:
+    """Pass the token as an http.extraheader through the environment: never in argv or a URL."""
+    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    return {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "http.extraheader",
+        "GIT_CONFIG_VALUE_0": f"AUTHORIZATION: basic {basic}",
+    }
+
+
+def push(repo: Path, url: str, refspecs: Sequence[str], token: str = "", *, force: bool = False) -> Result:
+    env = auth_env(token) if token else {}
+    args = ["push", "--porcelain"]
+    if force:
+        args.append("--force")
+    secrets = [token, env.get("GIT_CONFIG_VALUE_0", "")]
+    return run(repo, *args, url, *refspecs, env=env, secrets=secrets)
+
+
+def fetch(repo: Path, url: str, refspecs: Sequence[str], token: str = "") -> None:
+    env = auth_env(token) if token else {}
+    secrets = [token, env.get("GIT_CONFIG_VALUE_0", "")]
+    run(repo, "fetch", "--quiet", "--no-tags", url, *refspecs, env=env, secrets=secrets)

@@ -1,0 +1,244 @@
+"""Immutable values passed between the layers. No I/O here.
+
+Request → Plan (Subtasks) → AgentOutcome per subtask → SubtaskRecord + MergeRecord + Conflict → RunReport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class SubtaskStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class MergeStatus(StrEnum):
+    CLEAN = "clean"
+    CONFLICTED = "conflicted"
+    SKIPPED = "skipped"
+
+
+class ConflictKind(StrEnum):
+    CONTENT = "content"
+    MODIFY_DELETE = "modify/delete"
+    ADD_ADD = "add/add"
+    BINARY = "binary"
+    RENAME = "rename"
+
+
+class OverlapKind(StrEnum):
+    DISJOINT = "disjoint"
+    TOUCHING = "touching"
+    OVERLAPPING = "overlapping"
+
+
+class MergeOrder(StrEnum):
+    COMPLETION = "completion"
+    PLAN = "plan"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What was asked: one sentence, an issue, a PR comment, a maintenance job."""
+
+    task: str
+    source: str = "cli"  # cli | issue | pull_request | schedule | workflow_dispatch
+    number: int | None = None  # issue / PR number when it came from GitHub
+    title: str = ""
+    body: str = ""
+    actor: str = ""
+    context: str = ""  # extra context for the planner (PR diff, …)
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """Which agent backend runs a subtask, with its backend-specific options (kept as given)."""
+
+    kind: str = "scripted"  # scripted | command | claude
+    options: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+
+
+@dataclass(frozen=True)
+class Subtask:
+    id: str
+    role: str
+    title: str
+    instructions: str = ""
+    paths: tuple[str, ...] = ()
+    depends_on: tuple[str, ...] = ()
+    agent: AgentSpec | None = None
+
+
+@dataclass(frozen=True)
+class MergePolicy:
+    order: MergeOrder = MergeOrder.COMPLETION
+    prefer: tuple[str, ...] = ()  # () = "first" (what is already merged wins); else role precedence
+
+    @property
+    def prefer_label(self) -> str:
+        return "first" if not self.prefer else " > ".join(self.prefer)
+
+
+@dataclass(frozen=True)
+class Plan:
+    task: str
+    subtasks: tuple[Subtask, ...]
+    merge: MergePolicy = MergePolicy()
+    version: int = 1
+    rationale: str = ""
+
+    def subtask(self, subtask_id: str) -> Subtask:
+        for sub in self.subtasks:
+            if sub.id == subtask_id:
+                return sub
+        raise KeyError(subtask_id)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Model usage and cost; zero for scripted and command agents."""
+
+    requests: int = 0
+    retries: int = 0
+    turns: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            requests=self.requests + other.requests,
+            retries=self.retries + other.retries,
+            turns=self.turns + other.turns,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            cost_usd=round(self.cost_usd + other.cost_usd, 6),
+        )
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+
+@dataclass(frozen=True)
+class AgentOutcome:
+    """What an agent reports back. The orchestrator commits the worktree afterwards."""
+
+    ok: bool
+    summary: str = ""
+    error: str = ""
+    log: str = ""
+    usage: Usage = Usage()
+    outside_paths: tuple[str, ...] = ()  # files written outside the subtask's `paths`
+    budget_stopped: bool = False
+
+
+@dataclass(frozen=True)
+class SubtaskRecord:
+    id: str
+    role: str
+    title: str
+    status: SubtaskStatus
+    branch: str = ""
+    start_commit: str = ""
+    commit: str = ""
+    started_at: float | None = None  # unix seconds
+    finished_at: float | None = None
+    seconds: float = 0.0  # agent time
+    files: tuple[str, ...] = ()
+    error: str = ""
+    summary: str = ""
+    log: str = ""
+    usage: Usage = Usage()
+    outside_paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """How two subtasks' diffs relate on one path (git's adjacency rules)."""
+
+    a: str
+    b: str
+    path: str
+    kind: OverlapKind
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """One conflicting region: the side that lost (`subtask`) is recorded here in full."""
+
+    path: str
+    kind: ConflictKind
+    subtask: str  # the side that lost
+    kept_subtask: str
+    lines: tuple[int, int]  # [start, end] in the integration file (1-based, inclusive); (0, 0) = none
+    kept_text: str
+    other_text: str
+    base_text: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class MergeRecord:
+    subtask: str
+    order: int
+    status: MergeStatus
+    commit: str = ""
+    predicted_conflicts: tuple[str, ...] = ()  # paths predicted to conflict
+    conflicts: tuple[Conflict, ...] = ()
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunStats:
+    wall_seconds: float
+    agent_seconds_sum: float
+    speedup: float
+    bound_seconds: float
+    efficiency: float
+    max_agents: int
+    max_in_flight: int
+
+
+@dataclass(frozen=True)
+class RunReport:
+    run_id: str
+    task: str
+    repo: str
+    base: str
+    integration_branch: str
+    integration_commit: str
+    stats: RunStats
+    subtasks: tuple[SubtaskRecord, ...]
+    merges: tuple[MergeRecord, ...]
+    overlap: tuple[Overlap, ...]
+    merge_policy: MergePolicy = MergePolicy()
+    rationale: str = ""
+    usage: Usage = Usage()
+    budget_stopped: bool = False
+    notes: tuple[str, ...] = ()
+    request: Request | None = None
+
+    @property
+    def conflicts(self) -> tuple[Conflict, ...]:
+        return tuple(c for m in self.merges for c in m.conflicts)
+
+    @property
+    def failed(self) -> tuple[SubtaskRecord, ...]:
+        return tuple(s for s in self.subtasks if s.status is not SubtaskStatus.SUCCEEDED)
