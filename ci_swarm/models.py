@@ -232,6 +232,7 @@ class RunReport:
     rationale: str = ""
     usage: Usage = Usage()
     budget_stopped: bool = False
+    interrupted: bool = False
     notes: tuple[str, ...] = ()
     request: Request | None = None
 

@@ -1,0 +1,319 @@
+"""Render a RunReport: JSON (machine), Markdown (PR body, job summary, --report-md), terminal (rich).
+
+Pure functions of the report; no I/O except the ``write_*`` helpers and ``print_terminal``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ci_swarm.models import (
+    Conflict,
+    MergeRecord,
+    MergeStatus,
+    RunReport,
+    SubtaskRecord,
+    SubtaskStatus,
+    Usage,
+)
+
+STATUS_ICON = {
+    SubtaskStatus.SUCCEEDED: "✅",
+    SubtaskStatus.FAILED: "❌",
+    SubtaskStatus.TIMED_OUT: "⏱️",
+    SubtaskStatus.SKIPPED: "⏭️",
+    SubtaskStatus.CANCELLED: "🚫",
+    SubtaskStatus.RUNNING: "🔄",
+    SubtaskStatus.PENDING: "⏳",
+}
+
+
+# --- JSON ---------------------------------------------------------------------------------------
+
+
+def _usage(u: Usage) -> dict[str, Any]:
+    return {
+        "requests": u.requests,
+        "retries": u.retries,
+        "turns": u.turns,
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "cache_read_tokens": u.cache_read_tokens,
+        "cache_write_tokens": u.cache_write_tokens,
+        "tokens": u.tokens,
+        "cost_usd": round(u.cost_usd, 6),
+    }
+
+
+def _subtask(s: SubtaskRecord) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "role": s.role,
+        "title": s.title,
+        "status": s.status.value,
+        "branch": s.branch,
+        "start_commit": s.start_commit,
+        "commit": s.commit,
+        "started_at": s.started_at,
+        "finished_at": s.finished_at,
+        "seconds": round(s.seconds, 3),
+        "files": list(s.files),
+        "error": s.error,
+        "summary": s.summary,
+        "outside_paths": list(s.outside_paths),
+        "usage": _usage(s.usage),
+    }
+
+
+def _conflict(c: Conflict) -> dict[str, Any]:
+    return {
+        "path": c.path,
+        "kind": c.kind.value,
+        "subtask": c.subtask,
+        "kept_subtask": c.kept_subtask,
+        "lines": list(c.lines),
+        "kept_text": c.kept_text,
+        "other_text": c.other_text,
+        "base_text": c.base_text,
+        "reason": c.reason,
+    }
+
+
+def _merge(m: MergeRecord) -> dict[str, Any]:
+    return {
+        "subtask": m.subtask,
+        "order": m.order,
+        "status": m.status.value,
+        "commit": m.commit,
+        "predicted_conflicts": list(m.predicted_conflicts),
+        "conflicts": len(m.conflicts),
+        "seconds": round(m.seconds, 4),
+    }
+
+
+def to_dict(report: RunReport) -> dict[str, Any]:
+    st = report.stats
+    return {
+        "run_id": report.run_id,
+        "task": report.task,
+        "repo": report.repo,
+        "base": report.base,
+        "integration_branch": report.integration_branch,
+        "integration_commit": report.integration_commit,
+        "wall_seconds": round(st.wall_seconds, 3),
+        "agent_seconds_sum": round(st.agent_seconds_sum, 3),
+        "speedup": round(st.speedup, 3),
+        "bound_seconds": round(st.bound_seconds, 3),
+        "efficiency": round(st.efficiency, 3),
+        "max_agents": st.max_agents,
+        "max_in_flight": st.max_in_flight,
+        "merge_policy": {"order": report.merge_policy.order.value, "prefer": report.merge_policy.prefer_label},
+        "rationale": report.rationale,
+        "usage": _usage(report.usage),
+        "budget_stopped": report.budget_stopped,
+        "interrupted": report.interrupted,
+        "notes": list(report.notes),
+        "subtasks": [_subtask(s) for s in report.subtasks],
+        "merges": [_merge(m) for m in report.merges],
+        "conflicts": [_conflict(c) for c in report.conflicts],
+        "overlap": [{"a": o.a, "b": o.b, "path": o.path, "kind": o.kind.value} for o in report.overlap],
+    }
+
+
+def to_json(report: RunReport) -> str:
+    return json.dumps(to_dict(report), indent=2, ensure_ascii=False) + "\n"
+
+
+# --- Markdown -----------------------------------------------------------------------------------
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
+    head = list(header)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _fence(text: str, lang: str = "") -> str:
+    ticks = "```"
+    while ticks in text:
+        ticks += "`"
+    body = text if text.endswith("\n") or not text else text + "\n"
+    return f"{ticks}{lang}\n{body}{ticks}"
+
+
+def headline(report: RunReport) -> str:
+    st = report.stats
+    ok = sum(s.status is SubtaskStatus.SUCCEEDED for s in report.subtasks)
+    parts = [
+        f"{ok}/{len(report.subtasks)} subtasks succeeded",
+        f"{len(report.conflicts)} conflict(s) recorded",
+        f"wall {st.wall_seconds:.1f}s",
+        f"speedup {st.speedup:.2f}×",
+    ]
+    if report.usage.requests:
+        parts.append(f"${report.usage.cost_usd:.4f}")
+    return " · ".join(parts)
+
+
+def subtasks_table(report: RunReport) -> str:
+    rows = [
+        [
+            f"`{s.id}`",
+            s.role,
+            f"{STATUS_ICON.get(s.status, '')} {s.status.value}",
+            str(len(s.files)),
+            f"{s.seconds:.1f}s",
+            str(s.usage.tokens) if s.usage.tokens else "–",
+            f"${s.usage.cost_usd:.4f}" if s.usage.cost_usd else "–",
+            s.error or s.summary,
+        ]
+        for s in report.subtasks
+    ]
+    return _table(["subtask", "role", "status", "files", "time", "tokens", "cost", "note"], rows)
+
+
+def merges_table(report: RunReport) -> str:
+    rows = [
+        [
+            str(m.order),
+            f"`{m.subtask}`",
+            m.status.value,
+            m.commit[:10],
+            ", ".join(f"`{p}`" for p in m.predicted_conflicts) or "–",
+            str(len(m.conflicts)),
+        ]
+        for m in report.merges
+    ]
+    return _table(["#", "subtask", "merge", "commit", "predicted conflicts", "conflicts"], rows)
+
+
+def overlap_table(report: RunReport) -> str:
+    rows = [[f"`{o.a}`", f"`{o.b}`", f"`{o.path}`", o.kind.value] for o in report.overlap]
+    return _table(["a", "b", "path", "overlap"], rows)
+
+
+def conflicts_section(conflicts: Iterable[Conflict]) -> str:
+    out = []
+    for i, c in enumerate(conflicts, 1):
+        where = f"lines {c.lines[0]}–{c.lines[1]}" if c.lines[0] else "whole file"
+        out.append(
+            f"{i}. `{c.path}` ({c.kind.value}, {where}): kept **{c.kept_subtask}**, "
+            f"recorded **{c.subtask}**'s side"
+            + (f" — {c.reason}" if c.reason else "")
+        )
+        out.append("")
+        out.append("   <details><summary>the other side</summary>\n")
+        out.append("   " + _fence(c.other_text).replace("\n", "\n   "))
+        out.append("   </details>")
+    return "\n".join(out)
+
+
+def mermaid_gantt(report: RunReport) -> str:
+    """A Mermaid timeline of the agents, in milliseconds since the first agent started."""
+    timed = [s for s in report.subtasks if s.started_at is not None and s.finished_at is not None]
+    lines = ["```mermaid", "gantt", f"    title Agents of run {report.run_id}", "    dateFormat x",
+             "    axisFormat %M:%S"]
+    if timed:
+        origin = min(s.started_at or 0.0 for s in timed)
+        lines.append("    section agents")
+        for s in timed:
+            start = int(((s.started_at or origin) - origin) * 1000)
+            end = max(start + 1, int(((s.finished_at or origin) - origin) * 1000))
+            tag = "" if s.status is SubtaskStatus.SUCCEEDED else "crit, "
+            lines.append(f"    {s.id} ({s.role}) :{tag}{s.id}, {start}, {end}")
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def to_markdown(report: RunReport) -> str:
+    st = report.stats
+    parts = [
+        f"## ci-swarm run `{report.run_id}`",
+        "",
+        f"**Task:** {report.task}" if report.task else "",
+        "",
+        headline(report),
+        "",
+        _table(
+            ["integration branch", "base", "commit", "agents (cap)", "max in flight", "efficiency"],
+            [[f"`{report.integration_branch}`", report.base[:10], report.integration_commit[:10],
+              str(st.max_agents), str(st.max_in_flight), f"{st.efficiency:.2f}"]],
+        ),
+        "",
+    ]
+    if report.rationale:
+        parts += ["**Plan:** " + report.rationale, ""]
+    for note in report.notes:
+        parts += [f"> {note}", ""]
+    parts += ["### Subtasks", "", subtasks_table(report), ""]
+    parts += ["### Timeline", "", mermaid_gantt(report), ""]
+    if report.merges:
+        parts += ["### Merges", "", merges_table(report), ""]
+    if report.overlap:
+        parts += ["### Overlap", "", overlap_table(report), ""]
+    if report.conflicts:
+        parts += ["### Conflicts", "", conflicts_section(report.conflicts), ""]
+    if report.usage.requests:
+        u = report.usage
+        parts += [
+            "### Usage",
+            "",
+            _table(
+                ["requests", "retries", "input", "output", "cache read", "cache write", "cost"],
+                [[str(u.requests), str(u.retries), str(u.input_tokens), str(u.output_tokens),
+                  str(u.cache_read_tokens), str(u.cache_write_tokens), f"${u.cost_usd:.4f}"]],
+            ),
+            "",
+        ]
+    return "\n".join(parts).replace("\n\n\n", "\n\n")
+
+
+# --- files and terminal -------------------------------------------------------------------------
+
+
+def write_json(report: RunReport, path: Path) -> None:
+    path.write_text(to_json(report), encoding="utf-8")
+
+
+def write_markdown(report: RunReport, path: Path) -> None:
+    path.write_text(to_markdown(report), encoding="utf-8")
+
+
+def print_terminal(report: RunReport, console: Console) -> None:
+    table = Table(title=f"subtasks of {report.run_id}")
+    for col in ("subtask", "role", "status", "files", "time", "branch"):
+        table.add_column(col)
+    for s in report.subtasks:
+        table.add_row(s.id, s.role, f"{STATUS_ICON.get(s.status, '')} {s.status.value}",
+                      str(len(s.files)), f"{s.seconds:.2f}s", s.branch)
+    console.print(table)
+    merges = Table(title="merges (sequential, in the object database)")
+    for col in ("#", "subtask", "merge", "commit", "predicted", "conflicts"):
+        merges.add_column(col)
+    for m in report.merges:
+        style = "yellow" if m.status is MergeStatus.CONFLICTED else None
+        merges.add_row(str(m.order), m.subtask, m.status.value, m.commit[:10],
+                       ", ".join(m.predicted_conflicts) or "-", str(len(m.conflicts)), style=style)
+    console.print(merges)
+    for c in report.conflicts:
+        console.print(
+            f"[yellow]conflict[/] {c.path} lines {c.lines[0]}-{c.lines[1]} ({c.kind.value}): "
+            f"kept {c.kept_subtask}, recorded {c.subtask}'s side"
+        )
+    st = report.stats
+    console.print(
+        f"wall {st.wall_seconds:.2f}s · Σ agent time {st.agent_seconds_sum:.2f}s · speedup "
+        f"{st.speedup:.2f}× · bound {st.bound_seconds:.2f}s · efficiency {st.efficiency:.2f} · "
+        f"max in flight {st.max_in_flight}/{st.max_agents}"
+    )

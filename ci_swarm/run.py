@@ -1,0 +1,426 @@
+"""The orchestrator: plan → parallel agents in worktrees → sequential merge queue → RunReport.
+
+Two concurrent loops share one event loop:
+
+* the **scheduler** starts a subtask once every dependency is *merged*, from the integration tip at that
+  moment, on its own branch and worktree, with at most ``max_agents`` in flight;
+* the **merge consumer** merges finished branches one at a time (completion or plan order) in the object
+  database and then releases the subtask so its dependents may start.
+
+Agent work is committed on its branch whatever happens (also partial work of a failed, timed-out or
+cancelled agent, marked as such); branches are never deleted; worktrees are always removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ci_swarm import git
+from ci_swarm.errors import RepoError, SwarmError
+from ci_swarm.merge import MergeQueue
+from ci_swarm.models import (
+    AgentOutcome,
+    AgentSpec,
+    MergeOrder,
+    MergeRecord,
+    MergeStatus,
+    Plan,
+    Request,
+    RunReport,
+    Subtask,
+    SubtaskRecord,
+    SubtaskStatus,
+    Usage,
+)
+from ci_swarm.plan import serialize_overlaps, topological_order, validate
+from ci_swarm.ports import AgentContext, AgentFactory, ProgressEvent, ProgressListener
+from ci_swarm.schedule import Job, JobResult, Scheduler, run_stats
+from ci_swarm.workspace import Workspace
+
+EXIT_OK, EXIT_CONFLICTS, EXIT_FAILED = 0, 2, 3
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    repo: Path
+    base: str = "HEAD"
+    max_agents: int = 4
+    timeout: float | None = None
+    merge_order: MergeOrder | None = None
+    fail_fast: bool = False
+    serialize_overlaps: bool = False
+    run_id: str | None = None
+    branch_prefix: str = "swarm"
+    workdir: Path | None = None
+    default_agent: AgentSpec = field(default_factory=lambda: AgentSpec("scripted"))
+
+
+class AgentFailed(Exception):
+    """Raised inside a scheduler job so the scheduler records the subtask as failed."""
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+
+
+def integration_branch(prefix: str, run_id: str) -> str:
+    return f"{prefix}/{run_id}"
+
+
+def agent_branch(prefix: str, run_id: str, subtask_id: str) -> str:
+    # git cannot hold refs/heads/swarm/<id> and refs/heads/swarm/<id>/<sub> at once (a ref is not a directory)
+    return f"{prefix}/{run_id}-agents/{subtask_id}"
+
+
+def commit_message(sub: Subtask, run_id: str, note: str = "") -> str:
+    title = f"{sub.role}: {sub.title or sub.id}"
+    if note:
+        title = f"{title} [{note}]"
+    body = sub.instructions.strip()
+    trailers = f"Swarm-Subtask: {sub.id}\nSwarm-Role: {sub.role}\nSwarm-Run: {run_id}"
+    return f"{title}\n\n{body}\n\n{trailers}\n" if body else f"{title}\n\n{trailers}\n"
+
+
+def agent_identity(sub: Subtask) -> git.Identity:
+    return git.Identity(f"ci-swarm {sub.role} ({sub.id})", git.SWARM_EMAIL)
+
+
+@dataclass
+class _Progress:
+    """Mutable per-run bookkeeping owned by the orchestrator (never exposed)."""
+
+    branch: dict[str, str] = field(default_factory=dict)
+    start: dict[str, str] = field(default_factory=dict)
+    commit: dict[str, str] = field(default_factory=dict)
+    started_at: dict[str, float] = field(default_factory=dict)
+    finished_at: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    outcome: dict[str, AgentOutcome] = field(default_factory=dict)
+    files: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    merges: list[MergeRecord] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        plan: Plan,
+        options: RunOptions,
+        agents: AgentFactory,
+        listener: ProgressListener | None = None,
+        request: Request | None = None,
+    ) -> None:
+        self.repo = git.open_repo(options.repo)
+        self.base = git.rev_parse(self.repo, options.base)
+        warnings = validate(plan)
+        if options.serialize_overlaps:
+            plan = serialize_overlaps(plan)
+        if options.merge_order is not None:
+            plan = replace(plan, merge=replace(plan.merge, order=options.merge_order))
+        self.plan = plan
+        self.options = options
+        self.agents = agents
+        self.listener = listener or (lambda event: None)
+        self.request = request
+        self.run_id = self._claim_run_id(options.run_id)
+        self.integration = integration_branch(options.branch_prefix, self.run_id)
+        self.p = _Progress(notes=list(warnings))
+        self.roles = {s.id: s.role for s in plan.subtasks}
+        self.queue = MergeQueue(self.repo, self.integration, self.base, plan.merge, self.roles)
+        self.git_lock = threading.Lock()
+        self.resolved = {s.id: asyncio.Event() for s in plan.subtasks}
+        self.ok: dict[str, bool] = {}
+        self.merge_inbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self.scheduler: Scheduler[AgentOutcome] | None = None
+
+    # --- setup -----------------------------------------------------------------------------------
+
+    def _claim_run_id(self, wanted: str | None) -> str:
+        """Create the integration branch at the base; never overwrite an existing branch."""
+        prefix = self.options.branch_prefix
+        if wanted:
+            git.create_branch(self.repo, integration_branch(prefix, wanted), self.base)
+            return wanted
+        for _ in range(5):
+            run_id = new_run_id()
+            try:
+                git.create_branch(self.repo, integration_branch(prefix, run_id), self.base)
+            except RepoError:
+                continue
+            return run_id
+        raise RepoError("could not find a free run id (swarm branches keep colliding)")
+
+    def emit(self, kind: str, subtask: str = "", status: str = "", message: str = "") -> None:
+        self.listener(ProgressEvent(kind, subtask, status, message, time.time()))
+
+    # --- one subtask -----------------------------------------------------------------------------
+
+    async def work(self, subtask_id: str) -> AgentOutcome:
+        sub = self.plan.subtask(subtask_id)
+        try:
+            return await self._work(sub)
+        finally:
+            self.resolved[sub.id].set()
+
+    async def _work(self, sub: Subtask) -> AgentOutcome:
+        start = self.queue.tip
+        branch = agent_branch(self.options.branch_prefix, self.run_id, sub.id)
+        tree = self.workdir / sub.id
+        with self.git_lock:
+            git.create_branch(self.repo, branch, start)
+            git.worktree_add(self.repo, tree, branch)
+        self.p.branch[sub.id], self.p.start[sub.id] = branch, start
+        ws = Workspace(tree, branch, start, sub.id, sub.paths)
+        ctx = AgentContext(self.run_id, self.plan.task, self.plan, self.options.timeout)
+        self.p.started_at[sub.id] = time.time()
+        self.emit("subtask_started", sub.id, "running", sub.title)
+        note = "incomplete"
+        try:
+            outcome = await self.agents(sub).run(sub, ws, ctx)
+            note = "" if outcome.ok else "failed"
+            self.p.outcome[sub.id] = outcome
+        except asyncio.CancelledError:
+            note = "interrupted"
+            raise
+        finally:
+            self._finish(sub, ws, note)
+        if not outcome.ok:
+            raise AgentFailed(outcome.error or "agent reported failure")
+        self.ok[sub.id] = True
+        await self.merge_inbox.put(sub.id)
+        return outcome
+
+    def _finish(self, sub: Subtask, ws: Workspace, note: str) -> None:
+        """Commit whatever the agent left (nothing is lost), then remove the worktree. Synchronous on
+        purpose: it must complete even while the task is being cancelled."""
+        now = time.time()
+        self.p.finished_at[sub.id] = now
+        self.p.seconds[sub.id] = now - self.p.started_at[sub.id]
+        try:
+            commit = git.commit_all(ws.root, commit_message(sub, self.run_id, note), agent_identity(sub))
+            tip = commit or git.rev_parse(self.repo, f"refs/heads/{ws.branch}")
+            self.p.commit[sub.id] = tip
+            self.p.files[sub.id] = git.changed_files(self.repo, ws.start_commit, tip)
+        except SwarmError as exc:
+            self.p.notes.append(f"{sub.id}: could not commit the agent's work: {exc}")
+        finally:
+            with self.git_lock:
+                git.worktree_remove(self.repo, ws.root)
+
+    # --- the merge queue -------------------------------------------------------------------------
+
+    def _merge_one(self, sub_id: str, order: int) -> None:
+        self.emit("merge_started", sub_id)
+        try:
+            record = self.queue.merge(sub_id, self.p.commit[sub_id], self.p.start[sub_id], order)
+        except SwarmError as exc:
+            record = MergeRecord(sub_id, order, MergeStatus.SKIPPED)
+            self.p.notes.append(f"merge of {sub_id} failed: {exc}")
+        self.p.merges.append(record)
+        merged = record.status is not MergeStatus.SKIPPED
+        self.emit("merge_finished", sub_id, record.status.value, f"{len(record.conflicts)} conflict(s)")
+        assert self.scheduler is not None
+        self.scheduler.release(sub_id, merged, "" if merged else f"merge of {sub_id} failed")
+
+    async def merge_consumer(self) -> None:
+        if self.plan.merge.order is MergeOrder.PLAN:
+            await self._merge_in_plan_order()
+            return
+        order = 0
+        while (sub_id := await self.merge_inbox.get()) is not None:
+            order += 1
+            await asyncio.to_thread(self._merge_one, sub_id, order)
+
+    async def _merge_in_plan_order(self) -> None:
+        order = 0
+        for sub_id in topological_order(self.plan):
+            await self.resolved[sub_id].wait()
+            if self.ok.get(sub_id):
+                order += 1
+                await asyncio.to_thread(self._merge_one, sub_id, order)
+
+    def _on_sched(self, result: JobResult[AgentOutcome]) -> None:
+        """A job ended (any status): wake whoever waits on it and on its doomed dependents."""
+        self.resolved[result.id].set()
+        if result.status is not SubtaskStatus.SUCCEEDED:
+            for dep in self._dependents(result.id):
+                self.resolved[dep].set()
+        self.emit("subtask_finished", result.id, result.status.value, result.error)
+
+    def _dependents(self, sub_id: str) -> set[str]:
+        found: set[str] = set()
+        frontier = [sub_id]
+        while frontier:
+            cur = frontier.pop()
+            for s in self.plan.subtasks:
+                if cur in s.depends_on and s.id not in found:
+                    found.add(s.id)
+                    frontier.append(s.id)
+        return found
+
+    # --- the whole run ---------------------------------------------------------------------------
+
+    async def run(self) -> RunReport:
+        own_dir = self.options.workdir is None
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"ci-swarm-{self.run_id}-")) if own_dir else \
+            Path(self.options.workdir or ".")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        jobs = [Job(s.id, s.depends_on) for s in self.plan.subtasks]
+        self.scheduler = Scheduler(jobs, max_parallel=self.options.max_agents, timeout=self.options.timeout,
+                                   fail_fast=self.options.fail_fast, work=self.work, on_finish=self._on_sched)
+        self.emit("run_started", message=self.plan.task)
+        started = time.time()
+        consumer = asyncio.create_task(self.merge_consumer())
+        interrupted = False
+        try:
+            results = await self.scheduler.run()
+        except asyncio.CancelledError:
+            interrupted = True
+            results = self.scheduler.results()
+        finally:
+            await self.merge_inbox.put(None)
+            for event in self.resolved.values():
+                event.set()
+            if interrupted:
+                consumer.cancel()
+            try:
+                await consumer
+            except asyncio.CancelledError:
+                pass
+            if own_dir:
+                _rmtree_quiet(self.workdir)
+        wall = time.time() - started
+        report = self._report(results, wall, interrupted)
+        self.emit("run_finished", status="interrupted" if interrupted else "done", message=report.run_id)
+        return report
+
+    def _report(self, results: dict[str, JobResult[AgentOutcome]], wall: float, interrupted: bool) -> RunReport:
+        records = tuple(self._record(s, results.get(s.id)) for s in self.plan.subtasks)
+        durations = {r.id: r.seconds for r in records if r.started_at is not None}
+        stats = run_stats(self.plan, durations, wall, self.options.max_agents, self.scheduler_max_in_flight())
+        usage = sum((r.usage for r in records), Usage())
+        notes = list(self.p.notes)
+        if interrupted:
+            notes.append("interrupted: unfinished subtasks were cancelled; their partial work is committed")
+        return RunReport(
+            run_id=self.run_id,
+            task=self.plan.task,
+            repo=str(self.repo),
+            base=self.base,
+            integration_branch=self.integration,
+            integration_commit=self.queue.tip,
+            stats=stats,
+            subtasks=records,
+            merges=tuple(self.p.merges),
+            overlap=self.queue.overlaps,
+            merge_policy=self.plan.merge,
+            rationale=self.plan.rationale,
+            usage=usage,
+            budget_stopped=any(o.budget_stopped for o in self.p.outcome.values()),
+            interrupted=interrupted,
+            notes=tuple(notes),
+            request=self.request,
+        )
+
+    def scheduler_max_in_flight(self) -> int:
+        return self.scheduler.max_in_flight if self.scheduler else 0
+
+    def _record(self, sub: Subtask, result: JobResult[AgentOutcome] | None) -> SubtaskRecord:
+        outcome = self.p.outcome.get(sub.id, AgentOutcome(ok=False))
+        status = result.status if result else SubtaskStatus.CANCELLED
+        error = (result.error if result else "") or outcome.error
+        return SubtaskRecord(
+            id=sub.id,
+            role=sub.role,
+            title=sub.title,
+            status=status,
+            branch=self.p.branch.get(sub.id, ""),
+            start_commit=self.p.start.get(sub.id, ""),
+            commit=self.p.commit.get(sub.id, ""),
+            started_at=self.p.started_at.get(sub.id),
+            finished_at=self.p.finished_at.get(sub.id),
+            seconds=self.p.seconds.get(sub.id, 0.0),
+            files=self.p.files.get(sub.id, ()),
+            error=error,
+            summary=outcome.summary,
+            log=outcome.log,
+            usage=outcome.usage,
+            outside_paths=outcome.outside_paths,
+        )
+
+
+def _rmtree_quiet(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+async def run_plan(
+    plan: Plan,
+    options: RunOptions,
+    agents: AgentFactory,
+    listener: ProgressListener | None = None,
+    request: Request | None = None,
+) -> RunReport:
+    return await Orchestrator(plan, options, agents, listener, request).run()
+
+
+def run_plan_sync(
+    plan: Plan,
+    options: RunOptions,
+    agents: AgentFactory,
+    listener: ProgressListener | None = None,
+    request: Request | None = None,
+    on_interrupt: Callable[[], None] | None = None,
+) -> RunReport:
+    """Run in a fresh event loop; SIGINT / SIGTERM cancel the run cleanly and still return a report."""
+
+    async def main() -> RunReport:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        installed = []
+        if threading.current_thread() is threading.main_thread() and task is not None:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(sig, _cancel, task, on_interrupt)
+                    installed.append(sig)
+                except (NotImplementedError, RuntimeError):
+                    pass
+        orchestrator = Orchestrator(plan, options, agents, listener, request)
+        try:
+            return await orchestrator.run()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(main())
+
+
+def _cancel(task: asyncio.Task[RunReport], on_interrupt: Callable[[], None] | None) -> None:
+    if on_interrupt:
+        on_interrupt()
+    task.cancel()
+
+
+def exit_code(report: RunReport) -> int:
+    """0 success · 2 success with conflicts recorded · 3 some subtasks did not succeed · 130 interrupted."""
+    if report.interrupted:
+        return 130
+    if report.failed:
+        return EXIT_FAILED
+    if report.conflicts:
+        return EXIT_CONFLICTS
+    return EXIT_OK
+
+
+def default_workers() -> int:
+    return max(2, (os.cpu_count() or 2))
