@@ -1,0 +1,313 @@
+"""The click CLI. Thin: parse, build options, call one function, map errors to exit codes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from ci_swarm import errors, git
+from ci_swarm.agents import make_agent_factory
+from ci_swarm.models import AgentSpec, MergeOrder, MergePolicy, Plan, Request, RunReport
+from ci_swarm.plan import critical_path, load_plan, validate, waves
+from ci_swarm.report import print_terminal, write_json, write_markdown
+from ci_swarm.run import RunOptions, exit_code, run_plan_sync
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0    success: every subtask succeeded and merged cleanly
+  2    success with conflicts recorded (all work kept; see the report)
+  3    some subtasks failed, timed out, were skipped or cancelled
+  4    bad input (plan, config, arguments, repository, base, branch exists)
+  5    a git command failed
+  6    the model API failed (no key, wrong key, retries exhausted)
+  7    the GitHub API or a push failed
+  130  interrupted (Ctrl-C / SIGTERM); committed work is kept
+"""
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int) -> None:
+    _stderr().print(f"[bold red]ci-swarm: error:[/] {message}", markup=True, soft_wrap=True)
+    sys.exit(code)
+
+
+@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ci-swarm")
+def cli() -> None:
+    """Turn one request into parallel coding agents on git worktrees, merged git-natively."""
+
+
+# --- shared options -------------------------------------------------------------------------------
+
+def _plan_source_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed([
+        click.option("--plan", "plan_file", type=click.Path(path_type=Path, dir_okay=False),
+                     help="Plan file (YAML or JSON)."),
+        click.option("--task", help="Ask Claude to plan this request (needs ANTHROPIC_API_KEY)."),
+        click.option("--shard", "shard_glob", metavar="GLOB",
+                     help='Split the files matching GLOB across --agents subtasks (with --task).'),
+        click.option("--agents", "shard_agents", type=click.IntRange(1, 256), default=4, show_default=True,
+                     help="Number of shards for --shard."),
+        click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
+                     show_default=True, help="The git repository to work on."),
+        click.option("--base", default="HEAD", show_default=True, help="Revision the run starts from."),
+        click.option("--agent", "agent_kind", type=click.Choice(["scripted", "command", "claude"]),
+                     help="Default agent for subtasks that name none (claude when a key is set)."),
+        click.option("--agent-command", help="Argv for --agent command, e.g. 'aider --message {instructions}'."),
+        click.option("--model", help="Model for agents."),
+        click.option("--planner-model", help="Model for the planner."),
+        click.option("--max-subtasks", type=click.IntRange(1, 500), help="Cap the planner's subtasks."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _read_plan(plan_file: Path | None, task: str | None, shard_glob: str | None, shard_agents: int,
+               repo: Path, base: str, agent: AgentSpec, llm: Any) -> Plan:
+    if plan_file is not None:
+        return load_plan(plan_file)
+    if shard_glob:
+        from ci_swarm.shard import shard_plan
+
+        if not task:
+            raise errors.UsageError("--shard needs --task to say what each shard should do")
+        root = git.open_repo(repo)
+        files = git.tree_files(root, git.rev_parse(root, base))
+        return shard_plan(files, shard_glob, shard_agents, task, agent=agent)
+    if task:
+        import asyncio
+
+        return asyncio.run(_plan_with_claude(llm, Request(task=task), repo))
+    raise errors.UsageError("give a plan: --plan FILE, --task TEXT, or --shard GLOB --task TEXT")
+
+
+async def _plan_with_claude(llm: Any, request: Request, repo: Path) -> Plan:
+    try:
+        plan: Plan = await llm.planner().plan(request, git.open_repo(repo))
+        return plan
+    finally:
+        await llm.aclose()
+
+
+def _llm_session(model: str | None, planner_model: str | None, max_subtasks: int | None,
+                 max_usd: float | None = None, max_tokens: int | None = None) -> Any:
+    from ci_swarm.llm.session import LLMSession, LLMSettings
+
+    settings = LLMSettings()
+    overrides: dict[str, Any] = {}
+    if model:
+        overrides["model"] = model
+    if planner_model:
+        overrides["planner_model"] = planner_model
+    if max_subtasks:
+        overrides["max_subtasks"] = max_subtasks
+    if max_usd is not None:
+        overrides["max_usd"] = max_usd
+    if max_tokens is not None:
+        overrides["max_tokens"] = max_tokens
+    from dataclasses import replace
+
+    return LLMSession.from_env(replace(settings, **overrides))
+
+
+def _default_agent(kind: str | None, command: str | None, has_key: bool) -> AgentSpec:
+    if command and kind in (None, "command"):
+        import shlex
+
+        return AgentSpec("command", {"run": tuple(shlex.split(command))})
+    if kind == "command":
+        raise errors.UsageError("--agent command needs --agent-command 'PROGRAM ARGS…'")
+    return AgentSpec(kind or ("claude" if has_key else "scripted"))
+
+
+# --- run -------------------------------------------------------------------------------------------
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@_plan_source_options
+@click.option("--max-agents", type=click.IntRange(1, 256), default=4, show_default=True,
+              help="At most this many agents at once.")
+@click.option("--timeout", type=click.FloatRange(min=0.01), help="Per-subtask timeout in seconds.")
+@click.option("--merge-order", type=click.Choice(["completion", "plan"]), help="Override the plan's order.")
+@click.option("--fail-fast", is_flag=True, help="Cancel the rest on the first failure.")
+@click.option("--serialize-overlaps", is_flag=True, help="Run subtasks with overlapping paths one after another.")
+@click.option("--run-id", help="Use this run id (error if its branch exists).")
+@click.option("--branch-prefix", default="swarm", show_default=True)
+@click.option("--max-usd", type=float, help="Budget for the whole swarm in USD (Claude).")
+@click.option("--max-tokens", type=int, help="Token budget for the whole swarm (Claude).")
+@click.option("--report", "report_json", type=click.Path(path_type=Path, dir_okay=False), help="Write JSON.")
+@click.option("--report-md", type=click.Path(path_type=Path, dir_okay=False), help="Write Markdown.")
+@click.option("--publish", metavar="OWNER/NAME", help="Push and open/update the PR on GitHub.")
+@click.option("--issue", type=int, help="With --publish: the issue this run answers.")
+@click.option("--pr", type=int, help="With --publish: the PR this run works on.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def run(plan_file: Path | None, task: str | None, shard_glob: str | None, shard_agents: int, repo: Path,
+        base: str, agent_kind: str | None, agent_command: str | None, model: str | None,
+        planner_model: str | None, max_subtasks: int | None, max_agents: int, timeout: float | None,
+        merge_order: str | None, fail_fast: bool, serialize_overlaps: bool, run_id: str | None,
+        branch_prefix: str, max_usd: float | None, max_tokens: int | None, report_json: Path | None,
+        report_md: Path | None, publish: str | None, issue: int | None, pr: int | None, quiet: bool) -> None:
+    """Plan, run agents in parallel, merge their branches, report."""
+    import os
+
+    has_key = bool(os.environ.get("ANTHROPIC_API_KEY"))
+    default = _default_agent(agent_kind, agent_command, has_key)
+    needs_llm = (task and not plan_file and not shard_glob) or default.kind == "claude"
+    llm = _llm_session(model, planner_model, max_subtasks, max_usd, max_tokens) if needs_llm else None
+    plan = _read_plan(plan_file, task, shard_glob, shard_agents, repo, base, default, llm)
+    if needs_llm:
+        llm = _llm_session(model, planner_model, max_subtasks, max_usd, max_tokens)
+    extra = {"claude": llm.agent_backend()} if llm is not None else {}
+    factory = make_agent_factory(default, extra)
+    options = RunOptions(repo=repo, base=base, max_agents=max_agents, timeout=timeout,
+                         merge_order=MergeOrder(merge_order) if merge_order else None, fail_fast=fail_fast,
+                         serialize_overlaps=serialize_overlaps, run_id=run_id, branch_prefix=branch_prefix,
+                         default_agent=default)
+    request = Request(task=plan.task, source="cli", number=issue or pr)
+    report = execute(plan, options, factory, request, quiet=quiet, llm=llm)
+    _write_reports(report, report_json, report_md)
+    if publish:
+        _publish(report, repo, publish, issue, pr)
+    sys.exit(exit_code(report))
+
+
+def execute(plan: Plan, options: RunOptions, factory: Any, request: Request, *, quiet: bool,
+            llm: Any = None, console: Console | None = None) -> RunReport:
+    from ci_swarm.progress import TerminalProgress
+
+    console = console or Console(stderr=True)
+    with TerminalProgress(console, plan.subtasks, live=False if quiet else None) as progress:
+        listener = (lambda event: None) if quiet else progress
+        report = run_plan_sync(plan, options, factory, listener, request)
+    if llm is not None:
+        from dataclasses import replace
+
+        report = replace(report, usage=llm.usage(), budget_stopped=report.budget_stopped or llm.budget_stopped)
+    if not quiet:
+        print_terminal(report, console)
+    return report
+
+
+def _write_reports(report: RunReport, report_json: Path | None, report_md: Path | None) -> None:
+    if report_json:
+        write_json(report, report_json)
+    if report_md:
+        write_markdown(report, report_md)
+
+
+def _publish(report: RunReport, repo: Path, full_name: str, issue: int | None, pr: int | None) -> None:
+    import os
+
+    from ci_swarm.github.publish import Publisher, Target
+
+    token = os.environ.get("GITHUB_TOKEN", "")
+    if not token:
+        raise errors.UsageError("--publish needs GITHUB_TOKEN in the environment")
+    api = os.environ.get("GITHUB_API_URL", "https://api.github.com")
+    result = Publisher(api, token, Target(full_name, issue, pr)).publish(git.open_repo(repo), report)
+    click.echo(f"published: {result.pr_url or result.branch}")
+
+
+# --- plan --------------------------------------------------------------------------------------------
+
+@cli.command("plan", epilog=EXIT_CODES_HELP)
+@_plan_source_options
+def plan_cmd(plan_file: Path | None, task: str | None, shard_glob: str | None, shard_agents: int,
+             repo: Path, base: str, agent_kind: str | None, agent_command: str | None, model: str | None,
+             planner_model: str | None, max_subtasks: int | None) -> None:
+    """Validate a plan (or ask Claude for one) and print its waves and critical path."""
+    default = _default_agent(agent_kind, agent_command, has_key=False)
+    llm = _llm_session(model, planner_model, max_subtasks) if task and not plan_file and not shard_glob else None
+    plan = _read_plan(plan_file, task, shard_glob, shard_agents, repo, base, default, llm)
+    warnings = validate(plan, max_subtasks=max_subtasks)
+    click.echo(f"plan: {plan.task}")
+    if plan.rationale:
+        click.echo(f"rationale: {plan.rationale}")
+    for sub in plan.subtasks:
+        deps = f" (after {', '.join(sub.depends_on)})" if sub.depends_on else ""
+        click.echo(f"  - {sub.id} [{sub.role}] {sub.title}{deps}")
+    for i, wave in enumerate(waves(plan), 1):
+        click.echo(f"wave {i}: {', '.join(wave)}")
+    durations = {s.id: float((s.agent.options.get("delay", 1.0) if s.agent else 1.0) or 1.0)
+                 for s in plan.subtasks}
+    path, length = critical_path(plan, durations)
+    click.echo(f"critical path: {' -> '.join(path)} ({length:g} units)")
+    click.echo(f"merge: order={plan.merge.order.value}, prefer={plan.merge.prefer_label}")
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+# --- merge -------------------------------------------------------------------------------------------
+
+@cli.command("merge", epilog=EXIT_CODES_HELP)
+@click.argument("branches", nargs=-1, required=True)
+@click.option("--base", required=True, help="Revision the integration branch starts from.")
+@click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=Path("."), show_default=True)
+@click.option("--into", "integration", help="Integration branch to create (default swarm/merge-<id>).")
+@click.option("--prefer", default="first", show_default=True,
+              help="'first' or roles by precedence, comma-separated.")
+@click.option("--report", "report_json", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--report-md", type=click.Path(path_type=Path, dir_okay=False))
+def merge_cmd(branches: Sequence[str], base: str, repo: Path, integration: str | None, prefer: str,
+              report_json: Path | None, report_md: Path | None) -> None:
+    """Run the merge phase alone on existing branches."""
+    from ci_swarm.merge_only import merge_report
+
+    policy = MergePolicy(prefer=() if prefer == "first" else tuple(p.strip() for p in prefer.split(",")))
+    report = merge_report(git.open_repo(repo), list(branches), base, integration, policy)
+    _write_reports(report, report_json, report_md)
+    print_terminal(report, Console(stderr=True))
+    click.echo(report.integration_branch)
+    sys.exit(exit_code(report))
+
+
+# --- demo --------------------------------------------------------------------------------------------
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False),
+              help="Build the sample repo here (default: a new temp dir).")
+@click.option("--max-agents", type=click.IntRange(1, 64), default=3, show_default=True)
+@click.option("--speed", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              help="Multiply the simulated agent latency (0.1 = ten times faster).")
+@click.option("--report", "report_json", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--report-md", type=click.Path(path_type=Path, dir_okay=False))
+def demo(directory: Path | None, max_agents: int, speed: float, report_json: Path | None,
+         report_md: Path | None) -> None:
+    """Offline demo: a sample repo, a five-role scripted swarm, merges and a recorded conflict."""
+    from ci_swarm.demo import run_demo
+
+    report = run_demo(directory, max_agents=max_agents, speed=speed, console=Console())
+    _write_reports(report, report_json, report_md)
+    sys.exit(0 if not report.failed else exit_code(report))
+
+
+# --- action ------------------------------------------------------------------------------------------
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+def action() -> None:
+    """Entry point of the GitHub Action (reads the Actions environment)."""
+    from ci_swarm.action import main as action_main
+
+    sys.exit(action_main())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console script: map every error to one line on stderr and its exit code."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="ci-swarm", standalone_mode=False)
+    except click.exceptions.Abort:
+        fail("interrupted", errors.EXIT_INTERRUPTED)
+    except click.exceptions.ClickException as exc:
+        _stderr().print(f"ci-swarm: error: {exc.format_message()}", markup=False)
+        sys.exit(errors.EXIT_BAD_INPUT)
+    except errors.SwarmError as exc:
+        fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted", errors.EXIT_INTERRUPTED)
