@@ -41,7 +41,7 @@ from ci_swarm.models import (
     SubtaskStatus,
     Usage,
 )
-from ci_swarm.plan import serialize_overlaps, topological_order, validate
+from ci_swarm.plan import serialize_overlaps, validate
 from ci_swarm.ports import AgentContext, AgentFactory, ProgressEvent, ProgressListener
 from ci_swarm.schedule import Job, JobResult, Scheduler, run_stats
 from ci_swarm.workspace import Workspace
@@ -356,6 +356,17 @@ class Orchestrator:
             usage=outcome.usage,
             outside_paths=outcome.outside_paths,
         )
+
+
+def topological_order(plan: Plan) -> tuple[str, ...]:
+    """Plan order, except that a subtask always comes after its dependencies (stable)."""
+    placed: list[str] = []
+    remaining = list(plan.subtasks)
+    while remaining:
+        ready = next(s for s in remaining if all(d in placed for d in s.depends_on))
+        placed.append(ready.id)
+        remaining.remove(ready)
+    return tuple(placed)
 
 
 def _rmtree_quiet(path: Path) -> None:
