@@ -1,0 +1,87 @@
+"""The scripted agent: simulated latency and a list of file edits, applied inside the workspace.
+
+Options (from the plan's ``agent:`` mapping): ``delay`` (seconds), ``edits`` (write / replace / append /
+delete, in order), ``fail`` (a reason: the agent reports failure after the delay and its edits),
+``crash: true`` (raises), ``hang: true`` (never returns; the scheduler's timeout stops it).
+A path leaving the worktree is a recorded failure with the PathEscapeError message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ci_swarm.errors import PathEscapeError, PlanError, SwarmError
+from ci_swarm.models import AgentOutcome, AgentSpec, Subtask
+from ci_swarm.plan import Edit, parse_edits
+from ci_swarm.ports import AgentContext
+from ci_swarm.workspace import Workspace
+
+
+class EditFailed(SwarmError):
+    """A scripted edit could not be applied (replace text missing, delete of a missing file)."""
+
+
+class ScriptedAgent:
+    def __init__(self, spec: AgentSpec) -> None:
+        self.spec = spec
+
+    async def run(self, subtask: Subtask, workspace: Workspace, ctx: AgentContext) -> AgentOutcome:
+        options = self.spec.options
+        if options.get("hang"):
+            ctx.log(f"{subtask.id}: hanging (hang: true)")
+            await asyncio.Event().wait()
+        await asyncio.sleep(float(options.get("delay", 0) or 0))
+        if options.get("crash"):
+            raise SwarmError(f"scripted agent for {subtask.id!r} crashed (crash: true)")
+        try:
+            edits = parse_edits(options.get("edits"), f"subtask {subtask.id!r}")
+            done = [apply_edit(workspace, edit) for edit in edits]
+        except (PlanError, PathEscapeError, EditFailed) as exc:
+            return AgentOutcome(ok=False, error=str(exc), log=f"{subtask.id}: {exc}")
+        for line in done:
+            ctx.log(f"{subtask.id}: {line}")
+        touched = sorted({e.path for e in edits})
+        outside = tuple(p for p in touched if not workspace.owns(p))
+        fail = str(options.get("fail") or "")
+        if fail:
+            return AgentOutcome(ok=False, error=fail, log="\n".join(done), outside_paths=outside)
+        summary = f"{len(edits)} scripted edit(s): {', '.join(touched)}" if edits else "no edits"
+        return AgentOutcome(ok=True, summary=summary, log="\n".join(done), outside_paths=outside)
+
+
+def apply_edit(workspace: Workspace, edit: Edit) -> str:
+    """Apply one edit through the workspace's confined file access; a line describing what was done."""
+    if edit.op == "write":
+        workspace.write_text(edit.path, edit.content)
+        return f"wrote {edit.path}"
+    if edit.op == "append":
+        target = workspace.resolve(edit.path)
+        before = workspace.read_text(edit.path) if target.is_file() else ""
+        workspace.write_text(edit.path, before + edit.content)
+        return f"appended to {edit.path}"
+    if edit.op == "replace":
+        text = _read_existing(workspace, edit)
+        if edit.old not in text:
+            raise EditFailed(f"replace in {edit.path}: text {_short(edit.old)!r} not found")
+        workspace.write_text(edit.path, text.replace(edit.old, edit.new, 1))
+        return f"replaced text in {edit.path}"
+    if edit.op == "delete":
+        _require_file(workspace, edit)
+        workspace.delete(edit.path)
+        return f"deleted {edit.path}"
+    raise EditFailed(f"unknown edit {edit.op!r} on {edit.path}")
+
+
+def _read_existing(workspace: Workspace, edit: Edit) -> str:
+    _require_file(workspace, edit)
+    return workspace.read_text(edit.path)
+
+
+def _require_file(workspace: Workspace, edit: Edit) -> None:
+    if not workspace.resolve(edit.path).is_file():
+        raise EditFailed(f"{edit.op} {edit.path}: no such file in the worktree")
+
+
+def _short(text: str, limit: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
