@@ -1,0 +1,65 @@
+"""Small builders for real git repositories and plans used across the engine tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ci_swarm import git
+from ci_swarm.models import Plan
+from ci_swarm.plan import plan_from_dict
+
+USER = git.Identity("Test User", "test@example.com")
+
+
+def make_repo(path: Path, files: Mapping[str, str | bytes], branch: str = "main") -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git.run(path, "init", "--quiet", f"--initial-branch={branch}")
+    write_files(path, files)
+    git.commit_all(path, "initial\n", USER)
+    return path
+
+
+def write_files(root: Path, files: Mapping[str, str | bytes]) -> None:
+    for name, content in files.items():
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content, encoding="utf-8", newline="")
+
+
+def scripted(sub_id: str, role: str = "builder", *, delay: float = 0.0, edits: list[dict[str, Any]] | None = None,
+             depends_on: tuple[str, ...] = (), paths: tuple[str, ...] = (), **agent: Any) -> dict[str, Any]:
+    return {
+        "id": sub_id,
+        "role": role,
+        "title": f"do {sub_id}",
+        "instructions": f"instructions for {sub_id}",
+        "paths": list(paths),
+        "depends_on": list(depends_on),
+        "agent": {"kind": "scripted", "delay": delay, "edits": edits or [], **agent},
+    }
+
+
+def plan_of(*subtasks: dict[str, Any], merge: dict[str, Any] | None = None, task: str = "test task") -> Plan:
+    data: dict[str, Any] = {"version": 1, "task": task, "subtasks": list(subtasks)}
+    if merge:
+        data["merge"] = merge
+    return plan_from_dict(data, source="<test>")
+
+
+def snapshot(repo: Path) -> tuple[str, str, str, bytes]:
+    """What the user sees of their checkout: HEAD, branch, status, and the index file's bytes."""
+    index = (repo / ".git" / "index").read_bytes()
+    return (git.head_commit(repo), git.current_branch(repo) or "", git.out(repo, "status", "--porcelain"), index)
+
+
+def show(repo: Path, rev: str, path: str) -> str:
+    return git.read_blob(repo, f"{rev}:{path}").decode()
+
+
+def parents(repo: Path, commit: str) -> list[str]:
+    return git.out(repo, "rev-list", "--parents", "-n", "1", commit).split()[1:]

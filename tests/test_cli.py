@@ -1,0 +1,163 @@
+"""The CLI through click's CliRunner and as a real subprocess (exit codes, one-line errors, signals)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from ci_swarm import git
+from ci_swarm.cli import cli
+from tests.helpers import make_repo, scripted
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_plan(path: Path, *subtasks: dict[str, object], **extra: object) -> Path:
+    path.write_text(yaml.safe_dump({"version": 1, "task": "cli test", "subtasks": list(subtasks), **extra}))
+    return path
+
+
+def ci_swarm(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    return subprocess.run([sys.executable, "-m", "ci_swarm", *args], cwd=cwd, env=env, text=True,
+                          capture_output=True, timeout=timeout, check=False)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo", {"README.md": "# r\n\nline\n", "conf.txt": "value = 1\n"})
+
+
+def test_plan_command_prints_waves_and_critical_path(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path / "p.yml", scripted("a", delay=2), scripted("b", delay=1),
+                      scripted("c", depends_on=("a",), delay=1))
+    result = CliRunner().invoke(cli, ["plan", "--plan", str(plan)])
+    assert result.exit_code == 0, result.output
+    assert "wave 1: a, b" in result.output
+    assert "wave 2: c" in result.output
+    assert "critical path: a -> c (3 units)" in result.output
+
+
+def test_run_via_clirunner_writes_both_reports(repo: Path, tmp_path: Path) -> None:
+    plan = write_plan(tmp_path / "p.yml", scripted("a", edits=[{"write": "a.txt", "content": "a\n"}]),
+                      scripted("b", edits=[{"append": "README.md", "text": "b\n"}]))
+    out_json, out_md = tmp_path / "run.json", tmp_path / "run.md"
+    result = CliRunner().invoke(cli, ["run", "--plan", str(plan), "--repo", str(repo), "--quiet",
+                                      "--report", str(out_json), "--report-md", str(out_md)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out_json.read_text())
+    for key in ("run_id", "base", "integration_branch", "integration_commit", "wall_seconds",
+                "agent_seconds_sum", "speedup", "bound_seconds", "efficiency", "max_agents", "max_in_flight",
+                "subtasks", "merges", "conflicts", "overlap"):
+        assert key in data, key
+    assert {s["status"] for s in data["subtasks"]} == {"succeeded"}
+    assert git.rev_parse(repo, data["integration_branch"]) == data["integration_commit"]
+    md = out_md.read_text()
+    assert "```mermaid" in md and "gantt" in md and "| `a` |" in md
+
+
+def test_conflict_run_exits_2_and_reports_the_conflict(repo: Path, tmp_path: Path) -> None:
+    plan = write_plan(
+        tmp_path / "p.yml",
+        scripted("x", edits=[{"replace": "conf.txt", "old": "1", "new": "2"}]),
+        scripted("y", delay=0.3, edits=[{"replace": "conf.txt", "old": "1", "new": "3"}]),
+    )
+    proc = ci_swarm("run", "--plan", str(plan), "--repo", str(repo), "--report", str(tmp_path / "r.json"))
+    assert proc.returncode == 2, proc.stderr
+    conflicts = json.loads((tmp_path / "r.json").read_text())["conflicts"]
+    assert conflicts[0]["path"] == "conf.txt" and conflicts[0]["subtask"] == "y"
+    assert conflicts[0]["kept_subtask"] == "x" and conflicts[0]["lines"] == [1, 1]
+
+
+def test_failed_subtask_exits_3(repo: Path, tmp_path: Path) -> None:
+    plan = write_plan(tmp_path / "p.yml", scripted("a", fail="nope"))
+    proc = ci_swarm("run", "--plan", str(plan), "--repo", str(repo), "--quiet")
+    assert proc.returncode == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--plan", "{missing}"], "missing.yml"),
+        (["run", "--plan", "{bad_yaml}"], "line 3"),
+        (["run", "--plan", "{cycle}"], "a -> b -> a"),
+        (["run", "--plan", "{good}", "--repo", "{not_repo}"], "not a git repository"),
+        (["run", "--plan", "{good}", "--repo", "{repo}", "--base", "v9"], "unknown revision 'v9'"),
+        (["run", "--max-agents", "zero"], "max-agents"),
+        (["run", "--task", "do it", "--repo", "{repo}"], "ANTHROPIC_API_KEY"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_4(repo: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "bad.yml").write_text("version: 1\ntask: t\nsubtasks: [\n  {id: a\n")
+    write_plan(tmp_path / "cycle.yml", scripted("a", depends_on=("b",)), scripted("b", depends_on=("a",)))
+    write_plan(tmp_path / "good.yml", scripted("a"))
+    (tmp_path / "plain").mkdir()
+    names = {"missing": tmp_path / "missing.yml", "bad_yaml": tmp_path / "bad.yml",
+             "cycle": tmp_path / "cycle.yml", "good": tmp_path / "good.yml", "not_repo": tmp_path / "plain",
+             "repo": repo}
+    proc = ci_swarm(*[a.format(**{k: str(v) for k, v in names.items()}) for a in args])
+    code = 6 if "--task" in args else 4
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr  # one line, no traceback
+    assert "Traceback" not in proc.stderr
+
+
+def test_merge_command_on_existing_branches(repo: Path, tmp_path: Path) -> None:
+    for name, content in (("feat-a", "A\n"), ("feat-b", "B\n")):
+        git.run(repo, "branch", name, "main")
+        wt = tmp_path / name
+        git.worktree_add(repo, wt, name)
+        (wt / f"{name}.txt").write_text(content)
+        git.commit_all(wt, f"{name}\n", git.SWARM_IDENTITY)
+        git.worktree_remove(repo, wt)
+    proc = ci_swarm("merge", "feat-a", "feat-b", "--base", "main", "--repo", str(repo), "--into", "combined",
+                    "--report", str(tmp_path / "m.json"))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "m.json").read_text())
+    assert [m["status"] for m in data["merges"]] == ["clean", "clean"]
+    assert git.read_blob(repo, "combined:feat-a.txt") == b"A\n"
+    assert git.read_blob(repo, "combined:feat-b.txt") == b"B\n"
+    unknown = ci_swarm("merge", "nope", "--base", "main", "--repo", str(repo))
+    assert unknown.returncode == 4 and "nope" in unknown.stderr
+
+
+def test_sigint_cancels_cleanly_and_keeps_committed_work(repo: Path, tmp_path: Path) -> None:
+    plan = write_plan(tmp_path / "p.yml", scripted("done", edits=[{"write": "d.txt", "content": "d\n"}]),
+                      scripted("stuck", edits=[{"write": "s.txt", "content": "s\n"}], delay=60))
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    proc = subprocess.Popen([sys.executable, "-m", "ci_swarm", "run", "--plan", str(plan), "--repo", str(repo),
+                             "--quiet", "--report", str(tmp_path / "r.json")], env=env, text=True,
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "-agents/stuck" not in git.out(repo, "branch", "--list", "swarm/*"):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    data = json.loads((tmp_path / "r.json").read_text())
+    status = {s["id"]: s["status"] for s in data["subtasks"]}
+    assert status == {"done": "succeeded", "stuck": "cancelled"}
+    assert data["interrupted"] is True
+    assert git.out(repo, "worktree", "list").count("\n") == 0
+    assert git.read_blob(repo, f"{data['integration_branch']}:d.txt") == b"d\n"
+
+
+def test_demo_runs_offline(tmp_path: Path) -> None:
+    proc = ci_swarm("demo", "--dir", str(tmp_path), "--speed", "0.1", "--report", str(tmp_path / "d.json"))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "d.json").read_text())
+    assert data["max_in_flight"] > 1
+    assert any(o["kind"] == "disjoint" and o["path"] == "README.md" for o in data["overlap"])
+    assert [c["path"] for c in data["conflicts"]] == ["settings.toml"]
+    assert "git -C" in proc.stdout and "log --graph" in proc.stdout

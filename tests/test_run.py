@@ -1,0 +1,187 @@
+"""The orchestrator end to end on real repositories with scripted agents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ci_swarm import git
+from ci_swarm.agents import make_agent_factory
+from ci_swarm.errors import PlanError, RepoError
+from ci_swarm.models import AgentSpec, MergeOrder, MergeStatus, Plan, RunReport, SubtaskStatus
+from ci_swarm.ports import ProgressEvent
+from ci_swarm.run import RunOptions, exit_code, run_plan_sync
+from tests.helpers import make_repo, parents, plan_of, scripted, show, snapshot
+
+BASE_FILES = {
+    "README.md": "# proj\n\nintro\n\n## Usage\n\nuse it\n\n## Notes\n\nnone\n",
+    "settings.toml": "[service]\nreplicas = 1\ntimeout = 30\n",
+    "src/app.py": "print('app')\n",
+}
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo", BASE_FILES)
+
+
+def run(repo: Path, plan: Plan, tmp_path: Path, **opts: object) -> tuple[RunReport, list[ProgressEvent]]:
+    events: list[ProgressEvent] = []
+    options = RunOptions(repo=repo, base="main", workdir=tmp_path / "wt", **opts)  # type: ignore[arg-type]
+    report = run_plan_sync(plan, options, make_agent_factory(AgentSpec("scripted")), events.append)
+    return report, events
+
+
+def test_parallel_disjoint_work_is_merged_as_two_parent_merges(repo: Path, tmp_path: Path) -> None:
+    plan = plan_of(
+        scripted("a", delay=0.2, edits=[{"write": "a.txt", "content": "A\n"}]),
+        scripted("b", "tester", delay=0.2, edits=[{"write": "b.txt", "content": "B\n"}]),
+        scripted("c", "documenter", delay=0.2, edits=[{"append": "README.md", "text": "more\n"}]),
+    )
+    before = snapshot(repo)
+    report, events = run(repo, plan, tmp_path, max_agents=3)
+
+    assert exit_code(report) == 0
+    assert [s.status for s in report.subtasks] == [SubtaskStatus.SUCCEEDED] * 3
+    tip = report.integration_commit
+    assert git.rev_parse(repo, report.integration_branch) == tip
+    assert show(repo, tip, "a.txt") == "A\n" and show(repo, tip, "b.txt") == "B\n"
+    assert show(repo, tip, "README.md").endswith("none\nmore\n")
+    # a chain of real two-parent merges whose second parents are the untouched agent branches
+    commit = tip
+    for merge in reversed(report.merges):
+        first, second = parents(repo, commit)
+        sub = next(s for s in report.subtasks if s.id == merge.subtask)
+        assert second == sub.commit == git.rev_parse(repo, sub.branch)
+        assert git.trailer(repo, sub.commit, "Swarm-Subtask") == sub.id
+        commit = first
+    assert commit == report.base
+    assert snapshot(repo) == before  # the user's checkout and index are untouched
+    assert git.out(repo, "worktree", "list").count("\n") == 0  # worktrees removed
+    assert report.stats.max_in_flight == 3
+    assert [e.kind for e in events].count("subtask_started") == 3
+    assert report.stats.speedup > 1.5  # 3 × 0.2 s in parallel, measured as a ratio
+
+
+def test_dependent_starts_from_the_tip_after_its_dependency_is_merged(repo: Path, tmp_path: Path) -> None:
+    plan = plan_of(
+        scripted("code", delay=0.1, edits=[{"write": "src/greet.py", "content": "def greet(): ...\n"}]),
+        scripted("other", delay=0.3, edits=[{"write": "other.txt", "content": "x\n"}]),
+        scripted("tests", "tester", depends_on=("code",),
+                 edits=[{"replace": "src/greet.py", "old": "...", "new": "return 'hi'"}]),
+    )
+    report, _ = run(repo, plan, tmp_path, max_agents=3)
+    subs = {s.id: s for s in report.subtasks}
+    code_merge = next(m for m in report.merges if m.subtask == "code")
+    assert subs["tests"].status is SubtaskStatus.SUCCEEDED
+    assert subs["tests"].start_commit == code_merge.commit
+    assert subs["code"].start_commit == report.base
+    assert show(repo, report.integration_commit, "src/greet.py") == "def greet(): return 'hi'\n"
+    assert subs["tests"].started_at is not None and subs["code"].finished_at is not None
+    assert subs["tests"].started_at >= subs["code"].finished_at
+
+
+def test_failure_and_timeout_are_isolated_and_their_work_is_kept(repo: Path, tmp_path: Path) -> None:
+    plan = plan_of(
+        scripted("ok", delay=0.1, edits=[{"write": "ok.txt", "content": "ok\n"}]),
+        scripted("bad", edits=[{"write": "partial.txt", "content": "half\n"}], fail="tests do not pass"),
+        scripted("after-bad", depends_on=("bad",)),
+        scripted("slow", hang=True),
+    )
+    report, _ = run(repo, plan, tmp_path, max_agents=4, timeout=0.5)
+    subs = {s.id: s for s in report.subtasks}
+    assert subs["ok"].status is SubtaskStatus.SUCCEEDED
+    assert subs["bad"].status is SubtaskStatus.FAILED and "tests do not pass" in subs["bad"].error
+    assert subs["after-bad"].status is SubtaskStatus.SKIPPED and "bad" in subs["after-bad"].error
+    assert subs["slow"].status is SubtaskStatus.TIMED_OUT
+    assert exit_code(report) == 3
+    # the failed agent's work is committed on its branch, but never merged
+    assert show(repo, subs["bad"].branch, "partial.txt") == "half\n"
+    assert "[failed]" in git.commit_message(repo, subs["bad"].commit)
+    assert [m.subtask for m in report.merges] == ["ok"]
+    assert git.try_read_blob(repo, report.integration_commit, "partial.txt") is None
+    assert git.branch_exists(repo, subs["slow"].branch.removeprefix("refs/heads/"))
+
+
+def test_same_lines_are_a_recorded_conflict_and_disjoint_hunks_auto_merge(repo: Path, tmp_path: Path) -> None:
+    plan = plan_of(
+        scripted("first", "researcher", delay=0.05, edits=[
+            {"replace": "settings.toml", "old": "replicas = 1", "new": "replicas = 2"},
+            {"replace": "README.md", "old": "use it", "new": "use it well"},
+        ]),
+        scripted("second", "deployer", delay=0.4, edits=[
+            {"replace": "settings.toml", "old": "replicas = 1", "new": "replicas = 3"},
+            {"replace": "README.md", "old": "none", "new": "deploy notes"},
+        ]),
+    )
+    report, _ = run(repo, plan, tmp_path, max_agents=2)
+    assert exit_code(report) == 2
+    tip = report.integration_commit
+    readme = show(repo, tip, "README.md")
+    assert "use it well" in readme and "deploy notes" in readme  # disjoint hunks both landed
+    settings = show(repo, tip, "settings.toml")
+    assert "replicas = 2" in settings and "<<<<<<<" not in settings
+    [conflict] = report.conflicts
+    assert (conflict.path, conflict.kept_subtask, conflict.subtask) == ("settings.toml", "first", "second")
+    assert "replicas = 3" in conflict.other_text
+    assert report.merges[1].status is MergeStatus.CONFLICTED
+    assert "settings.toml" in report.merges[1].predicted_conflicts
+
+
+def test_plan_order_merges_in_plan_order(repo: Path, tmp_path: Path) -> None:
+    plan = plan_of(
+        scripted("slow", delay=0.3, edits=[{"write": "s.txt", "content": "s\n"}]),
+        scripted("fast", delay=0.0, edits=[{"write": "f.txt", "content": "f\n"}]),
+        merge={"order": "plan"},
+    )
+    report, _ = run(repo, plan, tmp_path, max_agents=2)
+    assert [m.subtask for m in report.merges] == ["slow", "fast"]
+    completion, _ = run(repo, plan, tmp_path / "2", max_agents=2, merge_order=MergeOrder.COMPLETION)
+    assert [m.subtask for m in completion.merges] == ["fast", "slow"]
+
+
+def test_cap_is_never_exceeded(repo: Path, tmp_path: Path) -> None:
+    plan = plan_of(*[scripted(f"s{i}", delay=0.05, edits=[{"write": f"f{i}.txt", "content": "x\n"}])
+                     for i in range(8)])
+    report, _ = run(repo, plan, tmp_path, max_agents=3)
+    assert report.stats.max_in_flight == 3
+    assert len(report.merges) == 8
+
+
+def test_existing_branch_is_never_overwritten(repo: Path, tmp_path: Path) -> None:
+    plan = plan_of(scripted("a", edits=[{"write": "a.txt", "content": "A\n"}]))
+    first, _ = run(repo, plan, tmp_path, run_id="fixed")
+    with pytest.raises(RepoError, match="already exists"):
+        run(repo, plan, tmp_path / "2", run_id="fixed")
+    assert git.rev_parse(repo, "swarm/fixed") == first.integration_commit
+
+
+def test_bad_repository_and_base(tmp_path: Path, repo: Path) -> None:
+    plan = plan_of(scripted("a"))
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(RepoError, match="not a git repository"):
+        run(tmp_path / "plain", plan, tmp_path)
+    with pytest.raises(RepoError, match="unknown revision 'nope'"):
+        run_plan_sync(plan, RunOptions(repo=repo, base="nope"), make_agent_factory(AgentSpec("scripted")))
+
+
+def test_escaping_edits_are_refused(tmp_path: Path) -> None:
+    for bad in ("../escape.txt", "/etc/passwd", ".git/config"):
+        with pytest.raises(PlanError, match="escape|absolute|leaves|.git"):
+            plan_of(scripted("a", edits=[{"write": bad, "content": "x"}]))
+
+
+def test_symlink_escape_at_run_time_is_a_recorded_failure(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    repo = make_repo(tmp_path / "repo", {"f.txt": "f\n"})
+    (repo / "link").symlink_to(outside)
+    git.commit_all(repo, "add link\n", git.SWARM_IDENTITY)
+    plan = plan_of(scripted("a", edits=[{"write": "link/pwned.txt", "content": "x"}]),
+                   scripted("b", edits=[{"write": "b.txt", "content": "b\n"}]))
+    report, _ = run(repo, plan, tmp_path)
+    subs = {s.id: s for s in report.subtasks}
+    assert subs["a"].status is SubtaskStatus.FAILED and "outside the worktree" in subs["a"].error
+    assert subs["b"].status is SubtaskStatus.SUCCEEDED
+    assert not (outside / "pwned.txt").exists()
