@@ -47,31 +47,67 @@ def cli() -> None:
 
 # --- shared options -------------------------------------------------------------------------------
 
+
 def _plan_source_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed([
-        click.option("--plan", "plan_file", type=click.Path(path_type=Path, dir_okay=False),
-                     help="Plan file (YAML or JSON)."),
-        click.option("--task", help="Ask Claude to plan this request (needs ANTHROPIC_API_KEY)."),
-        click.option("--shard", "shard_glob", metavar="GLOB",
-                     help='Split the files matching GLOB across --agents subtasks (with --task).'),
-        click.option("--agents", "shard_agents", type=click.IntRange(1, 256), default=4, show_default=True,
-                     help="Number of shards for --shard."),
-        click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
-                     show_default=True, help="The git repository to work on."),
-        click.option("--base", default="HEAD", show_default=True, help="Revision the run starts from."),
-        click.option("--agent", "agent_kind", type=click.Choice(["scripted", "command", "claude"]),
-                     help="Default agent for subtasks that name none (claude when a key is set)."),
-        click.option("--agent-command", help="Argv for --agent command, e.g. 'aider --message {instructions}'."),
-        click.option("--model", help="Model for agents."),
-        click.option("--planner-model", help="Model for the planner."),
-        click.option("--max-subtasks", type=click.IntRange(1, 500), help="Cap the planner's subtasks."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--plan",
+                "plan_file",
+                type=click.Path(path_type=Path, dir_okay=False),
+                help="Plan file (YAML or JSON).",
+            ),
+            click.option("--task", help="Ask Claude to plan this request (needs ANTHROPIC_API_KEY)."),
+            click.option(
+                "--shard",
+                "shard_glob",
+                metavar="GLOB",
+                help="Split the files matching GLOB across --agents subtasks (with --task).",
+            ),
+            click.option(
+                "--agents",
+                "shard_agents",
+                type=click.IntRange(1, 256),
+                default=4,
+                show_default=True,
+                help="Number of shards for --shard.",
+            ),
+            click.option(
+                "--repo",
+                type=click.Path(path_type=Path, file_okay=False),
+                default=Path("."),
+                show_default=True,
+                help="The git repository to work on.",
+            ),
+            click.option("--base", default="HEAD", show_default=True, help="Revision the run starts from."),
+            click.option(
+                "--agent",
+                "agent_kind",
+                type=click.Choice(["scripted", "command", "claude"]),
+                help="Default agent for subtasks that name none (claude when a key is set).",
+            ),
+            click.option(
+                "--agent-command", help="Argv for --agent command, e.g. 'aider --message {instructions}'."
+            ),
+            click.option("--model", help="Model for agents."),
+            click.option("--planner-model", help="Model for the planner."),
+            click.option("--max-subtasks", type=click.IntRange(1, 500), help="Cap the planner's subtasks."),
+        ]
+    ):
         f = option(f)
     return f
 
 
-def _read_plan(plan_file: Path | None, task: str | None, shard_glob: str | None, shard_agents: int,
-               repo: Path, base: str, agent: AgentSpec, llm: Any) -> Plan:
+def _read_plan(
+    plan_file: Path | None,
+    task: str | None,
+    shard_glob: str | None,
+    shard_agents: int,
+    repo: Path,
+    base: str,
+    agent: AgentSpec,
+    llm: Any,
+) -> Plan:
     if plan_file is not None:
         return load_plan(plan_file)
     if shard_glob:
@@ -97,8 +133,13 @@ async def _plan_with_claude(llm: Any, request: Request, repo: Path) -> Plan:
         await llm.aclose()
 
 
-def _llm_session(model: str | None, planner_model: str | None, max_subtasks: int | None,
-                 max_usd: float | None = None, max_tokens: int | None = None) -> Any:
+def _llm_session(
+    model: str | None,
+    planner_model: str | None,
+    max_subtasks: int | None,
+    max_usd: float | None = None,
+    max_tokens: int | None = None,
+) -> Any:
     from ci_swarm.llm.session import LLMSession, LLMSettings
 
     settings = LLMSettings()
@@ -130,14 +171,22 @@ def _default_agent(kind: str | None, command: str | None, has_key: bool) -> Agen
 
 # --- run -------------------------------------------------------------------------------------------
 
+
 @cli.command(epilog=EXIT_CODES_HELP)
 @_plan_source_options
-@click.option("--max-agents", type=click.IntRange(1, 256), default=4, show_default=True,
-              help="At most this many agents at once.")
+@click.option(
+    "--max-agents",
+    type=click.IntRange(1, 256),
+    default=4,
+    show_default=True,
+    help="At most this many agents at once.",
+)
 @click.option("--timeout", type=click.FloatRange(min=0.01), help="Per-subtask timeout in seconds.")
 @click.option("--merge-order", type=click.Choice(["completion", "plan"]), help="Override the plan's order.")
 @click.option("--fail-fast", is_flag=True, help="Cancel the rest on the first failure.")
-@click.option("--serialize-overlaps", is_flag=True, help="Run subtasks with overlapping paths one after another.")
+@click.option(
+    "--serialize-overlaps", is_flag=True, help="Run subtasks with overlapping paths one after another."
+)
 @click.option("--run-id", help="Use this run id (error if its branch exists).")
 @click.option("--branch-prefix", default="swarm", show_default=True)
 @click.option("--max-usd", type=float, help="Budget for the whole swarm in USD (Claude).")
@@ -148,12 +197,34 @@ def _default_agent(kind: str | None, command: str | None, has_key: bool) -> Agen
 @click.option("--issue", type=int, help="With --publish: the issue this run answers.")
 @click.option("--pr", type=int, help="With --publish: the PR this run works on.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def run(plan_file: Path | None, task: str | None, shard_glob: str | None, shard_agents: int, repo: Path,
-        base: str, agent_kind: str | None, agent_command: str | None, model: str | None,
-        planner_model: str | None, max_subtasks: int | None, max_agents: int, timeout: float | None,
-        merge_order: str | None, fail_fast: bool, serialize_overlaps: bool, run_id: str | None,
-        branch_prefix: str, max_usd: float | None, max_tokens: int | None, report_json: Path | None,
-        report_md: Path | None, publish: str | None, issue: int | None, pr: int | None, quiet: bool) -> None:
+def run(
+    plan_file: Path | None,
+    task: str | None,
+    shard_glob: str | None,
+    shard_agents: int,
+    repo: Path,
+    base: str,
+    agent_kind: str | None,
+    agent_command: str | None,
+    model: str | None,
+    planner_model: str | None,
+    max_subtasks: int | None,
+    max_agents: int,
+    timeout: float | None,
+    merge_order: str | None,
+    fail_fast: bool,
+    serialize_overlaps: bool,
+    run_id: str | None,
+    branch_prefix: str,
+    max_usd: float | None,
+    max_tokens: int | None,
+    report_json: Path | None,
+    report_md: Path | None,
+    publish: str | None,
+    issue: int | None,
+    pr: int | None,
+    quiet: bool,
+) -> None:
     """Plan, run agents in parallel, merge their branches, report."""
     import os
 
@@ -166,10 +237,18 @@ def run(plan_file: Path | None, task: str | None, shard_glob: str | None, shard_
         llm = _llm_session(model, planner_model, max_subtasks, max_usd, max_tokens)
     extra = {"claude": llm.agent_backend()} if llm is not None else {}
     factory = make_agent_factory(default, extra)
-    options = RunOptions(repo=repo, base=base, max_agents=max_agents, timeout=timeout,
-                         merge_order=MergeOrder(merge_order) if merge_order else None, fail_fast=fail_fast,
-                         serialize_overlaps=serialize_overlaps, run_id=run_id, branch_prefix=branch_prefix,
-                         default_agent=default)
+    options = RunOptions(
+        repo=repo,
+        base=base,
+        max_agents=max_agents,
+        timeout=timeout,
+        merge_order=MergeOrder(merge_order) if merge_order else None,
+        fail_fast=fail_fast,
+        serialize_overlaps=serialize_overlaps,
+        run_id=run_id,
+        branch_prefix=branch_prefix,
+        default_agent=default,
+    )
     request = Request(task=plan.task, source="cli", number=issue or pr)
     report = execute(plan, options, factory, request, quiet=quiet, llm=llm)
     _write_reports(report, report_json, report_md)
@@ -178,8 +257,16 @@ def run(plan_file: Path | None, task: str | None, shard_glob: str | None, shard_
     sys.exit(exit_code(report))
 
 
-def execute(plan: Plan, options: RunOptions, factory: Any, request: Request, *, quiet: bool,
-            llm: Any = None, console: Console | None = None) -> RunReport:
+def execute(
+    plan: Plan,
+    options: RunOptions,
+    factory: Any,
+    request: Request,
+    *,
+    quiet: bool,
+    llm: Any = None,
+    console: Console | None = None,
+) -> RunReport:
     from ci_swarm.progress import TerminalProgress
 
     console = console or Console(stderr=True)
@@ -189,7 +276,9 @@ def execute(plan: Plan, options: RunOptions, factory: Any, request: Request, *, 
     if llm is not None:
         from dataclasses import replace
 
-        report = replace(report, usage=llm.usage(), budget_stopped=report.budget_stopped or llm.budget_stopped)
+        report = replace(
+            report, usage=llm.usage(), budget_stopped=report.budget_stopped or llm.budget_stopped
+        )
     if not quiet:
         print_terminal(report, console)
     return report
@@ -217,14 +306,29 @@ def _publish(report: RunReport, repo: Path, full_name: str, issue: int | None, p
 
 # --- plan --------------------------------------------------------------------------------------------
 
+
 @cli.command("plan", epilog=EXIT_CODES_HELP)
 @_plan_source_options
-def plan_cmd(plan_file: Path | None, task: str | None, shard_glob: str | None, shard_agents: int,
-             repo: Path, base: str, agent_kind: str | None, agent_command: str | None, model: str | None,
-             planner_model: str | None, max_subtasks: int | None) -> None:
+def plan_cmd(
+    plan_file: Path | None,
+    task: str | None,
+    shard_glob: str | None,
+    shard_agents: int,
+    repo: Path,
+    base: str,
+    agent_kind: str | None,
+    agent_command: str | None,
+    model: str | None,
+    planner_model: str | None,
+    max_subtasks: int | None,
+) -> None:
     """Validate a plan (or ask Claude for one) and print its waves and critical path."""
     default = _default_agent(agent_kind, agent_command, has_key=False)
-    llm = _llm_session(model, planner_model, max_subtasks) if task and not plan_file and not shard_glob else None
+    llm = (
+        _llm_session(model, planner_model, max_subtasks)
+        if task and not plan_file and not shard_glob
+        else None
+    )
     plan = _read_plan(plan_file, task, shard_glob, shard_agents, repo, base, default, llm)
     warnings = validate(plan, max_subtasks=max_subtasks)
     click.echo(f"plan: {plan.task}")
@@ -235,8 +339,9 @@ def plan_cmd(plan_file: Path | None, task: str | None, shard_glob: str | None, s
         click.echo(f"  - {sub.id} [{sub.role}] {sub.title}{deps}")
     for i, wave in enumerate(waves(plan), 1):
         click.echo(f"wave {i}: {', '.join(wave)}")
-    durations = {s.id: float((s.agent.options.get("delay", 1.0) if s.agent else 1.0) or 1.0)
-                 for s in plan.subtasks}
+    durations = {
+        s.id: float((s.agent.options.get("delay", 1.0) if s.agent else 1.0) or 1.0) for s in plan.subtasks
+    }
     path, length = critical_path(plan, durations)
     click.echo(f"critical path: {' -> '.join(path)} ({length:g} units)")
     click.echo(f"merge: order={plan.merge.order.value}, prefer={plan.merge.prefer_label}")
@@ -246,17 +351,28 @@ def plan_cmd(plan_file: Path | None, task: str | None, shard_glob: str | None, s
 
 # --- merge -------------------------------------------------------------------------------------------
 
+
 @cli.command("merge", epilog=EXIT_CODES_HELP)
 @click.argument("branches", nargs=-1, required=True)
 @click.option("--base", required=True, help="Revision the integration branch starts from.")
-@click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=Path("."), show_default=True)
+@click.option(
+    "--repo", type=click.Path(path_type=Path, file_okay=False), default=Path("."), show_default=True
+)
 @click.option("--into", "integration", help="Integration branch to create (default swarm/merge-<id>).")
-@click.option("--prefer", default="first", show_default=True,
-              help="'first' or roles by precedence, comma-separated.")
+@click.option(
+    "--prefer", default="first", show_default=True, help="'first' or roles by precedence, comma-separated."
+)
 @click.option("--report", "report_json", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--report-md", type=click.Path(path_type=Path, dir_okay=False))
-def merge_cmd(branches: Sequence[str], base: str, repo: Path, integration: str | None, prefer: str,
-              report_json: Path | None, report_md: Path | None) -> None:
+def merge_cmd(
+    branches: Sequence[str],
+    base: str,
+    repo: Path,
+    integration: str | None,
+    prefer: str,
+    report_json: Path | None,
+    report_md: Path | None,
+) -> None:
     """Run the merge phase alone on existing branches."""
     from ci_swarm.merge_only import merge_report
 
@@ -270,16 +386,27 @@ def merge_cmd(branches: Sequence[str], base: str, repo: Path, integration: str |
 
 # --- demo --------------------------------------------------------------------------------------------
 
+
 @cli.command(epilog=EXIT_CODES_HELP)
-@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False),
-              help="Build the sample repo here (default: a new temp dir).")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Build the sample repo here (default: a new temp dir).",
+)
 @click.option("--max-agents", type=click.IntRange(1, 64), default=3, show_default=True)
-@click.option("--speed", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
-              help="Multiply the simulated agent latency (0.1 = ten times faster).")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0.01),
+    default=1.0,
+    show_default=True,
+    help="Multiply the simulated agent latency (0.1 = ten times faster).",
+)
 @click.option("--report", "report_json", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--report-md", type=click.Path(path_type=Path, dir_okay=False))
-def demo(directory: Path | None, max_agents: int, speed: float, report_json: Path | None,
-         report_md: Path | None) -> None:
+def demo(
+    directory: Path | None, max_agents: int, speed: float, report_json: Path | None, report_md: Path | None
+) -> None:
     """Offline demo: a sample repo, a five-role scripted swarm, merges and a recorded conflict."""
     from ci_swarm.demo import run_demo
 
@@ -289,6 +416,7 @@ def demo(directory: Path | None, max_agents: int, speed: float, report_json: Pat
 
 
 # --- action ------------------------------------------------------------------------------------------
+
 
 @cli.command(context_settings={"ignore_unknown_options": True})
 def action() -> None:

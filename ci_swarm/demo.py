@@ -145,7 +145,9 @@ def build_sample_repo(path: Path) -> Path:
         target = path / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
-    git.commit_all(path, "Initial commit of acme-greeter\n", git.Identity("Demo Maintainer", "demo@example.com"))
+    git.commit_all(
+        path, "Initial commit of acme-greeter\n", git.Identity("Demo Maintainer", "demo@example.com")
+    )
     return path
 
 
@@ -156,16 +158,19 @@ def demo_plan_data(speed: float = 1.0) -> dict[str, Any]:
     return data
 
 
-def run_demo(directory: Path | None, *, max_agents: int = 3, speed: float = 1.0,
-             console: Console | None = None) -> RunReport:
+def run_demo(
+    directory: Path | None, *, max_agents: int = 3, speed: float = 1.0, console: Console | None = None
+) -> RunReport:
     console = console or Console()
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="ci-swarm-demo-"))
     repo = build_sample_repo(root / "acme-greeter")
     plan = plan_from_dict(demo_plan_data(speed), source="<demo plan>")
     console.rule("[bold]ci-swarm demo")
     console.print(f"sample repo: {repo}")
-    console.print(f"plan: {len(plan.subtasks)} scripted agents (builder, tester, documenter, researcher, "
-                  f"deployer), at most {max_agents} at once; the tester waits for the builder's merge\n")
+    console.print(
+        f"plan: {len(plan.subtasks)} scripted agents (builder, tester, documenter, researcher, "
+        f"deployer), at most {max_agents} at once; the tester waits for the builder's merge\n"
+    )
     options = RunOptions(repo=repo, base="main", max_agents=max_agents, workdir=root / "worktrees")
     factory = make_agent_factory(AgentSpec("scripted"))
     with TerminalProgress(console, plan.subtasks) as progress:
@@ -184,7 +189,7 @@ def _timeline(report: RunReport, console: Console) -> None:
     origin = min(s.started_at or 0.0 for s in timed)
     end = max(s.finished_at or 0.0 for s in timed)
     scale = 50 / max(end - origin, 1e-6)
-    console.print("\n[bold]timeline[/] (each █ ≈ {:.2f}s)".format(1 / scale))
+    console.print(f"\n[bold]timeline[/] (each █ ≈ {1 / scale:.2f}s)")
     for s in timed:
         start = int(((s.started_at or origin) - origin) * scale)
         width = max(1, int(((s.finished_at or origin) - (s.started_at or origin)) * scale))
@@ -202,5 +207,7 @@ def _explain(report: RunReport, repo: Path, console: Console) -> None:
             f"{c.kept_text.strip()!r}; {c.subtask}'s {c.other_text.strip()!r} is kept in the report and on "
             f"its branch"
         )
-    console.print(f"\nintegration branch [bold]{report.integration_branch}[/] at {report.integration_commit[:10]}")
+    console.print(
+        f"\nintegration branch [bold]{report.integration_branch}[/] at {report.integration_commit[:10]}"
+    )
     console.print(f"see the merges:  git -C {repo} log --graph --oneline --all")

@@ -79,6 +79,10 @@ class TerminalProgress:
         for col in ("subtask", "role", "agent", "merge"):
             table.add_column(col)
         for s in self.subtasks:
-            table.add_row(s.id, s.role, ICONS.get(self.state[s.id], self.state[s.id]),
-                          ICONS.get(self.merge[s.id], self.merge[s.id]))
+            table.add_row(
+                s.id,
+                s.role,
+                ICONS.get(self.state[s.id], self.state[s.id]),
+                ICONS.get(self.merge[s.id], self.merge[s.id]),
+            )
         return table

@@ -113,7 +113,10 @@ def to_dict(report: RunReport) -> dict[str, Any]:
         "efficiency": round(st.efficiency, 3),
         "max_agents": st.max_agents,
         "max_in_flight": st.max_in_flight,
-        "merge_policy": {"order": report.merge_policy.order.value, "prefer": report.merge_policy.prefer_label},
+        "merge_policy": {
+            "order": report.merge_policy.order.value,
+            "prefer": report.merge_policy.prefer_label,
+        },
         "rationale": report.rationale,
         "usage": _usage(report.usage),
         "budget_stopped": report.budget_stopped,
@@ -209,8 +212,7 @@ def conflicts_section(conflicts: Iterable[Conflict]) -> str:
         where = f"lines {c.lines[0]}–{c.lines[1]}" if c.lines[0] else "whole file"
         out.append(
             f"{i}. `{c.path}` ({c.kind.value}, {where}): kept **{c.kept_subtask}**, "
-            f"recorded **{c.subtask}**'s side"
-            + (f" — {c.reason}" if c.reason else "")
+            f"recorded **{c.subtask}**'s side" + (f" — {c.reason}" if c.reason else "")
         )
         out.append("")
         out.append("   <details><summary>the other side</summary>\n")
@@ -222,8 +224,13 @@ def conflicts_section(conflicts: Iterable[Conflict]) -> str:
 def mermaid_gantt(report: RunReport) -> str:
     """A Mermaid timeline of the agents, in milliseconds since the first agent started."""
     timed = [s for s in report.subtasks if s.started_at is not None and s.finished_at is not None]
-    lines = ["```mermaid", "gantt", f"    title Agents of run {report.run_id}", "    dateFormat x",
-             "    axisFormat %M:%S"]
+    lines = [
+        "```mermaid",
+        "gantt",
+        f"    title Agents of run {report.run_id}",
+        "    dateFormat x",
+        "    axisFormat %M:%S",
+    ]
     if timed:
         origin = min(s.started_at or 0.0 for s in timed)
         lines.append("    section agents")
@@ -247,8 +254,16 @@ def to_markdown(report: RunReport) -> str:
         "",
         _table(
             ["integration branch", "base", "commit", "agents (cap)", "max in flight", "efficiency"],
-            [[f"`{report.integration_branch}`", report.base[:10], report.integration_commit[:10],
-              str(st.max_agents), str(st.max_in_flight), f"{st.efficiency:.2f}"]],
+            [
+                [
+                    f"`{report.integration_branch}`",
+                    report.base[:10],
+                    report.integration_commit[:10],
+                    str(st.max_agents),
+                    str(st.max_in_flight),
+                    f"{st.efficiency:.2f}",
+                ]
+            ],
         ),
         "",
     ]
@@ -271,8 +286,17 @@ def to_markdown(report: RunReport) -> str:
             "",
             _table(
                 ["requests", "retries", "input", "output", "cache read", "cache write", "cost"],
-                [[str(u.requests), str(u.retries), str(u.input_tokens), str(u.output_tokens),
-                  str(u.cache_read_tokens), str(u.cache_write_tokens), f"${u.cost_usd:.4f}"]],
+                [
+                    [
+                        str(u.requests),
+                        str(u.retries),
+                        str(u.input_tokens),
+                        str(u.output_tokens),
+                        str(u.cache_read_tokens),
+                        str(u.cache_write_tokens),
+                        f"${u.cost_usd:.4f}",
+                    ]
+                ],
             ),
             "",
         ]
@@ -295,16 +319,29 @@ def print_terminal(report: RunReport, console: Console) -> None:
     for col in ("subtask", "role", "status", "files", "time", "branch"):
         table.add_column(col)
     for s in report.subtasks:
-        table.add_row(s.id, s.role, f"{STATUS_ICON.get(s.status, '')} {s.status.value}",
-                      str(len(s.files)), f"{s.seconds:.2f}s", s.branch)
+        table.add_row(
+            s.id,
+            s.role,
+            f"{STATUS_ICON.get(s.status, '')} {s.status.value}",
+            str(len(s.files)),
+            f"{s.seconds:.2f}s",
+            s.branch,
+        )
     console.print(table)
     merges = Table(title="merges (sequential, in the object database)")
     for col in ("#", "subtask", "merge", "commit", "predicted", "conflicts"):
         merges.add_column(col)
     for m in report.merges:
         style = "yellow" if m.status is MergeStatus.CONFLICTED else None
-        merges.add_row(str(m.order), m.subtask, m.status.value, m.commit[:10],
-                       ", ".join(m.predicted_conflicts) or "-", str(len(m.conflicts)), style=style)
+        merges.add_row(
+            str(m.order),
+            m.subtask,
+            m.status.value,
+            m.commit[:10],
+            ", ".join(m.predicted_conflicts) or "-",
+            str(len(m.conflicts)),
+            style=style,
+        )
     console.print(merges)
     for c in report.conflicts:
         console.print(

@@ -14,6 +14,7 @@ cancelled agent, marked as such); branches are never deleted; worktrees are alwa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
@@ -43,7 +44,7 @@ from ci_swarm.models import (
 )
 from ci_swarm.plan import serialize_overlaps, validate
 from ci_swarm.ports import AgentContext, AgentFactory, ProgressEvent, ProgressListener
-from ci_swarm.schedule import Job, JobResult, Scheduler, run_stats
+from ci_swarm.schedule import Job, JobResult, SchedEvent, Scheduler
 from ci_swarm.workspace import Workspace
 
 EXIT_OK, EXIT_CONFLICTS, EXIT_FAILED = 0, 2, 3
@@ -248,13 +249,15 @@ class Orchestrator:
                 order += 1
                 await asyncio.to_thread(self._merge_one, sub_id, order)
 
-    def _on_sched(self, result: JobResult[AgentOutcome]) -> None:
+    def _on_sched(self, event: SchedEvent) -> None:
         """A job ended (any status): wake whoever waits on it and on its doomed dependents."""
-        self.resolved[result.id].set()
-        if result.status is not SubtaskStatus.SUCCEEDED:
-            for dep in self._dependents(result.id):
+        if event.kind not in ("finished", "skipped", "cancelled"):
+            return
+        self.resolved[event.job].set()
+        if event.status is not SubtaskStatus.SUCCEEDED:
+            for dep in self._dependents(event.job):
                 self.resolved[dep].set()
-        self.emit("subtask_finished", result.id, result.status.value, result.error)
+        self.emit("subtask_finished", event.job, event.status.value, event.message)
 
     def _dependents(self, sub_id: str) -> set[str]:
         found: set[str] = set()
@@ -271,12 +274,21 @@ class Orchestrator:
 
     async def run(self) -> RunReport:
         own_dir = self.options.workdir is None
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"ci-swarm-{self.run_id}-")) if own_dir else \
-            Path(self.options.workdir or ".")
+        self.workdir = (
+            Path(tempfile.mkdtemp(prefix=f"ci-swarm-{self.run_id}-"))
+            if own_dir
+            else Path(self.options.workdir or ".")
+        )
         self.workdir.mkdir(parents=True, exist_ok=True)
         jobs = [Job(s.id, s.depends_on) for s in self.plan.subtasks]
-        self.scheduler = Scheduler(jobs, max_parallel=self.options.max_agents, timeout=self.options.timeout,
-                                   fail_fast=self.options.fail_fast, work=self.work, on_finish=self._on_sched)
+        self.scheduler = Scheduler(
+            jobs,
+            max_parallel=self.options.max_agents,
+            timeout=self.options.timeout,
+            fail_fast=self.options.fail_fast,
+            work=self.work,
+            on_event=self._on_sched,
+        )
         self.emit("run_started", message=self.plan.task)
         started = time.time()
         consumer = asyncio.create_task(self.merge_consumer())
@@ -285,17 +297,15 @@ class Orchestrator:
             results = await self.scheduler.run()
         except asyncio.CancelledError:
             interrupted = True
-            results = self.scheduler.results()
+            results = self.scheduler.results
         finally:
             await self.merge_inbox.put(None)
             for event in self.resolved.values():
                 event.set()
             if interrupted:
                 consumer.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await consumer
-            except asyncio.CancelledError:
-                pass
             if own_dir:
                 _rmtree_quiet(self.workdir)
         wall = time.time() - started
@@ -303,10 +313,13 @@ class Orchestrator:
         self.emit("run_finished", status="interrupted" if interrupted else "done", message=report.run_id)
         return report
 
-    def _report(self, results: dict[str, JobResult[AgentOutcome]], wall: float, interrupted: bool) -> RunReport:
+    def _report(
+        self, results: dict[str, JobResult[AgentOutcome]], wall: float, interrupted: bool
+    ) -> RunReport:
         records = tuple(self._record(s, results.get(s.id)) for s in self.plan.subtasks)
         durations = {r.id: r.seconds for r in records if r.started_at is not None}
-        stats = run_stats(self.plan, durations, wall, self.options.max_agents, self.scheduler_max_in_flight())
+        assert self.scheduler is not None
+        stats = self.scheduler.run_stats(wall, durations)
         usage = sum((r.usage for r in records), Usage())
         notes = list(self.p.notes)
         if interrupted:
@@ -330,9 +343,6 @@ class Orchestrator:
             notes=tuple(notes),
             request=self.request,
         )
-
-    def scheduler_max_in_flight(self) -> int:
-        return self.scheduler.max_in_flight if self.scheduler else 0
 
     def _record(self, sub: Subtask, result: JobResult[AgentOutcome] | None) -> SubtaskRecord:
         outcome = self.p.outcome.get(sub.id, AgentOutcome(ok=False))
