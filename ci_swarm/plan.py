@@ -68,7 +68,9 @@ def _parse(text: str, path: Path) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = exc.problem or exc.context or "syntax error"
+        problem = exc.problem or "syntax error"
+        if exc.context and exc.context_mark and exc.context_mark is not mark:
+            problem = f"{problem} ({exc.context} at line {exc.context_mark.line + 1})"
         raise PlanError(f"{where}: malformed YAML: {problem}") from exc
     except yaml.YAMLError as exc:
         raise PlanError(f"{path}: malformed YAML: {exc}") from exc
@@ -502,7 +504,11 @@ def serialize_overlaps(plan: Plan) -> Plan:
     subtasks, re-checking concurrency after each edge so no cycle can appear."""
     deps = {s.id: list(s.depends_on) for s in plan.subtasks}
     order = [s.id for s in plan.subtasks]
-    for a, b, _ in ownership_overlaps(plan):
+    pairs = sorted(
+        ((a, b) for a, b, _ in ownership_overlaps(plan)),
+        key=lambda p: (order.index(p[1]), -order.index(p[0])),
+    )
+    for a, b in pairs:  # nearest earlier subtask first: a chain, not a fan of redundant edges
         if frozenset((a, b)) in _concurrent(deps, order):
             deps[b].append(a)
     subtasks = tuple(replace(s, depends_on=tuple(deps[s.id])) for s in plan.subtasks)

@@ -1,0 +1,361 @@
+from __future__ import annotations
+
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+
+from ci_swarm.errors import PathEscapeError, PlanError
+from ci_swarm.models import MergeOrder, Plan
+from ci_swarm.plan import (
+    check_edit_path,
+    concurrent_pairs,
+    critical_path,
+    globs_may_overlap,
+    load_plan,
+    ownership_overlaps,
+    parse_edits,
+    plan_from_dict,
+    serialize_overlaps,
+    validate,
+    waves,
+)
+
+PLANS = Path(__file__).parent / "data" / "plans"
+
+
+def plan(*subtasks: dict[str, Any], **top: Any) -> Plan:
+    return plan_from_dict({"version": 1, "task": "t", "subtasks": list(subtasks), **top})
+
+
+def error_of(data: dict[str, Any], **kw: Any) -> str:
+    with pytest.raises(PlanError) as info:
+        validate(plan_from_dict(data), **kw)
+    return str(info.value)
+
+
+def sub(sid: str, *deps: str, **extra: Any) -> dict[str, Any]:
+    return {"id": sid, "title": sid.upper(), "depends_on": list(deps), **extra}
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def test_load_yaml_plan_builds_frozen_values() -> None:
+    p = load_plan(PLANS / "greeting.yml")
+    assert [s.id for s in p.subtasks] == ["code", "tests", "docs", "changelog"]
+    assert p.merge.order is MergeOrder.COMPLETION
+    assert p.merge.prefer == ()
+    code = p.subtask("code")
+    assert code.role == "builder"
+    assert code.paths == ("src/greet.py",)
+    assert code.agent is not None
+    assert code.agent.kind == "scripted"
+    assert isinstance(code.agent.options, MappingProxyType)
+    assert code.agent.options["delay"] == 0.05
+    edits = code.agent.options["edits"]
+    assert isinstance(edits, tuple)
+    assert isinstance(edits[0], MappingProxyType)
+    with pytest.raises(TypeError):
+        code.agent.options["delay"] = 1  # type: ignore[index]
+    assert p.subtask("tests").depends_on == ("code",)
+    cmd = p.subtask("changelog").agent
+    assert cmd is not None
+    assert cmd.kind == "command"
+    assert cmd.options["run"] == ("python", "-c", "print('{title}')")
+
+
+def test_load_json_plan() -> None:
+    p = load_plan(PLANS / "greeting.json")
+    assert p.merge.order is MergeOrder.PLAN
+    assert p.merge.prefer == ("tester", "builder")
+    assert p.merge.prefer_label == "tester > builder"
+    assert p.subtask("tests").depends_on == ("code",)
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    with pytest.raises(PlanError) as info:
+        load_plan(PLANS / "bad-yaml.yml")
+    assert "bad-yaml.yml:7:1: malformed YAML: found unexpected end of stream" in str(info.value)
+    assert "while scanning a quoted scalar at line 5" in str(info.value)
+    bad = tmp_path / "plan.yaml"
+    bad.write_text("version: 1\nsubtasks:\n  - id: a\n    title: x: y\n")
+    with pytest.raises(PlanError, match=r"plan\.yaml:4:\d+: malformed YAML: mapping values are not allowed"):
+        load_plan(bad)
+
+
+def test_malformed_json_names_line() -> None:
+    with pytest.raises(PlanError, match=r"bad-json\.json:3:\d+: malformed JSON"):
+        load_plan(PLANS / "bad-json.json")
+
+
+def test_cycle_file_prints_cycle() -> None:
+    with pytest.raises(PlanError, match=r"cycle\.yml: dependency cycle: a -> c -> b -> a"):
+        load_plan(PLANS / "cycle.yml")
+
+
+def test_escape_file_refused_at_load() -> None:
+    with pytest.raises(PlanError, match=r"subtask 'sneaky': edit #1: path '\.\./outside\.txt' leaves"):
+        load_plan(PLANS / "escape.yml")
+
+
+def test_empty_file_refused() -> None:
+    with pytest.raises(PlanError, match="no subtasks"):
+        load_plan(PLANS / "empty.yml")
+
+
+def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="cannot read plan"):
+        load_plan(tmp_path / "missing.yml")
+    listing = tmp_path / "list.yml"
+    listing.write_text("- a\n- b\n")
+    with pytest.raises(PlanError, match="must be a mapping with 'subtasks', got a list"):
+        load_plan(listing)
+
+
+# --- structural errors ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"version": 2, "subtasks": [sub("a")]}, "unsupported plan version 2"),
+        ({"version": 1}, "the plan has no subtasks"),
+        ({"subtasks": {"a": 1}}, "'subtasks' must be a list, got a mapping"),
+        ({"subtasks": ["a"]}, "subtask #1 must be a mapping, got a string"),
+        ({"subtasks": [{"title": "x"}]}, "subtask #1 has no 'id'"),
+        ({"subtasks": [sub("a", title=3)]}, "subtask 'a': 'title' must be a string, got int"),
+        ({"subtasks": [sub("a", paths=[1])]}, "subtask 'a': 'paths' must be a list of strings"),
+        ({"subtasks": [sub("a", depends_on=7)]}, "subtask 'a': 'depends_on' must be a list of strings"),
+        ({"subtasks": [sub("a", dependson=["b"])]}, "subtask 'a': unknown key 'dependson'"),
+        ({"subtasks": [sub("a")], "extra": 1}, "unknown key 'extra'"),
+        ({"subtasks": [sub("a", agent=[1])]}, "subtask 'a': 'agent' must be a mapping, got a list"),
+        ({"subtasks": [sub("a", agent={"kind": 5})]}, "'agent.kind' must be a string"),
+        (
+            {"subtasks": [sub("a")], "merge": {"order": "random"}},
+            "merge.order must be 'completion' or 'plan'",
+        ),
+        ({"subtasks": [sub("a")], "merge": {"prefer": "last"}}, 'merge.prefer must be "first" or a'),
+        ({"subtasks": [sub("a")], "merge": {"prefer": []}}, 'merge.prefer must be "first" or a'),
+        ({"subtasks": [sub("a")], "merge": {"prefer": [1]}}, 'merge.prefer must be "first" or a'),
+        ({"subtasks": [sub("a")], "merge": {"wins": "x"}}, "merge: unknown key 'wins'"),
+        ({"subtasks": [sub("a")], "merge": "first"}, "'merge' must be a mapping, got a string"),
+    ],
+)
+def test_structural_errors_name_the_key(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(PlanError) as info:
+        plan_from_dict(data, source="p.yml")
+    assert message in str(info.value)
+    assert str(info.value).startswith("p.yml")
+
+
+@pytest.mark.parametrize(
+    ("agent", "message"),
+    [
+        ({"delay": -1}, "'agent.delay' must be a non-negative number"),
+        ({"delay": "soon"}, "'agent.delay' must be a non-negative number"),
+        ({"edits": "write x"}, "'agent.edits' must be a list"),
+        ({"edits": [{"write": "a", "replace": "b"}]}, "edit #1 needs exactly one of write, replace"),
+        ({"edits": [{"write": "a"}]}, "edit #1 (write a) needs 'content'"),
+        ({"edits": [{"replace": "a", "old": "x"}]}, "edit #1 (replace a) needs 'new'"),
+        ({"edits": [{"replace": "a", "old": "", "new": "y"}]}, "has an empty 'old'"),
+        ({"edits": [{"delete": "a", "content": "x"}]}, "edit #1 (delete a) has unknown key 'content'"),
+        ({"edits": [{"append": 3, "text": "x"}]}, "'append' must be a path string"),
+        ({"fail": 3}, "'agent.fail' must be a string"),
+        ({"kind": "command"}, "command agent needs 'run'"),
+        ({"kind": "command", "run": "ls -l"}, "command agent needs 'run'"),
+        ({"kind": "command", "run": ["ls", 3]}, "'run' must contain only strings"),
+        ({"kind": "command", "run": ["ls"], "timeout": 0 - 5}, "'agent.timeout' must be a non-negative"),
+        ({"kind": "command", "run": ["ls"], "env": {"MY_TOKEN": "x"}}, "may not pass secrets"),
+        ({"kind": "command", "run": ["ls"], "env": {"A": 1}}, "'env' must map names to strings"),
+    ],
+)
+def test_agent_option_errors(agent: dict[str, Any], message: str) -> None:
+    with pytest.raises(PlanError) as info:
+        plan_from_dict({"subtasks": [sub("a", agent=agent)]})
+    assert "subtask 'a'" in str(info.value)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("../x", "leaves the worktree"),
+        ("a/../../x", "leaves the worktree"),
+        ("/etc/passwd", "absolute path"),
+        (".git/config", "under .git/"),
+        ("sub/.git/hooks/pre-commit", "under .git/"),
+        (".", "names the worktree itself"),
+    ],
+)
+def test_scripted_edit_paths_refused_at_load(path: str, message: str) -> None:
+    agent = {"kind": "scripted", "edits": [{"write": path, "content": "x"}]}
+    with pytest.raises(PlanError, match="edit #1") as info:
+        plan_from_dict({"subtasks": [sub("a", agent=agent)]})
+    assert message in str(info.value)
+    with pytest.raises(PathEscapeError):
+        check_edit_path(path)
+
+
+def test_edit_paths_inside_are_fine() -> None:
+    check_edit_path("src/a/../b.py")
+    edits = parse_edits(
+        [
+            {"write": "a.txt", "content": "1"},
+            {"append": "b", "text": "2"},
+            {"replace": "c", "old": "x", "new": ""},
+        ]
+    )
+    assert [(e.op, e.path, e.content, e.old, e.new) for e in edits] == [
+        ("write", "a.txt", "1", "", ""),
+        ("append", "b", "2", "", ""),
+        ("replace", "c", "", "x", ""),
+    ]
+
+
+def test_defaults_and_shorthands() -> None:
+    p = plan({"id": "a", "depends_on": "b", "paths": "src"}, {"id": "b", "agent": "command-less"})
+    a, b = p.subtasks
+    assert (a.role, a.title, a.instructions) == ("builder", "a", "")
+    assert a.depends_on == ("b",)
+    assert a.paths == ("src",)
+    assert b.agent is not None
+    assert b.agent.kind == "command-less"
+    assert p.version == 1
+
+
+# --- graph errors -----------------------------------------------------------------------------
+
+
+def test_duplicate_ids() -> None:
+    assert error_of({"subtasks": [sub("a"), sub("b"), sub("a")]}) == (
+        "duplicate subtask id 'a' (subtasks #1 and #3)"
+    )
+
+
+@pytest.mark.parametrize("bad", ["A", "-a", "a_b", "a b", "é"])
+def test_malformed_ids(bad: str) -> None:
+    assert f"malformed subtask id {bad!r}" in error_of({"subtasks": [sub(bad)]})
+
+
+def test_unknown_dependency() -> None:
+    assert error_of({"subtasks": [sub("a"), sub("b", "x")]}) == "subtask 'b' depends on unknown 'x'"
+
+
+def test_self_dependency() -> None:
+    assert error_of({"subtasks": [sub("a", "a")]}) == "subtask 'a' depends on itself"
+
+
+def test_cycle_is_printed() -> None:
+    assert error_of({"subtasks": [sub("a", "b"), sub("b", "a")]}) == "dependency cycle: a -> b -> a"
+    assert error_of({"subtasks": [sub("x"), sub("a", "x", "c"), sub("b", "a"), sub("c", "b")]}) == (
+        "dependency cycle: a -> c -> b -> a"
+    )
+
+
+def test_too_many_subtasks() -> None:
+    data = {"subtasks": [sub(f"s{i}") for i in range(5)]}
+    assert error_of(data, max_subtasks=4) == "too many subtasks: 5 (the limit is 4)"
+    assert validate(plan_from_dict(data), max_subtasks=5) == ()
+
+
+def test_validate_rechecks_programmatic_plans() -> None:
+    p = plan(sub("a"))
+    assert validate(p) == ()
+    with pytest.raises(PlanError, match="no subtasks"):
+        validate(Plan("t", ()))
+
+
+# --- ordering ---------------------------------------------------------------------------------
+
+
+def diamond() -> Plan:
+    return plan(sub("a"), sub("b", "a"), sub("c", "a"), sub("d", "b", "c"), sub("e"))
+
+
+def test_waves() -> None:
+    assert waves(diamond()) == (("a", "e"), ("b", "c"), ("d",))
+    assert waves(plan(sub("z", "y"), sub("y"))) == (("y",), ("z",))
+
+
+def test_critical_path() -> None:
+    path, length = critical_path(diamond(), {"a": 1, "b": 5, "c": 2, "d": 1, "e": 6})
+    assert path == ("a", "b", "d")
+    assert length == 7
+    path, length = critical_path(diamond(), {"e": 9})
+    assert (path, length) == (("e",), 9)
+
+
+def test_concurrent_pairs() -> None:
+    pairs = concurrent_pairs(diamond())
+    assert pairs == {frozenset(p) for p in [("b", "c"), ("a", "e"), ("b", "e"), ("c", "e"), ("d", "e")]}
+    assert frozenset(("a", "d")) not in pairs  # d depends on a transitively
+
+
+# --- ownership overlap ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "overlap"),
+    [
+        ("src/greet.py", "src/greet.py", True),
+        ("src/*.py", "src/greet.py", True),
+        ("src/**", "src/deep/er/x.py", True),
+        ("src", "src/a.py", True),
+        ("**/*.md", "docs/x/README.md", True),
+        ("src/*.py", "src/*_test.py", True),
+        ("docs/*.md", "src/*.py", False),
+        ("src/*.py", "src/a/b.py", False),
+        ("a/*/c", "a/b/d", False),
+        ("src/a.py", "src/b.py", False),
+        ("lib/*.py", "lib/*.js", False),
+    ],
+)
+def test_globs_may_overlap(a: str, b: str, overlap: bool) -> None:
+    assert globs_may_overlap(a, b) is overlap
+    assert globs_may_overlap(b, a) is overlap
+
+
+def test_ownership_overlap_is_a_warning_naming_both_and_paths() -> None:
+    p = plan(
+        sub("code", paths=["src/greet.py"]),
+        sub("docs", paths=["README.md", "src/*.py"]),
+        sub("tests", "code", paths=["src/greet.py"]),  # after code: not concurrent with it
+    )
+    assert ownership_overlaps(p) == (
+        ("code", "docs", ("src/greet.py ~ src/*.py",)),
+        ("docs", "tests", ("src/*.py ~ src/greet.py",)),
+    )
+    warnings = validate(p)
+    assert len(warnings) == 2
+    assert "'code' and 'docs'" in warnings[0]
+    assert "src/greet.py ~ src/*.py" in warnings[0]
+
+
+def test_serialize_overlaps_adds_edges_in_plan_order() -> None:
+    p = plan(
+        sub("a", paths=["x.txt"]),
+        sub("b", paths=["x.txt"]),
+        sub("c", paths=["x.txt"]),
+        sub("d", paths=["y.txt"]),
+    )
+    s = serialize_overlaps(p)
+    assert [t.depends_on for t in s.subtasks] == [(), ("a",), ("b",), ()]
+    assert ownership_overlaps(s) == ()
+    assert validate(s) == ()
+    assert waves(s) == (("a", "d"), ("b",), ("c",))
+
+
+def test_serialize_overlaps_never_creates_a_cycle() -> None:
+    # p waits for r; q overlaps p and r. Adding q -> p then r -> q would close r -> q -> p -> r.
+    p = plan(
+        sub("p", "r", paths=["f"]),
+        sub("q", paths=["f"]),
+        sub("r", paths=["f"]),
+    )
+    s = serialize_overlaps(p)
+    assert validate(s) == ()
+    assert ownership_overlaps(s) == ()
+    assert s.subtask("q").depends_on == ("p",)
+    assert s.subtask("r").depends_on == ()
