@@ -391,6 +391,21 @@ def out_env(repo: Path, env: Mapping[str, str], *args: str) -> str:
     return run(repo, *args, env=env).text.strip()
 
 
+def merge_file_diff3(
+    repo: Path, ours: bytes, base: bytes, theirs: bytes, labels: tuple[str, str, str], marker_size: int
+) -> bytes:
+    """``git merge-file -p --diff3`` with wide markers: conflicts show ours, base and theirs, unrefined."""
+    with tempfile.TemporaryDirectory(prefix="ci-swarm-mf-") as tmp:
+        paths = []
+        for name, data in (("ours", ours), ("base", base), ("theirs", theirs)):
+            (Path(tmp) / name).write_bytes(data)
+            paths.append(str(Path(tmp) / name))
+        args = ["merge-file", "-p", "--diff3", f"--marker-size={marker_size}"]
+        for label in labels:
+            args += ["-L", label]
+        return run(repo, *args, *paths, ok=tuple(range(128))).stdout
+
+
 # --- diffs and listings ------------------------------------------------------------------------
 
 
@@ -418,6 +433,18 @@ def grep(repo: Path, pattern: str, path: str | None = None, max_count: int = 200
         args += ["--", path]
     result = run(repo, *args, ok=(0, 1))
     return "\n".join(result.text.splitlines()[:max_count])
+
+
+def merge_diff(repo: Path, a: str, b: str) -> str:
+    """Zero-context diff ``a..b`` as a three-way merge sees it (whatever the user's diff config).
+
+    Myers without the indent heuristic (what ``merge-file``/``merge-tree`` use), no inter-hunk context,
+    full blob ids, ``a/`` ``b/`` prefixes, renames detected, no textconv.
+    """
+    args = ["diff", "--no-color", "--no-ext-diff", "--no-textconv", "--find-renames", "--full-index"]
+    args += ["--diff-algorithm=myers", "--no-indent-heuristic", "--inter-hunk-context=0", "-U0"]
+    args += ["--src-prefix=a/", "--dst-prefix=b/", "--no-relative", a, b]
+    return run(repo, *args).text
 
 
 # --- remotes ------------------------------------------------------------------------------------
