@@ -211,16 +211,18 @@ class Scheduler(Generic[R]):
         )
 
     def _skip_stuck(self) -> None:
-        """No progress is possible: skip what is left, naming the dependency that never came through."""
-        for job_id in list(self._pending):
-            waiting = [d for d in self._deps[job_id] if not self._released.get(d, (False, ""))[0]]
-            dep = waiting[0] if waiting else "?"
-            why = (
-                "finished but was never released (merged)"
-                if self._awaiting_release(dep)
-                else "never finished (dependency cycle?)"
-            )
-            self._finish_unstarted(job_id, SubtaskStatus.SKIPPED, f"dependency {dep!r} {why}")
+        """No progress is possible: skip the jobs waiting on a release that did not come, or else one
+        job of a dependency cycle; the loop then skips their dependents with the reason."""
+        unreleased = [j for j in self._pending if any(self._awaiting_release(d) for d in self._deps[j])]
+        for job_id in unreleased:
+            dep = next(d for d in self._deps[job_id] if self._awaiting_release(d))
+            reason = f"dependency {dep!r} finished but was never released (merged)"
+            self._finish_unstarted(job_id, SubtaskStatus.SKIPPED, reason)
+        if not unreleased:
+            job_id = self._pending[0]
+            dep = next(d for d in self._deps[job_id] if not self._released.get(d, (False, ""))[0])
+            reason = f"dependency {dep!r} never finished (dependency cycle?)"
+            self._finish_unstarted(job_id, SubtaskStatus.SKIPPED, reason)
 
     # --- one job --------------------------------------------------------------------------------
 
