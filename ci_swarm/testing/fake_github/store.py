@@ -1,0 +1,179 @@
+"""The fake GitHub's state: repositories (real bare git repos), issues, pulls, comments, reviews.
+
+Mutable on purpose (it is a server's store), guarded by one lock held by the HTTP layer around each
+request. Issues and pull requests share one number sequence per repository, as on GitHub.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes")
+ROLE_PERMISSION = {"admin": "admin", "maintain": "write", "write": "write", "triage": "read", "read": "read"}
+SCOPES = ("contents", "issues", "pull_requests")
+BOT_LOGIN = "github-actions[bot]"
+
+
+def iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+@dataclass
+class User:
+    login: str
+    id: int
+    type: str = "User"  # User | Bot
+    role: str = "none"  # admin | maintain | write | triage | read | none (on every repo)
+
+
+@dataclass
+class Token:
+    """An access token: who it is and what it may write (per scope: "write", "read" or "none")."""
+
+    value: str
+    login: str
+    permissions: dict[str, str] = field(default_factory=lambda: dict.fromkeys(SCOPES, "write"))
+    actions: bool = True  # an Actions GITHUB_TOKEN (subject to "Actions may not create PRs")
+
+
+@dataclass
+class Reaction:
+    id: int
+    user: str
+    content: str
+    created_at: float
+
+
+@dataclass
+class Label:
+    id: int
+    name: str
+    color: str = "ededed"
+    description: str | None = None
+
+
+@dataclass
+class Comment:
+    id: int
+    issue: int
+    user: str
+    body: str
+    created_at: float
+    updated_at: float
+    reactions: list[Reaction] = field(default_factory=list)
+
+
+@dataclass
+class Pull:
+    head_ref: str
+    base_ref: str
+    head_sha: str  # last known (kept when the branch is deleted)
+    base_sha: str
+    head_repo: str  # full name of the head repository
+    draft: bool = False
+    maintainer_can_modify: bool = False
+
+
+@dataclass
+class Issue:
+    number: int
+    title: str
+    body: str | None
+    user: str
+    created_at: float
+    updated_at: float
+    state: str = "open"
+    closed_at: float | None = None
+    labels: list[str] = field(default_factory=list)
+    reactions: list[Reaction] = field(default_factory=list)
+    pull: Pull | None = None
+
+
+@dataclass
+class Review:
+    id: int
+    pull: int
+    user: str
+    body: str
+    state: str  # PENDING | COMMENTED | APPROVED | CHANGES_REQUESTED
+    commit_id: str
+    submitted_at: float
+
+
+@dataclass
+class ReviewComment:
+    id: int
+    review_id: int
+    pull: int
+    user: str
+    body: str
+    path: str
+    commit_id: str
+    diff_hunk: str
+    line: int | None
+    side: str | None
+    start_line: int | None
+    start_side: str | None
+    position: int | None
+    subject_type: str
+    created_at: float
+    in_reply_to: int | None = None
+
+
+@dataclass
+class Repo:
+    owner: str
+    name: str
+    id: int
+    path: Path  # the bare repository on disk
+    default_branch: str
+    created_at: float
+    issues: dict[int, Issue] = field(default_factory=dict)
+    comments: dict[int, Comment] = field(default_factory=dict)
+    reviews: dict[int, Review] = field(default_factory=dict)
+    review_comments: dict[int, ReviewComment] = field(default_factory=dict)
+    labels: dict[str, Label] = field(default_factory=dict)
+    numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+
+@dataclass
+class Settings:
+    actions_can_create_prs: bool = True
+    anonymous_reads: bool = True
+
+
+class Store:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.repos: dict[str, Repo] = {}
+        self.users: dict[str, User] = {}
+        self.tokens: dict[str, Token] = {}
+        self.settings = Settings()
+        self._ids = itertools.count(1001)
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def user(self, login: str, *, type: str = "User", role: str | None = None) -> User:
+        """The user ``login``, created on first mention (bots get type Bot)."""
+        known = self.users.get(login)
+        if known is None:
+            kind = "Bot" if login.endswith("[bot]") else type
+            known = self.users[login] = User(login, self.next_id(), kind)
+        if role is not None:
+            known.role = role
+        return known
+
+    def repo(self, owner: str, name: str) -> Repo | None:
+        return self.repos.get(f"{owner}/{name}".lower())
+
+    def comment(self, repo: Repo, comment_id: int) -> Comment | None:
+        return repo.comments.get(comment_id)
