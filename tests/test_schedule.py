@@ -383,7 +383,9 @@ def test_events_describe_the_run() -> None:
 
 
 def test_stats_bound_is_max_of_critical_path_and_sum_over_cap() -> None:
-    results = {k: JobResult(k, S.SUCCEEDED, seconds=v) for k, v in {"a": 1.0, "b": 1.0, "c": 4.0}.items()}
+    results: dict[str, JobResult[None]] = {
+        k: JobResult(k, S.SUCCEEDED, seconds=v) for k, v in {"a": 1.0, "b": 1.0, "c": 4.0}.items()
+    }
     chain = [Job("a"), Job("b"), Job("c", ("a",))]
     st = stats(results, 5.0, 2, chain, max_in_flight=2)
     assert st.agent_seconds_sum == 6.0
