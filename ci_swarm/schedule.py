@@ -99,6 +99,7 @@ class Scheduler(Generic[R]):
         self._pending: list[str] = [job.id for job in jobs]
         self._running: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._event_loop: asyncio.AbstractEventLoop | None = None
         self._stop_reason = ""
         self.in_flight = 0
         self.max_in_flight = 0
@@ -112,9 +113,17 @@ class Scheduler(Generic[R]):
 
     def release(self, job_id: str, ok: bool, reason: str = "") -> None:
         """The job's result was merged (``ok``) or cannot be used; dependents may start or are skipped.
-        The first release of a job is final; later ones are ignored."""
+        The first release of a job is final; later ones are ignored. Safe to call from another thread
+        (a merge running in ``asyncio.to_thread``): it is then handed to the scheduler's event loop."""
         if job_id not in self._deps:
             raise KeyError(job_id)
+        loop = self._event_loop
+        if loop is not None and not _running_in(loop):
+            loop.call_soon_threadsafe(self._release, job_id, ok, reason)
+            return
+        self._release(job_id, ok, reason)
+
+    def _release(self, job_id: str, ok: bool, reason: str) -> None:
         if job_id in self._released:
             return
         self._released[job_id] = (ok, reason)
@@ -125,6 +134,7 @@ class Scheduler(Generic[R]):
 
     async def run(self) -> dict[str, JobResult[R]]:
         self._wake = asyncio.Event()
+        self._event_loop = asyncio.get_running_loop()
         try:
             await self._loop()
         except asyncio.CancelledError:
@@ -325,6 +335,13 @@ def _check_jobs(jobs: Sequence[Job]) -> None:
         for dep in job.depends_on:
             if dep not in known:
                 raise PlanError(f"job {job.id!r} depends on unknown {dep!r}")
+
+
+def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def _verb(status: SubtaskStatus) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -63,15 +64,18 @@ def make(
     fail_fast: bool = False,
     auto_release: bool = True,
     events: list[SchedEvent] | None = None,
+    on_event: Callable[[SchedEvent], None] | None = None,
     **kw: Any,
 ) -> Scheduler[Any]:
+    if events is not None:
+        on_event = events.append
     return Scheduler(
         jobs,
         max_parallel=cap,
         timeout=timeout,
         fail_fast=fail_fast,
         work=work,
-        on_event=events.append if events is not None else None,
+        on_event=on_event,
         auto_release=auto_release,
         **kw,
     )
@@ -192,6 +196,39 @@ def test_release_inside_work_and_first_release_is_final() -> None:
     assert seen == ["a", "b"]
     with pytest.raises(KeyError):
         sched.release("zzz", True)
+
+
+def test_release_from_a_worker_thread_wakes_the_scheduler() -> None:
+    """The orchestrator merges in asyncio.to_thread and releases from there."""
+    work = Recorder()
+    jobs = [Job("a"), Job("b", ("a",)), Job("c", ("b",))]
+    threads: list[bool] = []
+
+    async def scenario() -> dict[str, JobResult[Any]]:
+        inbox: asyncio.Queue[str] = asyncio.Queue()
+
+        def on_event(event: SchedEvent) -> None:
+            if event.kind == "finished":
+                inbox.put_nowait(event.job)
+
+        def merge(job: str) -> None:
+            threads.append(threading.current_thread() is not threading.main_thread())
+            sched.release(job, True)
+
+        async def merger() -> None:
+            while True:
+                await asyncio.to_thread(merge, await inbox.get())
+
+        sched = make(jobs, work, auto_release=False, on_event=on_event, release_timeout=None)
+        consumer = asyncio.create_task(merger())
+        try:
+            return await asyncio.wait_for(sched.run(), 10)
+        finally:
+            consumer.cancel()
+
+    results = asyncio.run(scenario())
+    assert statuses(results) == dict.fromkeys("abc", S.SUCCEEDED)
+    assert threads == [True, True, True]
 
 
 def test_finishes_when_leaves_are_never_released() -> None:
