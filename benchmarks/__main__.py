@@ -21,9 +21,13 @@ SUITES = {"merge": "benchmarks.bench_merge", "run": "benchmarks.bench_run", "llm
 
 
 def _machine() -> str:
-    git_version = subprocess.run(["git", "--version"], capture_output=True, text=True, check=False).stdout.strip()
-    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python "
-            f"{platform.python_version()}, {git_version}")
+    git_version = subprocess.run(
+        ["git", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, {git_version}"
+    )
 
 
 def _rows(data: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -39,8 +43,9 @@ def render(results: dict[str, Any]) -> str:
     lines = [
         "# Performance",
         "",
-        "Measured by `make bench` (`python -m benchmarks`), which rewrites this file. Every comparison is",
-        "measured side by side in one run and given as a ratio; absolute times are this machine's, for scale.",
+        "Measured by `make bench` (`python -m benchmarks`), which rewrites this file.",
+        "Every comparison is measured side by side in one run and given as a ratio;",
+        "absolute times are this machine's, for scale.",
         "",
         f"- measured: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- machine: {_machine()}",

@@ -38,9 +38,16 @@ def _swarm(n: int, delay: float, cap: int) -> RunReport:
     with tempfile.TemporaryDirectory(prefix="ci-swarm-bench-") as tmp:
         repo = _repo(Path(tmp))
         subtasks = [
-            {"id": f"s{i}", "role": "builder", "title": f"s{i}",
-             "agent": {"kind": "scripted", "delay": delay,
-                       "edits": [{"write": f"out/s{i}.txt", "content": f"{i}\n"}]}}
+            {
+                "id": f"s{i}",
+                "role": "builder",
+                "title": f"s{i}",
+                "agent": {
+                    "kind": "scripted",
+                    "delay": delay,
+                    "edits": [{"write": f"out/s{i}.txt", "content": f"{i}\n"}],
+                },
+            }
             for i in range(n)
         ]
         plan = plan_from_dict({"version": 1, "task": "bench", "subtasks": subtasks})
@@ -51,32 +58,54 @@ def _swarm(n: int, delay: float, cap: int) -> RunReport:
 def efficiency(n: int = 16, delay: float = 1.0, cap: int = 4) -> dict[str, Any]:
     report = _swarm(n, delay, cap)
     st = report.stats
-    return {"subtasks": n, "cap": cap, "delay_s": delay, "wall_s": st.wall_seconds,
-            "bound_s": st.bound_seconds, "efficiency": st.efficiency, "speedup": st.speedup,
-            "max_in_flight": st.max_in_flight}
+    return {
+        "subtasks": n,
+        "cap": cap,
+        "delay_s": delay,
+        "wall_s": st.wall_seconds,
+        "bound_s": st.bound_seconds,
+        "efficiency": st.efficiency,
+        "speedup": st.speedup,
+        "max_in_flight": st.max_in_flight,
+    }
 
 
 def overhead(n: int = 100, delay: float = 0.5, cap: int = 16) -> dict[str, Any]:
     report = _swarm(n, delay, cap)
     st = report.stats
-    return {"subtasks": n, "cap": cap, "delay_s": delay, "wall_s": st.wall_seconds,
-            "bound_s": st.bound_seconds, "overhead_s": round(st.wall_seconds - st.bound_seconds, 3),
-            "merges": len(report.merges),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {
+        "subtasks": n,
+        "cap": cap,
+        "delay_s": delay,
+        "wall_s": st.wall_seconds,
+        "bound_s": st.bound_seconds,
+        "overhead_s": round(st.wall_seconds - st.bound_seconds, 3),
+        "merges": len(report.merges),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 def main() -> dict[str, Any]:
     eff = efficiency()
     # the 100-subtask run in a fresh interpreter, so its peak RSS is its own
     code = "import json; from benchmarks.bench_run import overhead; print(json.dumps(overhead()))"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     over = json.loads(proc.stdout.strip().splitlines()[-1])
     result = {"efficiency_16_cap4": eff, "overhead_100_cap16": over}
-    print(f"scheduler, 16 × {eff['delay_s']}s, cap 4: wall {eff['wall_s']}s, bound {eff['bound_s']}s, "
-          f"efficiency {eff['efficiency']} (target ≥ 0.95)")
-    print(f"100 subtasks, cap 16: wall {over['wall_s']}s, bound {over['bound_s']}s, overhead "
-          f"{over['overhead_s']}s (target < 3 s), peak RSS {over['peak_rss_mb']} MB (target < 300 MB)")
+    print(
+        f"scheduler, 16 × {eff['delay_s']}s, cap 4: wall {eff['wall_s']}s, bound {eff['bound_s']}s, "
+        f"efficiency {eff['efficiency']} (target ≥ 0.95)"
+    )
+    print(
+        f"100 subtasks, cap 16: wall {over['wall_s']}s, bound {over['bound_s']}s, overhead "
+        f"{over['overhead_s']}s (target < 3 s), peak RSS {over['peak_rss_mb']} MB (target < 300 MB)"
+    )
     return result
 
 

@@ -31,8 +31,16 @@ def write_files(root: Path, files: Mapping[str, str | bytes]) -> None:
             target.write_text(content, encoding="utf-8", newline="")
 
 
-def scripted(sub_id: str, role: str = "builder", *, delay: float = 0.0, edits: list[dict[str, Any]] | None = None,
-             depends_on: tuple[str, ...] = (), paths: tuple[str, ...] = (), **agent: Any) -> dict[str, Any]:
+def scripted(
+    sub_id: str,
+    role: str = "builder",
+    *,
+    delay: float = 0.0,
+    edits: list[dict[str, Any]] | None = None,
+    depends_on: tuple[str, ...] = (),
+    paths: tuple[str, ...] = (),
+    **agent: Any,
+) -> dict[str, Any]:
     return {
         "id": sub_id,
         "role": role,
@@ -54,7 +62,12 @@ def plan_of(*subtasks: dict[str, Any], merge: dict[str, Any] | None = None, task
 def snapshot(repo: Path) -> tuple[str, str, str, bytes]:
     """What the user sees of their checkout: HEAD, branch, status, and the index file's bytes."""
     index = (repo / ".git" / "index").read_bytes()
-    return (git.head_commit(repo), git.current_branch(repo) or "", git.out(repo, "status", "--porcelain"), index)
+    return (
+        git.head_commit(repo),
+        git.current_branch(repo) or "",
+        git.out(repo, "status", "--porcelain"),
+        index,
+    )
 
 
 def show(repo: Path, rev: str, path: str) -> str:

@@ -28,8 +28,15 @@ def write_plan(path: Path, *subtasks: dict[str, object], **extra: object) -> Pat
 
 def ci_swarm(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
-    return subprocess.run([sys.executable, "-m", "ci_swarm", *args], cwd=cwd, env=env, text=True,
-                          capture_output=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "ci_swarm", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -38,8 +45,12 @@ def repo(tmp_path: Path) -> Path:
 
 
 def test_plan_command_prints_waves_and_critical_path(tmp_path: Path) -> None:
-    plan = write_plan(tmp_path / "p.yml", scripted("a", delay=2), scripted("b", delay=1),
-                      scripted("c", depends_on=("a",), delay=1))
+    plan = write_plan(
+        tmp_path / "p.yml",
+        scripted("a", delay=2),
+        scripted("b", delay=1),
+        scripted("c", depends_on=("a",), delay=1),
+    )
     result = CliRunner().invoke(cli, ["plan", "--plan", str(plan)])
     assert result.exit_code == 0, result.output
     assert "wave 1: a, b" in result.output
@@ -48,16 +59,46 @@ def test_plan_command_prints_waves_and_critical_path(tmp_path: Path) -> None:
 
 
 def test_run_via_clirunner_writes_both_reports(repo: Path, tmp_path: Path) -> None:
-    plan = write_plan(tmp_path / "p.yml", scripted("a", edits=[{"write": "a.txt", "content": "a\n"}]),
-                      scripted("b", edits=[{"append": "README.md", "text": "b\n"}]))
+    plan = write_plan(
+        tmp_path / "p.yml",
+        scripted("a", edits=[{"write": "a.txt", "content": "a\n"}]),
+        scripted("b", edits=[{"append": "README.md", "text": "b\n"}]),
+    )
     out_json, out_md = tmp_path / "run.json", tmp_path / "run.md"
-    result = CliRunner().invoke(cli, ["run", "--plan", str(plan), "--repo", str(repo), "--quiet",
-                                      "--report", str(out_json), "--report-md", str(out_md)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "--plan",
+            str(plan),
+            "--repo",
+            str(repo),
+            "--quiet",
+            "--report",
+            str(out_json),
+            "--report-md",
+            str(out_md),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(out_json.read_text())
-    for key in ("run_id", "base", "integration_branch", "integration_commit", "wall_seconds",
-                "agent_seconds_sum", "speedup", "bound_seconds", "efficiency", "max_agents", "max_in_flight",
-                "subtasks", "merges", "conflicts", "overlap"):
+    for key in (
+        "run_id",
+        "base",
+        "integration_branch",
+        "integration_commit",
+        "wall_seconds",
+        "agent_seconds_sum",
+        "speedup",
+        "bound_seconds",
+        "efficiency",
+        "max_agents",
+        "max_in_flight",
+        "subtasks",
+        "merges",
+        "conflicts",
+        "overlap",
+    ):
         assert key in data, key
     assert {s["status"] for s in data["subtasks"]} == {"succeeded"}
     assert git.rev_parse(repo, data["integration_branch"]) == data["integration_commit"]
@@ -101,9 +142,14 @@ def test_bad_input_is_one_line_and_exit_4(repo: Path, tmp_path: Path, args: list
     write_plan(tmp_path / "cycle.yml", scripted("a", depends_on=("b",)), scripted("b", depends_on=("a",)))
     write_plan(tmp_path / "good.yml", scripted("a"))
     (tmp_path / "plain").mkdir()
-    names = {"missing": tmp_path / "missing.yml", "bad_yaml": tmp_path / "bad.yml",
-             "cycle": tmp_path / "cycle.yml", "good": tmp_path / "good.yml", "not_repo": tmp_path / "plain",
-             "repo": repo}
+    names = {
+        "missing": tmp_path / "missing.yml",
+        "bad_yaml": tmp_path / "bad.yml",
+        "cycle": tmp_path / "cycle.yml",
+        "good": tmp_path / "good.yml",
+        "not_repo": tmp_path / "plain",
+        "repo": repo,
+    }
     proc = ci_swarm(*[a.format(**{k: str(v) for k, v in names.items()}) for a in args])
     code = 6 if "--task" in args else 4
     assert proc.returncode == code, proc.stderr
@@ -120,8 +166,19 @@ def test_merge_command_on_existing_branches(repo: Path, tmp_path: Path) -> None:
         (wt / f"{name}.txt").write_text(content)
         git.commit_all(wt, f"{name}\n", git.SWARM_IDENTITY)
         git.worktree_remove(repo, wt)
-    proc = ci_swarm("merge", "feat-a", "feat-b", "--base", "main", "--repo", str(repo), "--into", "combined",
-                    "--report", str(tmp_path / "m.json"))
+    proc = ci_swarm(
+        "merge",
+        "feat-a",
+        "feat-b",
+        "--base",
+        "main",
+        "--repo",
+        str(repo),
+        "--into",
+        "combined",
+        "--report",
+        str(tmp_path / "m.json"),
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "m.json").read_text())
     assert [m["status"] for m in data["merges"]] == ["clean", "clean"]
@@ -132,12 +189,31 @@ def test_merge_command_on_existing_branches(repo: Path, tmp_path: Path) -> None:
 
 
 def test_sigint_cancels_cleanly_and_keeps_committed_work(repo: Path, tmp_path: Path) -> None:
-    plan = write_plan(tmp_path / "p.yml", scripted("done", edits=[{"write": "d.txt", "content": "d\n"}]),
-                      scripted("stuck", edits=[{"write": "s.txt", "content": "s\n"}], delay=60))
+    plan = write_plan(
+        tmp_path / "p.yml",
+        scripted("done", edits=[{"write": "d.txt", "content": "d\n"}]),
+        scripted("stuck", edits=[{"write": "s.txt", "content": "s\n"}], delay=60),
+    )
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
-    proc = subprocess.Popen([sys.executable, "-m", "ci_swarm", "run", "--plan", str(plan), "--repo", str(repo),
-                             "--quiet", "--report", str(tmp_path / "r.json")], env=env, text=True,
-                            stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ci_swarm",
+            "run",
+            "--plan",
+            str(plan),
+            "--repo",
+            str(repo),
+            "--quiet",
+            "--report",
+            str(tmp_path / "r.json"),
+        ],
+        env=env,
+        text=True,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and "-agents/stuck" not in git.out(repo, "branch", "--list", "swarm/*"):
         time.sleep(0.1)

@@ -68,8 +68,12 @@ def test_dependent_starts_from_the_tip_after_its_dependency_is_merged(repo: Path
     plan = plan_of(
         scripted("code", delay=0.1, edits=[{"write": "src/greet.py", "content": "def greet(): ...\n"}]),
         scripted("other", delay=0.3, edits=[{"write": "other.txt", "content": "x\n"}]),
-        scripted("tests", "tester", depends_on=("code",),
-                 edits=[{"replace": "src/greet.py", "old": "...", "new": "return 'hi'"}]),
+        scripted(
+            "tests",
+            "tester",
+            depends_on=("code",),
+            edits=[{"replace": "src/greet.py", "old": "...", "new": "return 'hi'"}],
+        ),
     )
     report, _ = run(repo, plan, tmp_path, max_agents=3)
     subs = {s.id: s for s in report.subtasks}
@@ -106,14 +110,24 @@ def test_failure_and_timeout_are_isolated_and_their_work_is_kept(repo: Path, tmp
 
 def test_same_lines_are_a_recorded_conflict_and_disjoint_hunks_auto_merge(repo: Path, tmp_path: Path) -> None:
     plan = plan_of(
-        scripted("first", "researcher", delay=0.05, edits=[
-            {"replace": "settings.toml", "old": "replicas = 1", "new": "replicas = 2"},
-            {"replace": "README.md", "old": "use it", "new": "use it well"},
-        ]),
-        scripted("second", "deployer", delay=0.4, edits=[
-            {"replace": "settings.toml", "old": "replicas = 1", "new": "replicas = 3"},
-            {"replace": "README.md", "old": "none", "new": "deploy notes"},
-        ]),
+        scripted(
+            "first",
+            "researcher",
+            delay=0.05,
+            edits=[
+                {"replace": "settings.toml", "old": "replicas = 1", "new": "replicas = 2"},
+                {"replace": "README.md", "old": "use it", "new": "use it well"},
+            ],
+        ),
+        scripted(
+            "second",
+            "deployer",
+            delay=0.4,
+            edits=[
+                {"replace": "settings.toml", "old": "replicas = 1", "new": "replicas = 3"},
+                {"replace": "README.md", "old": "none", "new": "deploy notes"},
+            ],
+        ),
     )
     report, _ = run(repo, plan, tmp_path, max_agents=2)
     assert exit_code(report) == 2
@@ -142,8 +156,9 @@ def test_plan_order_merges_in_plan_order(repo: Path, tmp_path: Path) -> None:
 
 
 def test_cap_is_never_exceeded(repo: Path, tmp_path: Path) -> None:
-    plan = plan_of(*[scripted(f"s{i}", delay=0.05, edits=[{"write": f"f{i}.txt", "content": "x\n"}])
-                     for i in range(8)])
+    plan = plan_of(
+        *[scripted(f"s{i}", delay=0.05, edits=[{"write": f"f{i}.txt", "content": "x\n"}]) for i in range(8)]
+    )
     report, _ = run(repo, plan, tmp_path, max_agents=3)
     assert report.stats.max_in_flight == 3
     assert len(report.merges) == 8
@@ -168,7 +183,7 @@ def test_bad_repository_and_base(tmp_path: Path, repo: Path) -> None:
 
 def test_escaping_edits_are_refused(tmp_path: Path) -> None:
     for bad in ("../escape.txt", "/etc/passwd", ".git/config"):
-        with pytest.raises(PlanError, match="escape|absolute|leaves|.git"):
+        with pytest.raises(PlanError, match=r"escape|absolute|leaves|\.git"):
             plan_of(scripted("a", edits=[{"write": bad, "content": "x"}]))
 
 
@@ -178,8 +193,10 @@ def test_symlink_escape_at_run_time_is_a_recorded_failure(tmp_path: Path) -> Non
     repo = make_repo(tmp_path / "repo", {"f.txt": "f\n"})
     (repo / "link").symlink_to(outside)
     git.commit_all(repo, "add link\n", git.SWARM_IDENTITY)
-    plan = plan_of(scripted("a", edits=[{"write": "link/pwned.txt", "content": "x"}]),
-                   scripted("b", edits=[{"write": "b.txt", "content": "b\n"}]))
+    plan = plan_of(
+        scripted("a", edits=[{"write": "link/pwned.txt", "content": "x"}]),
+        scripted("b", edits=[{"write": "b.txt", "content": "b\n"}]),
+    )
     report, _ = run(repo, plan, tmp_path)
     subs = {s.id: s for s in report.subtasks}
     assert subs["a"].status is SubtaskStatus.FAILED and "outside the worktree" in subs["a"].error
