@@ -435,14 +435,14 @@ def grep(repo: Path, pattern: str, path: str | None = None, max_count: int = 200
     return "\n".join(result.text.splitlines()[:max_count])
 
 
-def merge_diff(repo: Path, a: str, b: str) -> str:
+def merge_diff(repo: Path, a: str, b: str, *, algorithm: str = "histogram") -> str:
     """Zero-context diff ``a..b`` as a three-way merge sees it (whatever the user's diff config).
 
-    Myers without the indent heuristic (what ``merge-file``/``merge-tree`` use), no inter-hunk context,
-    full blob ids, ``a/`` ``b/`` prefixes, renames detected, no textconv.
+    ``merge-tree`` (merge-ort) diffs with histogram, ``merge-file`` with myers; neither uses the indent
+    heuristic. No inter-hunk context, full blob ids, ``a/`` ``b/`` prefixes, renames, no textconv.
     """
     args = ["diff", "--no-color", "--no-ext-diff", "--no-textconv", "--find-renames", "--full-index"]
-    args += ["--diff-algorithm=myers", "--no-indent-heuristic", "--inter-hunk-context=0", "-U0"]
+    args += [f"--diff-algorithm={algorithm}", "--no-indent-heuristic", "--inter-hunk-context=0", "-U0"]
     args += ["--src-prefix=a/", "--dst-prefix=b/", "--no-relative", a, b]
     return run(repo, *args).text
 
