@@ -111,6 +111,8 @@ def _check_content(content: Any, where: str) -> None:
             raise ApiError(400, f"{where}.{j}.type: Field required")
         if block["type"] == "text" and not isinstance(block.get("text"), str):
             raise ApiError(400, f"{where}.{j}.text: Field required")
+        if block["type"] == "text" and not block["text"]:
+            raise ApiError(400, "messages: text content blocks must be non-empty")
         if block["type"] == "tool_use" and not isinstance(block.get("input"), Mapping):
             raise ApiError(400, f"{where}.{j}.input: Input should be a valid dictionary")
 

@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from ci_swarm.errors import UsageError
+from ci_swarm.llm.prompts import PLANNER_MARKER, SUBTASK_MARKER
 
 Reply = Mapping[str, Any]
 # A Python responder (in-process use): (request body, turn, match groups) -> reply
@@ -184,7 +185,7 @@ def script_to_dict(script: Script) -> dict[str, Any]:
 
 # --- a whole `ci-swarm run --task` worth of replies --------------------------------------------------
 
-PLANNER_MATCH = r"You are the ci-swarm planner"
+PLANNER_MATCH = re.escape(PLANNER_MARKER)
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,7 @@ class ScriptedSubtask:
 
 def subtask_match(subtask_id: str) -> str:
     """The regex that recognises the agent conversation of ``subtask_id`` (see ``llm.prompts``)."""
-    return rf"Subtask id: {re.escape(subtask_id)}\n"
+    return rf"{re.escape(SUBTASK_MARKER)}{re.escape(subtask_id)}\n"
 
 
 def task_script(
