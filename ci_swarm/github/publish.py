@@ -1,0 +1,372 @@
+"""Publishing a run on GitHub: push, pull request, progress comment, conflict review, reactions.
+
+::
+
+    pub = Publisher(api_url, token, Target("owner/name", issue=12))
+    progress = pub.start(request, run_id, plan.subtasks)      # 👀 + the live progress comment
+    report = run_plan_sync(plan, options, agents, progress, request)
+    result = pub.publish(repo, report, progress)               # push, PR, review, final comment, 🚀/😕
+
+From an issue (or the CLI): a PR from the run's branch into the base, created or updated. From a PR: the
+commits go onto the PR's own branch (same repository only), the PR body is left alone, and the summary
+goes into the progress comment. Every PyGithub error is mapped to a one-line ForgeError at this boundary.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import github
+from github.PullRequest import PullRequest
+from github.Repository import Repository
+
+from ci_swarm import git
+from ci_swarm.errors import ForgeError, SwarmError
+from ci_swarm.github import review as rv
+from ci_swarm.github import runner
+from ci_swarm.github.client import DEFAULT_RETRY, RetrySettings, describe, forge_call, make_github, status_of
+from ci_swarm.github.progress import ProgressComment, initial_state, render, workflow_run_url
+from ci_swarm.github.pushing import Remerge, push_agents, push_integration
+from ci_swarm.models import MergeRecord, MergeStatus, Overlap, Request, RunReport, Subtask
+from ci_swarm.report import headline, to_markdown
+
+log = logging.getLogger(__name__)
+MAX_BODY = 65_000
+ACTIONS_PR_HINT = (
+    "allow it under Settings → Actions → General → Workflow permissions "
+    '("Allow GitHub Actions to create and approve pull requests")'
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    repo: str  # owner/name
+    issue: int | None = None
+    pr: int | None = None
+    comment_id: int | None = None  # the comment that asked for the run (gets the reactions)
+
+    @property
+    def number(self) -> int | None:
+        return self.pr if self.pr is not None else self.issue
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    pr_number: int | None
+    pr_url: str
+    branch: str
+    pushed: tuple[str, ...]
+    review_comments: int = 0
+    file_comments: int = 0
+    body_notes: int = 0
+    reviews: int = 0
+    notes: tuple[str, ...] = ()
+    report: RunReport | None = None  # as published (re-merged when the target moved)
+
+
+class _Queue(Protocol):
+    @property
+    def tip(self) -> str: ...
+
+    @property
+    def overlaps(self) -> tuple[Overlap, ...]: ...
+
+    def merge(self, subtask_id: str, branch_commit: str, start_commit: str, order: int) -> MergeRecord: ...
+
+
+def remerge_onto(repo: Path) -> Remerge:
+    """Re-run a report's merges, in their order, onto a new tip (``ci_swarm.merge.MergeQueue``)."""
+
+    def remerge(report: RunReport, tip: str) -> RunReport:
+        branch = f"{report.integration_branch}-onto-{tip[:10]}"
+        if not git.branch_exists(repo, branch):
+            git.create_branch(repo, branch, tip)
+        roles = {s.id: s.role for s in report.subtasks}
+        queue: _Queue = importlib.import_module("ci_swarm.merge").MergeQueue(
+            repo, branch, tip, report.merge_policy, roles
+        )
+        subs = {s.id: s for s in report.subtasks}
+        merges = []
+        for order, m in enumerate(sorted(report.merges, key=lambda m: m.order), 1):
+            sub = subs.get(m.subtask)
+            if sub is None or not sub.commit or m.status is MergeStatus.SKIPPED:
+                continue
+            merges.append(queue.merge(sub.id, sub.commit, sub.start_commit, order))
+        note = f"re-merged onto {tip[:10]} (the target branch moved while the swarm ran)"
+        return replace(
+            report,
+            integration_branch=branch,
+            integration_commit=queue.tip,
+            merges=tuple(merges),
+            overlap=queue.overlaps,
+            notes=(*report.notes, note),
+        )
+
+    return remerge
+
+
+def pr_title(report: RunReport) -> str:
+    request = report.request
+    text = (request.title if request and request.title else report.task).strip().splitlines()
+    title = text[0] if text else report.run_id
+    return f"ci-swarm: {title}"[:250]
+
+
+def pr_body(report: RunReport, issue: int | None) -> str:
+    body = to_markdown(report)
+    closes = f"\n\nCloses #{issue}\n" if issue else "\n"
+    if len(body) + len(closes) > MAX_BODY:
+        body = (
+            body[: MAX_BODY - len(closes) - 80] + "\n\n… (truncated: the full report is in the job summary)"
+        )
+    return body + closes
+
+
+class Publisher:
+    def __init__(
+        self,
+        api_url: str | None,
+        token: str,
+        target: Target,
+        *,
+        branch_template: str = "{integration_branch}",
+        base_branch: str | None = None,
+        retry: RetrySettings = DEFAULT_RETRY,
+        progress_interval: float = 5.0,
+        push_attempts: int = 3,
+        remerge: Remerge | None = None,
+        env: Mapping[str, str] | None = None,
+        client: github.Github | None = None,
+    ) -> None:
+        if target.issue is not None and target.pr is not None:
+            raise ForgeError("publish to an issue or a pull request, not both")
+        self.token = token
+        self.target = target
+        self.branch_template = branch_template
+        self.base_branch = base_branch
+        self.progress_interval = progress_interval
+        self.push_attempts = push_attempts
+        self._remerge = remerge
+        self._env = env
+        self.gh = client or make_github(token, api_url, retry=retry)
+        self._repo: Repository | None = None
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _call(self, doing: str) -> Any:
+        return forge_call(f"{doing} ({self.target.repo})", self.token)
+
+    @property
+    def repo(self) -> Repository:
+        if self._repo is None:
+            with self._call("reading the repository"):
+                self._repo = self.gh.get_repo(self.target.repo)
+        return self._repo
+
+    def branch_name(self, report: RunReport) -> str:
+        return self.branch_template.format(
+            run_id=report.run_id, integration_branch=report.integration_branch, issue=self.target.issue or ""
+        )
+
+    def react(self, content: str) -> None:
+        """Best effort: a reaction on the triggering comment, else on the issue / PR."""
+        number = self.target.number
+        if number is None:
+            return
+        try:
+            with self._call(f"adding a {content} reaction"):
+                issue = self.repo.get_issue(number)
+                if self.target.comment_id is not None:
+                    issue.get_comment(self.target.comment_id).create_reaction(content)
+                else:
+                    issue.create_reaction(content)
+        except ForgeError as err:
+            log.warning("%s", err)
+
+    # --- start ---------------------------------------------------------------------------------
+
+    def start(
+        self, request: Request | None, run_id: str, subtasks: Iterable[Subtask | str]
+    ) -> ProgressComment:
+        """👀 and the progress comment (edited as the run goes). Without an issue or PR: a silent listener."""
+        number = self.target.number
+        subtasks = tuple(subtasks)
+        run_url = workflow_run_url(self._env)
+        if number is None:
+            return ProgressComment(lambda body: None, run_id, subtasks, run_url=run_url)
+        self.react("eyes")
+        with self._call(f"commenting on #{number}"):
+            body = render(initial_state(run_id, subtasks, run_url))
+            comment = self.repo.get_issue(number).create_comment(body)
+        return ProgressComment(
+            comment.edit,
+            run_id,
+            subtasks,
+            min_interval=self.progress_interval,
+            run_url=run_url,
+            url=comment.html_url,
+            comment_id=comment.id,
+        )
+
+    # --- publish -------------------------------------------------------------------------------
+
+    def publish(
+        self, repo: Path, report: RunReport, progress: ProgressComment | None = None
+    ) -> PublishResult:
+        """Push, open/update the PR (or push onto the PR), post the conflict review, finish the comment."""
+        try:
+            result = self._publish_pr(repo, report) if self.target.pr else self._publish_branch(repo, report)
+        except SwarmError as err:
+            if progress is not None:
+                progress.finish(f"**Publishing failed:** {err}", usage=report.usage)
+            self.react("confused")
+            raise
+        final = result.report or report
+        if progress is not None:
+            progress.finish(self._final_text(final, result), usage=final.usage)
+            if progress.failures:
+                result = replace(result, notes=(*result.notes, f"progress comment: {progress.failures[-1]}"))
+        self.react(
+            "confused" if final.failed or (result.pr_number is None and self.target.number) else "rocket"
+        )
+        return result
+
+    def _final_text(self, report: RunReport, result: PublishResult) -> str:
+        lines = [f"**{headline(report)}**", ""]
+        if result.pr_url and not self.target.pr:
+            lines.append(f"Pull request: #{result.pr_number} ({result.pr_url})")
+        lines.append(f"Branch: `{result.branch}` · agent branches pushed: {max(len(result.pushed) - 1, 0)}")
+        if result.review_comments or result.file_comments or result.body_notes:
+            lines.append(
+                f"Conflict review: {result.review_comments} line comment(s), {result.file_comments} file "
+                f"comment(s), {result.body_notes} in the review body"
+            )
+        lines += [f"> {note}" for note in result.notes]
+        if self.target.pr:
+            lines += ["", "<details><summary>Run report</summary>", "", to_markdown(report), "", "</details>"]
+        return "\n".join(lines)
+
+    def _push(
+        self, repo: Path, report: RunReport, branch: str
+    ) -> tuple[RunReport, tuple[str, ...], tuple[str, ...]]:
+        url = self.repo.clone_url
+        agents = push_agents(repo, url, report, self.token)
+        remerge = self._remerge or remerge_onto(repo)
+        outcome = push_integration(repo, url, report, branch, self.token, remerge, self.push_attempts)
+        return outcome.report, (branch, *agents), outcome.notes
+
+    def _publish_branch(self, repo: Path, report: RunReport) -> PublishResult:
+        branch = self.branch_name(report)
+        report, pushed, notes = self._push(repo, report, branch)
+        base = self.base_branch or self.repo.default_branch
+        pr = self._open_or_update(report, branch, base)
+        if pr is None:
+            note = f"no pull request: `{branch}` has no commits that `{base}` lacks"
+            return PublishResult(None, "", branch, pushed, notes=(*notes, note), report=report)
+        counts = self._review(pr, report)
+        return PublishResult(pr.number, pr.html_url, branch, pushed, *counts, notes=notes, report=report)
+
+    def _publish_pr(self, repo: Path, report: RunReport) -> PublishResult:
+        number = self.target.pr
+        assert number is not None
+        with self._call(f"reading pull request #{number}"):
+            pr = self.repo.get_pull(number)
+            head_repo = pr.head.repo.full_name if pr.head.repo is not None else ""
+            state, head_ref = pr.state, pr.head.ref
+        reason = ""
+        if state != "open":
+            reason = f"pull request #{number} was closed while the swarm ran"
+        elif head_repo.lower() != self.repo.full_name.lower():
+            source = head_repo or "a deleted fork"
+            reason = f"pull request #{number} comes from {source}; ci-swarm pushes only to {self.target.repo}"
+        if reason:
+            branch = self.branch_name(report)
+            report, pushed, notes = self._push(repo, report, branch)
+            note = f"{reason}: the work is on branch `{branch}` instead"
+            return PublishResult(number, pr.html_url, branch, pushed, notes=(*notes, note), report=report)
+        report, pushed, notes = self._push(repo, report, head_ref)
+        counts = self._review(pr, report)
+        return PublishResult(number, pr.html_url, head_ref, pushed, *counts, notes=notes, report=report)
+
+    # --- pull request --------------------------------------------------------------------------
+
+    def _find_pr(self, branch: str, base: str) -> PullRequest | None:
+        with self._call(f"looking for an open pull request from {branch}"):
+            owner = self.repo.owner.login
+            for pr in self.repo.get_pulls(state="open", head=f"{owner}:{branch}", base=base):
+                return pr
+        return None
+
+    def _open_or_update(self, report: RunReport, branch: str, base: str) -> PullRequest | None:
+        title, body = pr_title(report), pr_body(report, self.target.issue)
+        existing = self._find_pr(branch, base)
+        if existing is not None:
+            with self._call(f"updating pull request #{existing.number}"):
+                existing.edit(title=title, body=body)
+            return existing
+        try:
+            with self._call(f"opening a pull request from {branch} into {base}"):
+                return self.repo.create_pull(base=base, head=branch, title=title, body=body)
+        except ForgeError as err:
+            return self._pr_refused(err, report, branch, base)
+
+    def _pr_refused(self, err: ForgeError, report: RunReport, branch: str, base: str) -> PullRequest | None:
+        cause = err.__cause__
+        text = describe(cause) if cause else str(err)
+        status = status_of(cause) if cause else None
+        where = f"the work is pushed to branch `{branch}`"
+        if status == 403 and "not permitted to create or approve pull requests" in text:
+            raise ForgeError(
+                f"GitHub Actions is not permitted to create pull requests in {self.target.repo}: "
+                f"{ACTIONS_PR_HINT}; {where}"
+            ) from err
+        if status == 403:
+            raise ForgeError(
+                f"the token may not open pull requests in {self.target.repo} ({text}); {where}"
+            ) from err
+        if status == 422 and "already exists" in text:
+            found = self._find_pr(branch, base)
+            if found is not None:
+                with self._call(f"updating pull request #{found.number}"):
+                    found.edit(title=pr_title(report), body=pr_body(report, self.target.issue))
+                return found
+        if status == 422 and "No commits between" in text:
+            return None
+        if status == 422 and "base" in text and "invalid" in text:
+            raise ForgeError(
+                f"base branch {base!r} does not exist in {self.target.repo} (was it deleted?); {where}"
+            ) from err
+        raise ForgeError(f"{err}; {where}") from err
+
+    # --- review --------------------------------------------------------------------------------
+
+    def _review(self, pr: PullRequest, report: RunReport) -> tuple[int, int, int, int]:
+        """(line comments, file comments, body notes, reviews) posted for the report's conflicts."""
+        if not report.conflicts:
+            return 0, 0, 0, 0
+        with self._call(f"reading the diff of pull request #{pr.number}"):
+            pr.update()
+            head = pr.head.sha
+            files = [rv.PatchFile(f.filename, f.status, f.patch) for f in pr.get_files()]
+        plan = rv.plan_review(report.conflicts, files)
+        posted = rv.post_review(pr, head, plan, self.token)
+        return posted.line_comments, posted.file_comments, posted.body_notes, posted.reviews
+
+
+def emit_job(
+    report: RunReport, result: PublishResult | None, env: Mapping[str, str] | None = None, out: Any = None
+) -> None:
+    """Job summary, outputs, agent log groups and error annotations (when running in GitHub Actions)."""
+    final = result.report if result and result.report else report
+    outputs = runner.run_outputs(
+        final,
+        branch=result.branch if result else "",
+        pr_number=result.pr_number if result else None,
+        pr_url=result.pr_url if result else "",
+    )
+    runner.emit_run(final, to_markdown(final), outputs, env, out)
