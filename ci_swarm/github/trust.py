@@ -1,12 +1,20 @@
-"""The PyGithub-backed :class:`ci_swarm.github.event.RepoAccess`: collaborator permission, pull requests."""
+"""The action's GitHub side: the PyGithub-backed :class:`ci_swarm.github.event.RepoAccess` (collaborator
+permission, pull requests) and :class:`ActionGitHub`, the few calls the action makes itself."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
 
 from github import GithubException, UnknownObjectException
 from github.Repository import Repository
 
-from ci_swarm.errors import ForgeError
+from ci_swarm import git
+from ci_swarm.errors import ForgeError, GitError
+from ci_swarm.github.client import forge_call, make_github
 from ci_swarm.github.event import PullRequestInfo
+from ci_swarm.github.publish import Publisher, Target
+from ci_swarm.github.pushing import fetch_tip
 
 
 class GithubAccess:
@@ -52,3 +60,68 @@ def _why(exc: GithubException) -> str:
     data = exc.data if isinstance(exc.data, dict) else {}
     message = data.get("message") or exc.message or ""
     return f"HTTP {exc.status} {message}".strip()
+
+
+class ActionGitHub:
+    """The repository as the action sees it: the trust questions (:attr:`access`), the few calls the action
+    makes itself (reply, remove the label, fetch a branch, replace a maintenance branch), and the
+    :class:`~ci_swarm.github.publish.Publisher` for each job. One PyGithub client, created once."""
+
+    def __init__(
+        self, api_url: str, token: str, full_name: str, *, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.api_url = api_url
+        self.token = token
+        self.full_name = full_name
+        self._env = env
+        self.gh = make_github(token, api_url)
+        self._repo: Repository | None = None
+
+    @property
+    def repo(self) -> Repository:
+        if self._repo is None:
+            with forge_call(f"reading the repository {self.full_name}", self.token):
+                self._repo = self.gh.get_repo(self.full_name)
+        return self._repo
+
+    @property
+    def access(self) -> GithubAccess:
+        return GithubAccess(self.repo)
+
+    def default_branch(self) -> str:
+        return str(self.repo.default_branch)
+
+    def comment(self, number: int, body: str) -> None:
+        with forge_call(f"commenting on #{number} of {self.full_name}", self.token):
+            self.repo.get_issue(number).create_comment(body)
+
+    def remove_label(self, number: int, label: str) -> None:
+        """Remove ``label`` from the issue; already gone is fine."""
+        try:
+            self.repo.get_issue(number).remove_from_labels(label)
+        except UnknownObjectException:
+            return
+        except GithubException as exc:
+            raise ForgeError(f"removing the label {label!r} from #{number}: {_why(exc)}") from exc
+
+    def fetch(self, repo: Path, branch: str) -> str:
+        """Fetch ``branch`` from the repository's clone URL (with the token); its commit."""
+        return fetch_tip(repo, self.repo.clone_url, branch, self.token)
+
+    def replace_branch(self, repo: Path, commit: str, branch: str) -> None:
+        """Force ``branch`` to ``commit``: a maintenance job's branch is ci-swarm's, each run replaces it."""
+        try:
+            git.push(repo, self.repo.clone_url, [f"{commit}:refs/heads/{branch}"], self.token, force=True)
+        except GitError as exc:
+            raise ForgeError(f"replacing {branch} on {self.full_name} failed: {exc}") from exc
+
+    def publisher(self, target: Target, *, branch_template: str, base_branch: str) -> Publisher:
+        return Publisher(
+            self.api_url,
+            self.token,
+            target,
+            branch_template=branch_template,
+            base_branch=base_branch,
+            env=self._env,
+            client=self.gh,
+        )
