@@ -35,7 +35,7 @@ from ci_swarm.llm.pricing import PriceTable, TokenCounts
 from ci_swarm.models import EMPTY, AgentSpec, Usage
 from ci_swarm.ports import Agent, Planner
 
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-4-6"
 _NO_KEY = (
     "ANTHROPIC_API_KEY is not set: export it (or put it in the Action's secrets), "
     "or use a scripted/command agent and a plan file"

@@ -209,13 +209,9 @@ def segments(body: Mapping[str, Any]) -> list[Segment]:
     out: list[Segment] = []
     system = body.get("system")
     blocks: list[Any] = list(body.get("tools") or ())
-    blocks += system if isinstance(system, list) else ([system] if system else [])
+    blocks += _as_blocks(system) if system else []
     for message in body.get("messages") or ():
-        content = message.get("content")
-        role = message.get("role")
-        blocks += (
-            [{"role": role, **b} for b in content] if isinstance(content, list) else [f"{role}:{content}"]
-        )
+        blocks += [{"role": message.get("role"), **b} for b in _as_blocks(message.get("content"))]
     for block in blocks:
         marked = isinstance(block, Mapping) and "cache_control" in block
         bare = (
@@ -224,6 +220,11 @@ def segments(body: Mapping[str, Any]) -> list[Segment]:
         running.update(json.dumps(bare, sort_keys=True).encode())
         out.append(Segment(tokens_of(bare), running.hexdigest(), marked))
     return out
+
+
+def _as_blocks(content: Any) -> list[Any]:
+    """String content is one text block, as the API reads it."""
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content or ())
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ class RequestRecord:
     at: float
     usage: Mapping[str, int]
     error: str = ""
+    body: Mapping[str, Any] | None = None  # the parsed request body
 
 
 @dataclass
@@ -104,7 +105,14 @@ class FakeState:
         self, path: str, headers: Mapping[str, str], raw: bytes, request_id: str
     ) -> tuple[Outcome, dict[str, Any]]:
         """The outcome for one request and what to log about it (never raises)."""
-        note: dict[str, Any] = {"conversation": "", "turn": 0, "fault": "", "stream": False, "usage": {}}
+        note: dict[str, Any] = {
+            "conversation": "",
+            "turn": 0,
+            "fault": "",
+            "stream": False,
+            "usage": {},
+            "body": None,
+        }
         try:
             return self._handle(path, headers, raw, note), note
         except api.ApiError as exc:
@@ -120,6 +128,7 @@ class FakeState:
             body = json.loads(raw or b"null")
         except ValueError as exc:
             raise api.ApiError(400, f"The request body is not valid JSON: {exc}") from exc
+        note["body"] = body if isinstance(body, dict) else None
         if route.endswith("count_tokens"):
             body = {"max_tokens": 1, **body} if isinstance(body, dict) else body
             api.check_request(body)
@@ -287,6 +296,7 @@ class _Handler(BaseHTTPRequestHandler):
                     time.monotonic(),
                     dict(note["usage"]),
                     note.get("error", ""),
+                    note["body"],
                 )
             )
             if outcome.stream and outcome.status == 200:
@@ -356,7 +366,12 @@ class FakeAnthropic:
         return f"http://{host!s}:{port}"
 
     def start(self) -> FakeAnthropic:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-anthropic", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="fake-anthropic",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
