@@ -57,7 +57,7 @@ class Fault:
     method: str
     pattern: re.Pattern[str]
     status: int
-    body: dict[str, Any]
+    body: Any
     headers: dict[str, str]
     times: int
 
@@ -158,12 +158,13 @@ class FakeGitHub:
         method: str,
         path: str,
         status: int,
-        body: dict[str, Any] | None = None,
+        body: Any = None,
         headers: dict[str, str] | None = None,
         times: int = 1,
     ) -> None:
         """Answer the next ``times`` requests matching ``method`` and the ``path`` regex with this."""
-        body = body or {"message": "Server Error", "documentation_url": api.DOCS, "status": str(status)}
+        if body is None:
+            body = {"message": "Server Error", "documentation_url": api.DOCS, "status": str(status)}
         with self._log_lock:
             self._faults.append(Fault(method.upper(), re.compile(path), status, body, headers or {}, times))
 
