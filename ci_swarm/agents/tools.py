@@ -219,7 +219,8 @@ class ToolBox:
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = sorted(d for d in dirnames if d != ".git")
             for name in filenames:
-                out.append(self.workspace.relative(Path(dirpath) / name))
+                if name != ".git":  # a worktree's .git is a file
+                    out.append(self.workspace.relative(Path(dirpath) / name))
         return out
 
     async def _read_file(self, args: Mapping[str, Any]) -> ToolResult:
