@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from ci_swarm import git
+from ci_swarm.agents import make_agent_factory
 from ci_swarm.github.publish import Target, emit_job
-from ci_swarm.models import Conflict, ConflictKind, SubtaskStatus, Usage
+from ci_swarm.models import AgentSpec, Conflict, ConflictKind, Request, SubtaskStatus, Usage
 from ci_swarm.ports import ProgressEvent
+from ci_swarm.run import RunOptions, run_plan_sync
 from tests.github_helpers import BASE_FILES, REPO, Agent, Hub, hub, make_run, open_issue
+from tests.helpers import plan_of, scripted
 
 __all__ = ["hub"]
 
@@ -204,3 +208,43 @@ def test_failed_subtask_gets_confused_reaction_and_error_annotation(hub: Hub, tm
     stream = io.StringIO()
     emit_job(report, result, {}, stream)
     assert "::error title=ci-swarm::subtask code failed" in stream.getvalue()
+
+
+def test_full_run_from_request_to_pr_with_the_real_engine(hub: Hub, tmp_path: Path) -> None:
+    """ci_swarm.run with scripted agents, the publisher as progress listener, then publish."""
+    number = open_issue(hub, "Add a greeting", "with tests and docs")
+    plan = plan_of(
+        scripted("code", edits=[
+            {"write": "src/greet.py", "content": "def greet():\n    return 'hi'\n"},
+            {"replace": "src/app.py", "old": "line 10\n", "new": "greet = 'hello'\n"},
+        ]),
+        scripted("tests", "tester", delay=0.05, edits=[
+            {"replace": "src/app.py", "old": "line 10\n", "new": "greet = 'HELLO'\n"},
+            {"replace": "src/app.py", "old": "line 30\n", "new": "line thirty\n"},
+        ]),
+        scripted("docs", "documenter", edits=[{"replace": "README.md", "old": "none yet", "new": "greet()"}]),
+        task="Add a greeting",
+    )  # fmt: skip
+    request = Request("Add a greeting", "issue", number, "Add a greeting", "with tests and docs", "octo")
+    pub = hub.publisher(Target(REPO, issue=number))
+    progress = pub.start(request, "e2e", plan.subtasks)
+    options = RunOptions(repo=hub.work, base="main", run_id="e2e", workdir=tmp_path / "trees")
+    report = run_plan_sync(plan, options, make_agent_factory(AgentSpec("scripted")), progress, request)
+    result = pub.publish(hub.work, report, progress)
+
+    assert {s.status for s in report.subtasks} == {SubtaskStatus.SUCCEEDED}
+    assert len(report.conflicts) == 1  # code and tests both rewrote line 10
+    pr = hub.repo().get_pull(result.pr_number)
+    assert pr.head.sha == report.integration_commit == hub.remote_sha("swarm/e2e")
+    assert f"Closes #{number}" in pr.body
+    files = {f.filename for f in pr.get_files()}
+    assert {"README.md", "src/app.py", "src/greet.py"} <= files
+    posted = list(pr.get_review_comments())
+    assert len(posted) == len(report.conflicts) == result.review_comments + result.file_comments
+    for conflict, comment in zip(report.conflicts, posted, strict=True):
+        assert comment.path == conflict.path
+        assert comment.line == conflict.lines[1]
+    assert not [x for x in hub.fake.traffic if x.status == 422]
+    body = next(iter(hub.repo().get_issue(number).get_comments())).body
+    assert all(f"- [x] `{s.id}`" in body for s in plan.subtasks)
+    assert "— finished" in body

@@ -17,6 +17,7 @@ from typing import Any
 import github
 import requests
 from github import GithubException, GithubRetry
+from urllib3.util.retry import Retry
 
 from ci_swarm.errors import ForgeError
 
@@ -51,6 +52,8 @@ def make_retry(settings: RetrySettings) -> GithubRetry:
         secondary_rate_wait=settings.secondary_rate_wait,
         max_rate_limit_wait=settings.max_wait,
         respect_retry_after_header=True,
+        # PATCH too: editing the progress comment is idempotent and the most frequent write
+        allowed_methods=Retry.DEFAULT_ALLOWED_METHODS | {"GET", "POST", "PATCH"},
         raise_on_status=False,
     )
 
