@@ -17,6 +17,8 @@ When git reports conflicts they are resolved so that nothing is lost and no conf
   ``Conflict.lines`` is the kept text's 1-based inclusive range in the resolved integration file; when
   the kept side is empty (a deletion won) it is ``(n, n)`` with ``n`` the line before the removed region,
   ``(1, 1)`` at the top of the file, ``(0, 0)`` when the file ends up empty.
+* a file added in a directory the other side renamed lands where git put it (in the renamed
+  directory); nothing is lost, so nothing is recorded.
 * **whole-file** conflicts (modify/delete, add/add, binary, rename/delete, rename/rename, distinct types,
   symlinks, submodules): one side is kept whole and the other recorded (full text, or a note for binary
   and submodule contents); ``lines`` is the kept file's whole range, ``(0, 0)`` if the kept side is a
@@ -216,6 +218,8 @@ class _Resolver:
         self.since = since
 
     def resolve(self) -> list[Conflict]:
+        if self.group.kinds and all("directory rename" in k for k in self.group.kinds):
+            return []  # a file added where the other side renamed the directory: git placed it; no loss
         paths = [p for p in self.group.paths if p in self.stages]
         if len(self.group.paths) == 1 and len(paths) == 1 and self._is_text_content(paths[0]):
             return self._content(paths[0])

@@ -156,10 +156,10 @@ def _oid(text: str) -> str:
 
 
 def _paths(info: Sequence[str], patched: PatchedFile) -> tuple[str, str]:
-    renamed = {k: unquote(line[len(k) + 1 :]) for line in info for k in ("rename from", "rename to")
-               if line.startswith(k + " ")}  # fmt: skip
+    keys = ("rename from ", "rename to ")
+    renamed = {k: unquote(line[len(k) :]) for line in info for k in keys if line.startswith(k)}
     if renamed:
-        return renamed.get("rename from", ""), renamed.get("rename to", "")
+        return renamed.get(keys[0], ""), renamed.get(keys[1], "")
     path = _header_path(info[0]) if info and info[0].startswith("diff --git ") else None
     if path is None:
         path = unquote(patched.path)
@@ -349,7 +349,8 @@ def overlaps(
 
 
 def _structural(a: Mapping[str, FileChange], b: Mapping[str, FileChange]) -> list[str]:
-    """Paths where ``a`` leaves a file and ``b`` puts something under it, or under a dir ``a`` renamed."""
+    """Where ``a`` leaves a file and ``b`` puts something under it (the file's path), or ``b`` adds a
+    file under a directory ``a`` renamed files out of (the added path)."""
     files = {c.new_path for c in a.values() if c.new_path}
     moved = _renamed_dirs(a)
     found = []
@@ -357,8 +358,8 @@ def _structural(a: Mapping[str, FileChange], b: Mapping[str, FileChange]) -> lis
         if not change.new_path or change.new_path in a:
             continue
         parents = {str(p) for p in PurePosixPath(change.new_path).parents if str(p) != "."}
-        arrives = change.status in (FileStatus.ADDED, FileStatus.RENAMED)
-        if files & parents or (arrives and moved & parents):
+        found += sorted(files & parents)
+        if change.status in (FileStatus.ADDED, FileStatus.RENAMED) and moved & parents:
             found.append(change.new_path)
     return found
 

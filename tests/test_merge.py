@@ -1,0 +1,565 @@
+"""The merge queue on real repositories: clean merges, every conflict kind, policies, invariants."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from ci_swarm import git
+from ci_swarm.errors import RepoError
+from ci_swarm.merge import (
+    MARKER_SIZE,
+    Block,
+    MergeQueue,
+    fix_eof,
+    merge_branches,
+    parse_diff3,
+)
+from ci_swarm.models import ConflictKind, MergePolicy, MergeRecord, MergeStatus, OverlapKind
+from tests.merge_helpers import Content, branch, commit, edit_lines, init_repo, lines, random_edit, read
+
+INTEGRATION = "swarm/run1"
+TEN = lines(10)
+
+
+def setup(tmp_path: Path, files: Mapping[str, str | bytes]) -> tuple[Path, str]:
+    repo, base = init_repo(tmp_path / "repo", files)
+    git.create_branch(repo, INTEGRATION, base)
+    return repo, base
+
+
+def make_queue(
+    repo: Path, base: str, roles: Mapping[str, str] | None = None, prefer: tuple[str, ...] = ()
+) -> MergeQueue:
+    return MergeQueue(repo, INTEGRATION, base, MergePolicy(prefer=prefer), roles or {})
+
+
+def agent(repo: Path, start: str, sub: str, changes: Mapping[str, Content]) -> str:
+    """Branch ``swarm/run1-agents/<sub>``: one commit on ``start`` with the Swarm-Subtask trailer."""
+    return branch(
+        repo, f"{INTEGRATION}-agents/{sub}", commit(repo, start, changes, f"{sub} work", subtask=sub)
+    )
+
+
+def check_invariants(repo: Path, queue: MergeQueue, records: Sequence[MergeRecord]) -> None:
+    """No conflict marker in the final tree; every content conflict's lines show its kept text."""
+    markers = git.run(repo, "grep", "-I", "-e", "^<<<<<<<", "-e", "^>>>>>>>", queue.tip, ok=(0, 1))
+    assert markers.returncode == 1, markers.text
+    for record in records:
+        for conflict in record.conflicts:
+            if conflict.kind is ConflictKind.CONTENT:
+                text = read(repo, queue.tip, conflict.path) or ""
+                body = text.splitlines(keepends=True)
+                start, end = conflict.lines
+                if conflict.kept_text:
+                    assert "".join(body[start - 1 : end]) == conflict.kept_text
+                else:
+                    assert start == end
+
+
+def merge_all(repo: Path, queue: MergeQueue, branches: Sequence[tuple[str, str, str]]) -> list[MergeRecord]:
+    records = [queue.merge(sub, tip, start, n) for n, (sub, tip, start) in enumerate(branches, 1)]
+    check_invariants(repo, queue, records)
+    return records
+
+
+# --- clean merges ---------------------------------------------------------------------------------
+
+
+def test_disjoint_files_merge_cleanly_without_prediction(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"a.txt": "a\n", "b.txt": "b\n"})
+    x = agent(repo, base, "x", {"a.txt": "a from x\n"})
+    y = agent(repo, base, "y", {"b.txt": "b from y\n"})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    assert [r.status for r in records] == [MergeStatus.CLEAN, MergeStatus.CLEAN]
+    assert [r.predicted_conflicts for r in records] == [(), ()]
+    assert read(repo, queue.tip, "a.txt") == "a from x\n"
+    assert read(repo, queue.tip, "b.txt") == "b from y\n"
+    assert queue.overlaps == ()
+    assert git.rev_parse(repo, INTEGRATION) == queue.tip == records[-1].commit
+
+
+def test_same_file_disjoint_hunks_both_land(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"f.txt": TEN})
+    x = agent(repo, base, "x", {"f.txt": edit_lines(TEN, {2: "x2"})})
+    y = agent(repo, base, "y", {"f.txt": edit_lines(TEN, {4: "y4"})})  # line 3 between: clean
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    assert records[1].status is MergeStatus.CLEAN and records[1].predicted_conflicts == ()
+    assert read(repo, queue.tip, "f.txt") == edit_lines(TEN, {2: "x2", 4: "y4"})
+    assert [(o.a, o.b, o.path, o.kind) for o in queue.overlaps] == [("x", "y", "f.txt", OverlapKind.DISJOINT)]
+
+
+def test_identical_edits_are_clean(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"f.txt": TEN})
+    same = edit_lines(TEN, {5: "same"})
+    x = agent(repo, base, "x", {"f.txt": same})
+    y = agent(repo, base, "y", {"f.txt": same, "g.txt": "y only\n"})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    assert records[1].status is MergeStatus.CLEAN and records[1].conflicts == ()
+    assert records[1].predicted_conflicts == ()
+    assert read(repo, queue.tip, "f.txt") == same
+    assert queue.overlaps[0].kind is OverlapKind.DISJOINT
+
+
+def test_nothing_changed_is_skipped_and_tip_stays(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"f.txt": TEN})
+    queue = make_queue(repo, base)
+    record = queue.merge("idle", base, base, 1)
+    assert record.status is MergeStatus.SKIPPED
+    assert record.commit == base == queue.tip == git.rev_parse(repo, INTEGRATION)
+
+
+def test_dependent_started_from_tip_sees_no_overlap_with_its_dependency(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"f.txt": TEN})
+    x = agent(repo, base, "x", {"f.txt": edit_lines(TEN, {3: "x3"})})
+    queue = make_queue(repo, base)
+    queue.merge("x", x, base, 1)
+    start = queue.tip
+    z = agent(repo, start, "z", {"f.txt": edit_lines(TEN, {3: "z3", 4: "z4"})})
+    record = queue.merge("z", z, start, 2)
+    assert record.status is MergeStatus.CLEAN and record.predicted_conflicts == ()
+    assert queue.overlaps == ()
+    assert read(repo, queue.tip, "f.txt") == edit_lines(TEN, {3: "z3", 4: "z4"})
+
+
+# --- content conflicts ------------------------------------------------------------------------------
+
+
+def test_touching_lines_conflict_is_recorded_and_first_side_kept(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"f.txt": TEN})
+    x = agent(repo, base, "x", {"f.txt": edit_lines(TEN, {3: "x3"})})
+    y = agent(repo, base, "y", {"f.txt": edit_lines(TEN, {4: "y4"})})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    assert records[1].status is MergeStatus.CONFLICTED
+    assert records[1].predicted_conflicts == ("f.txt",)
+    assert queue.overlaps[0].kind is OverlapKind.TOUCHING
+    (conflict,) = records[1].conflicts
+    assert (conflict.path, conflict.kind, conflict.subtask, conflict.kept_subtask) == (
+        "f.txt",
+        ConflictKind.CONTENT,
+        "y",
+        "x",
+    )
+    assert conflict.lines == (3, 4)
+    assert conflict.kept_text == "x3\nline 4\n"
+    assert conflict.other_text == "line 3\ny4\n"
+    assert conflict.base_text == "line 3\nline 4\n"
+    assert read(repo, queue.tip, "f.txt") == edit_lines(TEN, {3: "x3"})
+
+
+def _same_lines(tmp_path: Path, prefer: tuple[str, ...]) -> tuple[Path, MergeQueue, list[MergeRecord]]:
+    repo, base = setup(tmp_path, {"f.txt": TEN})
+    x = agent(repo, base, "x", {"f.txt": edit_lines(TEN, {1: "x1", 5: "x5"})})
+    y = agent(repo, base, "y", {"f.txt": edit_lines(TEN, {5: "y5", 9: "y9"})})
+    queue = make_queue(repo, base, {"x": "builder", "y": "tester"}, prefer)
+    return repo, queue, merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+
+
+def test_same_lines_policy_first_keeps_the_integration_side(tmp_path: Path) -> None:
+    repo, queue, records = _same_lines(tmp_path, ())
+    (conflict,) = records[1].conflicts
+    assert (conflict.kept_subtask, conflict.subtask, conflict.kept_text, conflict.other_text) == (
+        "x",
+        "y",
+        "x5\n",
+        "y5\n",
+    )
+    assert conflict.lines == (5, 5)
+    # the non-conflicting hunks of both sides landed
+    assert read(repo, queue.tip, "f.txt") == edit_lines(TEN, {1: "x1", 5: "x5", 9: "y9"})
+    assert queue.overlaps[0].kind is OverlapKind.OVERLAPPING
+
+
+def test_same_lines_role_precedence_keeps_the_preferred_role(tmp_path: Path) -> None:
+    repo, queue, records = _same_lines(tmp_path, ("tester", "builder"))
+    (conflict,) = records[1].conflicts
+    assert (conflict.kept_subtask, conflict.subtask, conflict.kept_text, conflict.other_text) == (
+        "y",
+        "x",
+        "y5\n",
+        "x5\n",
+    )
+    assert read(repo, queue.tip, "f.txt") == edit_lines(TEN, {1: "x1", 5: "y5", 9: "y9"})
+
+
+def test_role_tie_and_unlisted_roles_keep_the_first(tmp_path: Path) -> None:
+    _, _, records = _same_lines(tmp_path, ("documenter",))
+    assert records[1].conflicts[0].kept_subtask == "x"
+
+
+def test_each_region_owner_is_found_among_several_merged_subtasks(tmp_path: Path) -> None:
+    text = lines(20)
+    repo, base = setup(tmp_path, {"f.txt": text})
+    x = agent(repo, base, "x", {"f.txt": edit_lines(text, {3: "x3"})})
+    y = agent(repo, base, "y", {"f.txt": edit_lines(text, {15: "y15"})})
+    z = agent(repo, base, "z", {"f.txt": edit_lines(text, {3: "z3", 15: "z15"})})
+    roles = {"x": "documenter", "y": "builder", "z": "tester"}
+    queue = make_queue(repo, base, roles, ("builder", "tester", "documenter"))
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base), ("z", z, base)])
+    first, second = records[2].conflicts
+    assert (first.kept_subtask, first.subtask, first.lines) == ("z", "x", (3, 3))  # tester > documenter
+    assert (second.kept_subtask, second.subtask, second.lines) == ("y", "z", (15, 15))  # builder > tester
+    assert read(repo, queue.tip, "f.txt") == edit_lines(text, {3: "z3", 15: "y15"})
+    assert {(o.a, o.b) for o in queue.overlaps} == {("x", "y"), ("x", "z"), ("y", "z")}
+
+
+def test_deletion_winning_points_at_the_line_before(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"f.txt": TEN})
+    x = agent(repo, base, "x", {"f.txt": edit_lines(TEN, {4: None, 5: None})})
+    y = agent(repo, base, "y", {"f.txt": edit_lines(TEN, {5: "y5"})})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    (conflict,) = records[1].conflicts
+    assert conflict.kept_text == "" and conflict.lines == (3, 3)
+    assert conflict.other_text == "line 4\ny5\n" and conflict.base_text == "line 4\nline 5\n"
+
+
+def test_crlf_file_keeps_its_line_endings(tmp_path: Path) -> None:
+    crlf = TEN.replace("\n", "\r\n")
+    repo, base = setup(tmp_path, {"win.txt": crlf})
+    x = agent(repo, base, "x", {"win.txt": crlf.replace("line 2\r\n", "x2\r\n").replace("line 6", "x6")})
+    y = agent(repo, base, "y", {"win.txt": crlf.replace("line 6", "y6").replace("line 9\r\n", "y9\r\n")})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    (conflict,) = records[1].conflicts
+    assert conflict.kept_text == "x6\r\n" and conflict.other_text == "y6\r\n" and conflict.lines == (6, 6)
+    final = git.read_blob(repo, f"{queue.tip}:win.txt")
+    assert final == crlf.replace("line 2", "x2").replace("line 6", "x6").replace("line 9", "y9").encode()
+    assert final.count(b"\n") == final.count(b"\r\n")
+
+
+def test_missing_final_newline_is_preserved(tmp_path: Path) -> None:
+    text = "a\nb\nc\nd\ne"
+    repo, base = setup(tmp_path, {"f.txt": text})
+    x = agent(repo, base, "x", {"f.txt": "a\nX\nc\nd\nex"})
+    y = agent(repo, base, "y", {"f.txt": "a\nb\nc\nd\ney"})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    (conflict,) = records[1].conflicts
+    assert (conflict.kept_text, conflict.other_text, conflict.base_text) == ("ex", "ey", "e")
+    assert read(repo, queue.tip, "f.txt") == "a\nX\nc\nd\nex"
+
+
+def test_non_ascii_paths(tmp_path: Path) -> None:
+    path, other = "données/été.txt", "naïve café.md"
+    repo, base = setup(tmp_path, {path: TEN, other: "x\n"})
+    x = agent(repo, base, "x", {path: edit_lines(TEN, {2: "x2"})})
+    y = agent(repo, base, "y", {path: edit_lines(TEN, {2: "y2"}), other: "ÿ\n"})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    assert records[1].predicted_conflicts == (path,)
+    assert [c.path for c in records[1].conflicts] == [path]
+    assert read(repo, queue.tip, other) == "ÿ\n"
+    assert {o.path for o in queue.overlaps} == {path}
+
+
+# --- whole-file conflicts -----------------------------------------------------------------------------
+
+
+def test_add_add_keeps_one_side_whole(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"f.txt": TEN})
+    x = agent(repo, base, "x", {"new.txt": "one\ntwo\n"})
+    y = agent(repo, base, "y", {"new.txt": "uno\n"})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    (conflict,) = records[1].conflicts
+    assert (conflict.kind, conflict.kept_subtask, conflict.subtask) == (ConflictKind.ADD_ADD, "x", "y")
+    assert (conflict.kept_text, conflict.other_text, conflict.lines) == ("one\ntwo\n", "uno\n", (1, 2))
+    assert read(repo, queue.tip, "new.txt") == "one\ntwo\n"
+    assert records[1].predicted_conflicts == ("new.txt",)
+
+
+def test_modify_then_delete(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"f.txt": TEN})
+    x = agent(repo, base, "x", {"f.txt": edit_lines(TEN, {1: "x1"})})
+    y = agent(repo, base, "y", {"f.txt": None})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    (conflict,) = records[1].conflicts
+    assert (conflict.kind, conflict.kept_subtask, conflict.subtask) == (ConflictKind.MODIFY_DELETE, "x", "y")
+    assert conflict.other_text == "" and conflict.lines == (1, 10) and conflict.base_text == TEN
+    assert read(repo, queue.tip, "f.txt") == edit_lines(TEN, {1: "x1"})
+    assert "deleted" in conflict.reason
+
+
+def test_delete_then_modify_keeps_the_deletion_and_records_the_text(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"f.txt": TEN})
+    x = agent(repo, base, "x", {"f.txt": None})
+    y = agent(repo, base, "y", {"f.txt": edit_lines(TEN, {1: "y1"})})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    (conflict,) = records[1].conflicts
+    assert (conflict.kind, conflict.kept_subtask, conflict.subtask) == (ConflictKind.MODIFY_DELETE, "x", "y")
+    assert (conflict.lines, conflict.kept_text) == ((0, 0), "")
+    assert conflict.other_text == edit_lines(TEN, {1: "y1"})
+    assert read(repo, queue.tip, "f.txt") is None
+
+
+def test_delete_then_modify_with_role_precedence_keeps_the_file(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"f.txt": TEN})
+    x = agent(repo, base, "x", {"f.txt": None})
+    y = agent(repo, base, "y", {"f.txt": edit_lines(TEN, {1: "y1"})})
+    queue = make_queue(repo, base, {"x": "deployer", "y": "builder"}, ("builder",))
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    (conflict,) = records[1].conflicts
+    assert (conflict.kept_subtask, conflict.subtask, conflict.other_text) == ("y", "x", "")
+    assert read(repo, queue.tip, "f.txt") == edit_lines(TEN, {1: "y1"})
+
+
+def test_binary_conflict_keeps_one_blob_and_describes_the_other(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"img.bin": b"\x89PNG\0base"})
+    x = agent(repo, base, "x", {"img.bin": b"\x89PNG\0from x"})
+    y = agent(repo, base, "y", {"img.bin": b"\x89PNG\0from y!"})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    (conflict,) = records[1].conflicts
+    assert (conflict.kind, conflict.kept_subtask, conflict.lines) == (ConflictKind.BINARY, "x", (0, 0))
+    assert conflict.other_text.startswith("(binary file, 12 bytes, blob ")
+    assert git.read_blob(repo, f"{queue.tip}:img.bin") == b"\x89PNG\0from x"
+    assert records[1].predicted_conflicts == ("img.bin",)
+
+
+def test_rename_on_one_side_edit_on_the_other_merges_cleanly(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"old.py": lines(30)})
+    x = agent(repo, base, "x", {"old.py": None, "new.py": lines(30)})
+    y = agent(repo, base, "y", {"old.py": edit_lines(lines(30), {10: "y10"})})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    assert records[1].status is MergeStatus.CLEAN and records[1].predicted_conflicts == ()
+    assert read(repo, queue.tip, "old.py") is None
+    assert read(repo, queue.tip, "new.py") == edit_lines(lines(30), {10: "y10"})
+
+
+def test_rename_delete_is_recorded(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"old.py": lines(30)})
+    x = agent(repo, base, "x", {"old.py": None, "new.py": lines(30)})
+    y = agent(repo, base, "y", {"old.py": None})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    (conflict,) = records[1].conflicts
+    assert (conflict.kind, conflict.path, conflict.kept_subtask, conflict.subtask) == (
+        ConflictKind.RENAME,
+        "new.py",
+        "x",
+        "y",
+    )
+    assert "rename/delete" in conflict.reason
+    assert read(repo, queue.tip, "new.py") == lines(30)
+    assert records[1].predicted_conflicts == ("old.py",)
+
+
+def test_rename_rename_keeps_one_name(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"old.py": lines(30)})
+    x = agent(repo, base, "x", {"old.py": None, "by_x.py": lines(30)})
+    y = agent(repo, base, "y", {"old.py": None, "by_y.py": lines(30)})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    (conflict,) = records[1].conflicts
+    assert (conflict.kind, conflict.path, conflict.subtask, conflict.lines) == (
+        ConflictKind.RENAME,
+        "by_y.py",
+        "y",
+        (0, 0),
+    )
+    assert conflict.other_text == lines(30)
+    assert git.tree_files(repo, queue.tip) == ("by_x.py",)
+
+
+def test_file_directory_keeps_the_directory_and_no_tilde_path(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"f.txt": TEN})
+    x = agent(repo, base, "x", {"d/inner.txt": "inner\n"})
+    y = agent(repo, base, "y", {"d": "a file\n"})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    (conflict,) = records[1].conflicts
+    assert (conflict.path, conflict.subtask, conflict.other_text, conflict.lines) == (
+        "d",
+        "y",
+        "a file\n",
+        (0, 0),
+    )
+    assert "file/directory" in conflict.reason
+    assert git.tree_files(repo, queue.tip) == ("d/inner.txt", "f.txt")
+    assert records[1].predicted_conflicts == ("d",)
+
+
+def test_symlink_versus_file_keeps_one_side(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"f.txt": TEN})
+    x = agent(repo, base, "x", {"link": ("120000", "f.txt")})
+    y = agent(repo, base, "y", {"link": "plain\n"})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    (conflict,) = records[1].conflicts
+    assert (conflict.path, conflict.subtask, conflict.other_text) == ("link", "y", "plain\n")
+    entry = git.out(repo, "ls-tree", queue.tip, "--", "link")
+    assert entry.startswith("120000 ")
+    assert git.tree_files(repo, queue.tip) == ("f.txt", "link")
+
+
+# --- the queue as a whole -------------------------------------------------------------------------------
+
+
+def test_many_branches_make_a_chain_of_two_parent_merges(tmp_path: Path) -> None:
+    files = {f"f{i}.txt": TEN for i in range(4)}
+    repo, base = setup(tmp_path, files)
+    before = dict(files)
+    subs = []
+    for i in range(4):
+        tip = agent(repo, base, f"s{i}", {f"f{i}.txt": edit_lines(TEN, {i + 1: f"s{i}"}), "shared.txt": None})
+        subs.append((f"s{i}", tip, base))
+    branch_refs = {s: git.rev_parse(repo, f"{INTEGRATION}-agents/{s}") for s, _, _ in subs}
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, subs)
+    assert all(r.status is MergeStatus.CLEAN for r in records)
+    chain = git.out(repo, "rev-list", "--first-parent", "--parents", f"{base}..{queue.tip}").splitlines()
+    assert len(chain) == 4
+    previous = base
+    for line, (sub, tip, _), record in zip(reversed(chain), subs, records, strict=True):
+        commit_id, first, second = line.split()
+        assert (commit_id, first, second) == (record.commit, previous, tip)
+        previous = commit_id
+        assert git.trailer(repo, commit_id, "Swarm-Subtask") == sub
+        assert git.commit_message(repo, commit_id).startswith(f"Merge subtask {sub}")
+    assert {s: git.rev_parse(repo, f"{INTEGRATION}-agents/{s}") for s, _, _ in subs} == branch_refs
+    assert before == files
+
+
+def test_user_checkout_and_index_are_untouched(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"f.txt": TEN, "g.txt": "g\n"})
+    (repo / "g.txt").write_text("local edit\n")
+    (repo / "untracked.txt").write_text("mine\n")
+    git.run(repo, "add", "g.txt")
+
+    def snapshot() -> tuple[str, str, str, bytes]:
+        status = git.out(repo, "status", "--porcelain")
+        index = (repo / ".git" / "index").read_bytes()
+        return git.head_commit(repo), git.current_branch(repo) or "", status, index
+
+    before = snapshot()
+    x = agent(repo, base, "x", {"f.txt": edit_lines(TEN, {2: "x2"})})
+    y = agent(repo, base, "y", {"f.txt": edit_lines(TEN, {2: "y2"}), "g.txt": None})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    assert records[1].status is MergeStatus.CONFLICTED
+    assert snapshot() == before
+    assert (repo / "g.txt").read_text() == "local edit\n"
+
+
+def test_prediction_never_misses_what_the_queue_meets(tmp_path: Path) -> None:
+    """Random agents on a few shared files: every conflicted path was predicted."""
+    rng = random.Random(7)
+    base_files = {f"f{i}.txt": "".join(f"{rng.choice('abc')}{k}\n" for k in range(12)) for i in range(3)}
+    repo, base = setup(tmp_path, base_files)
+    subs = []
+    for n in range(6):
+        changes: dict[str, Content] = {}
+        for path in rng.sample(sorted(base_files), 2):
+            changes[path] = "".join(random_edit(rng, base_files[path].splitlines(keepends=True), "xyz"))
+        subs.append((f"s{n}", agent(repo, base, f"s{n}", changes), base))
+    queue = make_queue(repo, base)
+    for sub, tip, start in subs:
+        before = queue.tip
+        truth = git.merge_tree(repo, before, tip)
+        record = queue.merge(sub, tip, start, 0)
+        assert set(truth.conflicted_paths) <= set(record.predicted_conflicts)
+        assert {c.path for c in record.conflicts} <= set(truth.conflicted_paths)
+    check_invariants(repo, queue, [])
+
+
+# --- merge_branches (the CLI's `ci-swarm merge`) -----------------------------------------------------
+
+
+def test_merge_branches_reads_trailers_and_names(tmp_path: Path) -> None:
+    repo, base = init_repo(tmp_path / "repo", {"f.txt": TEN})
+    branch(repo, "feature/alpha", commit(repo, base, {"a.txt": "a\n"}))
+    tagged = commit(repo, base, {"f.txt": edit_lines(TEN, {1: "b"})}, subtask="beta-id", role="tester")
+    branch(repo, "work/beta", tagged)
+    branch(repo, "other/alpha", commit(repo, base, {"c.txt": "c\n"}))
+    tip, records, rows = merge_branches(
+        repo, ["feature/alpha", "work/beta", "other/alpha"], "main", "swarm/merge", MergePolicy()
+    )
+    assert [r.subtask for r in records] == ["alpha", "beta-id", "other/alpha"]
+    assert [r.order for r in records] == [1, 2, 3]
+    assert git.rev_parse(repo, "swarm/merge") == tip
+    assert git.commit_message(repo, records[1].commit).startswith("Merge subtask beta-id (tester)")
+    assert git.commit_message(repo, records[0].commit).startswith("Merge subtask alpha (agent)")
+    assert rows == ()
+    assert sorted(git.tree_files(repo, tip)) == ["a.txt", "c.txt", "f.txt"]
+
+
+def test_merge_branches_refuses_unknown_branch_and_existing_integration(tmp_path: Path) -> None:
+    repo, base = init_repo(tmp_path / "repo", {"f.txt": TEN})
+    branch(repo, "ok", commit(repo, base, {"a.txt": "a\n"}))
+    with pytest.raises(RepoError, match="unknown branch 'nope'"):
+        merge_branches(repo, ["ok", "nope"], "main", "swarm/m", MergePolicy())
+    assert not git.branch_exists(repo, "swarm/m")
+    merge_branches(repo, ["ok"], "main", "swarm/m", MergePolicy())
+    with pytest.raises(RepoError, match="already exists"):
+        merge_branches(repo, ["ok"], "main", "swarm/m", MergePolicy())
+
+
+def test_queue_needs_the_integration_branch(tmp_path: Path) -> None:
+    repo, base = init_repo(tmp_path / "repo", {"f.txt": TEN})
+    with pytest.raises(RepoError, match="does not exist"):
+        MergeQueue(repo, "swarm/missing", base, MergePolicy(), {})
+
+
+# --- the diff3 parser ---------------------------------------------------------------------------------
+
+
+def test_parse_diff3_rebuilds_git_merge_file_ours_and_theirs(tmp_path: Path) -> None:
+    """Choosing every block's ours (theirs) side reproduces ``merge-file --ours`` (``--theirs``)."""
+    rng = random.Random(11)
+    repo, _ = init_repo(tmp_path / "repo", {"f.txt": "x\n"})
+    labels = ("o-1", "b-1", "t-1")
+    blocks = 0
+    for case in range(60):
+        eol = "\r\n" if case % 3 == 0 else "\n"
+        base_lines = [f"{rng.choice('abcd')}{eol}" for _ in range(rng.randint(0, 8))]
+        texts = [base_lines, random_edit(rng, base_lines, "abxy"), random_edit(rng, base_lines, "abzy")]
+        raw = ["".join(t).replace("\n", eol).replace("\r\r", "\r") for t in texts]
+        if case % 4 == 0:
+            raw = [t.removesuffix(eol) for t in raw]
+        base_b, ours_b, theirs_b = (t.encode() for t in raw)
+        merged = git.merge_file_diff3(repo, ours_b, base_b, theirs_b, labels, MARKER_SIZE)
+        segments = parse_diff3(merged, labels, MARKER_SIZE)
+        assert segments is not None
+        segments = fix_eof(segments, Block(ours_b, base_b, theirs_b))
+        blocks += sum(isinstance(s, Block) for s in segments)
+        for side, favor in ((0, "ours"), (1, "theirs")):
+            rebuilt = b"".join(
+                s if isinstance(s, bytes) else (s.ours if side == 0 else s.theirs) for s in segments
+            )
+            expected, _ = git.merge_file(repo, ours_b, base_b, theirs_b, favor=favor)
+            assert rebuilt == expected, (case, favor)
+    assert blocks > 20
+
+
+def test_parse_diff3_refuses_ambiguous_markers() -> None:
+    labels = ("o", "b", "t")
+    sep = b"=" * 5
+    good = b"x\n<<<<< o\nA\n||||| b\nB\n" + sep + b"\nC\n>>>>> t\ny\n"
+    assert parse_diff3(good, labels, 5) == [b"x\n", Block(b"A\n", b"B\n", b"C\n"), b"y\n"]
+    assert parse_diff3(good.replace(b"C\n", sep + b"\n"), labels, 5) is None
+    assert parse_diff3(b"<<<<< o\nA\n", labels, 5) is None
+    assert parse_diff3(sep + b"\n", labels, 5) is None
+
+
+def test_file_added_in_a_renamed_directory_follows_the_rename(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"dir1/a.txt": lines(20), "dir1/b.txt": lines(21, "b")})
+    moved: dict[str, Content] = {"dir1/a.txt": None, "dir1/b.txt": None}
+    moved |= {"dir2/a.txt": lines(20), "dir2/b.txt": lines(21, "b")}
+    x = agent(repo, base, "x", moved)
+    y = agent(repo, base, "y", {"dir1/c.txt": "new\n"})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    assert records[1].predicted_conflicts == ("dir1/c.txt",)  # predicted conservatively
+    assert records[1].status is MergeStatus.CLEAN and records[1].conflicts == ()
+    assert git.tree_files(repo, queue.tip) == ("dir2/a.txt", "dir2/b.txt", "dir2/c.txt")
