@@ -30,12 +30,10 @@ Exit codes:
 """
 
 
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
 def fail(message: str, code: int) -> None:
-    _stderr().print(f"[bold red]ci-swarm: error:[/] {message}", markup=True, soft_wrap=True)
+    """One line on stderr (never wrapped, never a traceback), then exit with ``code``."""
+    prefix = click.style("ci-swarm: error:", fg="red", bold=True)
+    click.echo(f"{prefix} {' '.join(message.split())}", err=True)
     sys.exit(code)
 
 
@@ -433,8 +431,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.exceptions.Abort:
         fail("interrupted", errors.EXIT_INTERRUPTED)
     except click.exceptions.ClickException as exc:
-        _stderr().print(f"ci-swarm: error: {exc.format_message()}", markup=False)
-        sys.exit(errors.EXIT_BAD_INPUT)
+        fail(exc.format_message(), errors.EXIT_BAD_INPUT)
     except errors.SwarmError as exc:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:

@@ -129,7 +129,7 @@ def test_failed_subtask_exits_3(repo: Path, tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["run", "--plan", "{missing}"], "missing.yml"),
-        (["run", "--plan", "{bad_yaml}"], "line 3"),
+        (["run", "--plan", "{bad_yaml}"], "bad.yml:5:1: malformed YAML"),
         (["run", "--plan", "{cycle}"], "a -> b -> a"),
         (["run", "--plan", "{good}", "--repo", "{not_repo}"], "not a git repository"),
         (["run", "--plan", "{good}", "--repo", "{repo}", "--base", "v9"], "unknown revision 'v9'"),
