@@ -19,7 +19,7 @@ from ci_swarm.agents.tools import TOOL_SCHEMAS, ToolBox, ToolResult
 from ci_swarm.errors import LLMError
 from ci_swarm.llm import prompts
 from ci_swarm.llm.planner import content_params
-from ci_swarm.llm.session import prefix_key
+from ci_swarm.llm.session import BudgetStop, prefix_key
 from ci_swarm.models import AgentOutcome, AgentSpec, Subtask
 from ci_swarm.ports import AgentContext
 from ci_swarm.workspace import Workspace
@@ -82,6 +82,8 @@ class _Loop:
                 return stop
             try:
                 reply = await self.session.create(self.subtask.id, self._params(), prefix=self.prefix)
+            except BudgetStop as exc:
+                return self._budget_stop(str(exc))
             except LLMError as exc:
                 return self._outcome(False, error=str(exc))
             self.messages.append({"role": "assistant", "content": content_params(reply)})
@@ -93,14 +95,17 @@ class _Loop:
     def _stop_reason(self) -> AgentOutcome | None:
         reason = self.session.budget_reason()
         if reason is not None:
-            self.session.budget_stopped = True
-            self._log(f"stopped: {reason}")
-            return self._outcome(False, error=f"stopped by the swarm budget ({reason})", budget_stopped=True)
+            return self._budget_stop(reason)
         cap = self.session.settings.max_tokens_per_subtask
         used = self.session.ledger.usage(self.subtask.id).tokens
         if cap is not None and used >= cap:
             return self._outcome(False, error=f"token limit per subtask reached ({used} of {cap})")
         return None
+
+    def _budget_stop(self, reason: str) -> AgentOutcome:
+        self.session.budget_stopped = True
+        self._log(f"stopped: {reason}")
+        return self._outcome(False, error=f"stopped by the swarm budget ({reason})", budget_stopped=True)
 
     def _params(self) -> dict[str, Any]:
         return {

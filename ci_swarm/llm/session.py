@@ -56,7 +56,7 @@ class LLMSettings:
     otpm: int | None = None
     rate_window: float = 60.0  # seconds the per-minute limits refer to (shorter against a test fake)
     max_concurrency: int = 4  # requests in flight at once, all agents together
-    max_retries: int = 6  # the SDK's retries per request (429 / 529 / 5xx / connection)
+    max_retries: int = 8  # the SDK's retries per request (429 / 529 / 5xx / connection)
     request_timeout: float = 600.0
     stream: bool = False  # stream responses (needed above ~21k max_tokens)
     allowed_commands: tuple[tuple[str, ...], ...] = ()  # argv prefix patterns for run_command
@@ -71,6 +71,10 @@ class LLMSettings:
     @property
     def effective_planner_model(self) -> str:
         return self.planner_model or self.model
+
+
+class BudgetStop(LLMError):
+    """The swarm budget was used up before this request could go out."""
 
 
 class WarmGate:
@@ -156,6 +160,10 @@ class LLMSession:
         token = CURRENT_CALL.set(call)
         try:
             async with self._gate.enter(prefix if self.settings.warm_cache else None):
+                if self._fatal:  # found out while this call waited at the gate
+                    raise LLMError(self._fatal)
+                if (reason := self.budget_reason()) is not None:  # used up while it waited
+                    raise BudgetStop(reason)
                 message = await self._send(params)
         except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
             self._fatal = describe(exc, self.base_url)

@@ -242,15 +242,20 @@ class FakeState:
 
 def _injected(fault: Fault, limit_headers: Mapping[str, str]) -> api.ApiError:
     if fault.kind == "rate_limit":
-        headers = dict(limit_headers)
-        if fault.retry_after is not None:
-            headers["retry-after"] = f"{fault.retry_after:g}"
-        if fault.retry_after_ms is not None:
-            headers["retry-after-ms"] = str(fault.retry_after_ms)
+        headers = {**limit_headers, **_retry_headers(fault)}
         return api.ApiError(429, "Number of request tokens has exceeded your per-minute rate limit", headers)
     if fault.kind == "overloaded":
-        return api.ApiError(529, "Overloaded")
-    return api.ApiError(500, "Internal server error")
+        return api.ApiError(529, "Overloaded", _retry_headers(fault))
+    return api.ApiError(500, "Internal server error", _retry_headers(fault))
+
+
+def _retry_headers(fault: Fault) -> dict[str, str]:
+    headers = {}
+    if fault.retry_after is not None:
+        headers["retry-after"] = f"{fault.retry_after:g}"
+    if fault.retry_after_ms is not None:
+        headers["retry-after-ms"] = str(fault.retry_after_ms)
+    return headers
 
 
 def _bearer(value: str) -> str:
