@@ -52,6 +52,8 @@ class Hub:
     name: str = REPO
 
     def gh(self, token: str | None = None, **kwargs: Any) -> github.Github:
+        kwargs.setdefault("seconds_between_requests", None)  # PyGithub paces writes 1 s apart by default
+        kwargs.setdefault("seconds_between_writes", None)
         return github.Github(
             auth=github.Auth.Token(token or self.token), base_url=self.fake.base_url, retry=None, **kwargs
         )

@@ -126,7 +126,7 @@ def forbidden_integration(docs: str) -> ApiError:
 def get_authenticated(call: Call) -> Reply:
     if call.token is None:
         raise ApiError(401, error_body(401, "Requires authentication", call.docs))
-    return Reply(body=objects.user(call.base, call.store.user(call.login)))
+    return Reply(body=objects.public_user(call.base, call.store.user(call.login)))
 
 
 def get_repo(call: Call) -> Reply:

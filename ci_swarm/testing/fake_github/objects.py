@@ -100,6 +100,13 @@ def user(base: str, u: User) -> Json:
     }
 
 
+def public_user(base: str, u: User) -> Json:
+    profile = {"name": u.login, "company": None, "blog": "", "location": None, "email": None, "bio": None}
+    counts = {"hireable": None, "public_repos": 0, "public_gists": 0, "followers": 0, "following": 0}
+    when = {"created_at": "2020-01-01T00:00:00Z", "updated_at": "2020-01-01T00:00:00Z"}
+    return {**user(base, u), **profile, **counts, **when}
+
+
 def repo(base: str, store: Store, r: Repo, *, full: bool = True) -> Json:
     api = f"{base}/repos/{r.full_name}"
     owner = store.user(r.owner)
@@ -202,7 +209,6 @@ def issue(base: str, store: Store, r: Repo, it: Issue) -> Json:
         "html_url": f"{base}/{r.full_name}/{kind}/{it.number}",
         "number": it.number,
         "state": it.state,
-        "state_reason": None if it.state == "open" else "completed",
         "title": it.title,
         "body": it.body,
         "user": user(base, store.user(it.user)),
@@ -219,6 +225,8 @@ def issue(base: str, store: Store, r: Repo, it: Issue) -> Json:
         "author_association": association(store, r, it.user),
         "reactions": rollup(api + "/reactions", it.reactions),
     }
+    if it.state == "closed":  # open issues: GitHub sends null, which the description's enum cannot express
+        data["state_reason"] = "completed"
     if it.pull:
         data["pull_request"] = {
             "url": f"{base}/repos/{r.full_name}/pulls/{it.number}",
@@ -435,7 +443,8 @@ def review_comment(base: str, store: Store, r: Repo, c: ReviewComment) -> Json:
     }
     if c.in_reply_to is not None:
         data["in_reply_to_id"] = c.in_reply_to
-    return data
+    # file-level threads have no line, side or position: GitHub's description has no null for them
+    return {k: v for k, v in data.items() if v is not None or k == "pull_request_review_id"}
 
 
 def commit(base: str, r: Repo, sha: str) -> Json:
@@ -457,8 +466,8 @@ def commit(base: str, r: Repo, sha: str) -> Json:
             "comment_count": 0,
             "tree": {"sha": tree, "url": f"{api}/git/trees/{tree}"},
         },
-        "author": None,
-        "committer": None,
+        "author": {},  # no GitHub account linked to the commit's email
+        "committer": {},
         "parents": [
             {"sha": p, "url": f"{api}/commits/{p}", "html_url": f"{base}/{r.full_name}/commit/{p}"}
             for p in parents.split()
@@ -477,7 +486,7 @@ def branch(base: str, r: Repo, name: str, sha: str, *, full: bool = True) -> Jso
         "protected": False,
         "protection": {
             "enabled": False,
-            "required_status_checks": {"enforcement_level": "off", "contexts": []},
+            "required_status_checks": {"enforcement_level": "off", "contexts": [], "checks": []},
         },
         "protection_url": api + "/protection",
     }
