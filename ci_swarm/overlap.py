@@ -107,22 +107,60 @@ class FileChange:
 
 def changes(diff_text: str) -> dict[str, FileChange]:
     """Per-path changes of a zero-context git diff; a rename is listed under both of its paths."""
+    headers, text = _placeholders(diff_text)
     try:
-        patch = PatchSet(diff_text)
+        patch = PatchSet(text)
     except UnidiffParseError as exc:
         raise GitError(("diff",), 0, diff_text[:200], f"unparsable diff: {exc}") from exc
     result: dict[str, FileChange] = {}
-    for patched in patch:
-        change = _file_change(patched)
+    for info, patched in zip(headers, patch, strict=True):
+        change = _file_change(info, patched)
         for path in change.paths:
             result[path] = change
     return result
 
 
-def _file_change(patched: PatchedFile) -> FileChange:
-    info = [line.rstrip("\n") for line in (patched.patch_info or ())]
+def _placeholders(diff_text: str) -> tuple[list[list[str]], str]:
+    """Each file's original header lines, and the diff with every file named ``a/fN``/``b/fN``.
+
+    unidiff splits ``diff --git a/X b/Y`` at a space, which breaks on names holding `` b/``; the real
+    names are read from the original header lines instead (:func:`_paths`).
+    """
+    headers: list[list[str]] = []
+    out: list[str] = []
+    in_header = False
+    for line in _split_lf(diff_text):
+        if line.startswith("diff --git "):
+            headers.append([line.rstrip("\n")])
+            in_header = True
+            out.append(f"diff --git a/f{len(headers)} b/f{len(headers)}\n")
+            continue
+        if in_header and line.startswith("@@ "):
+            in_header = False
+        elif in_header:
+            headers[-1].append(line.rstrip("\n"))
+            line = _placeholder_line(line, len(headers))
+        out.append(line)
+    return headers, "".join(out)
+
+
+def _placeholder_line(line: str, n: int) -> str:
+    for marker, side in (("--- ", "a"), ("+++ ", "b")):
+        if line.startswith(marker) and line.rstrip("\n") != marker + "/dev/null":
+            return f"{marker}{side}/f{n}\n"
+    if line.startswith("Binary files "):
+        return f"Binary files a/f{n} and b/f{n} differ\n"
+    return line
+
+
+def _split_lf(text: str) -> list[str]:
+    parts = text.split("\n")
+    return [p + "\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
+def _file_change(info: Sequence[str], patched: PatchedFile) -> FileChange:
     status = _status(info)
-    old_path, new_path = _paths(info, patched)
+    old_path, new_path = _paths(info)
     modes = {m.group(1): m.group(2) for m in map(_MODE.match, info) if m}
     index = next((m for m in map(_INDEX.match, info) if m), None)
     same_mode = index.group(3) if index and index.group(3) else ""
@@ -155,15 +193,21 @@ def _oid(text: str) -> str:
     return "" if set(text) == {"0"} else text
 
 
-def _paths(info: Sequence[str], patched: PatchedFile) -> tuple[str, str]:
+def _paths(info: Sequence[str]) -> tuple[str, str]:
+    """(old path, new path) from a file's header lines: rename lines, else ``---``/``+++``, else the
+    ``diff --git`` line (a mode-only change)."""
     keys = ("rename from ", "rename to ")
     renamed = {k: unquote(line[len(k) :]) for line in info for k in keys if line.startswith(k)}
     if renamed:
         return renamed.get(keys[0], ""), renamed.get(keys[1], "")
-    path = _header_path(info[0]) if info and info[0].startswith("diff --git ") else None
-    if path is None:
-        path = unquote(patched.path)
-    return path, path
+    for marker in ("+++ b/", '+++ "b/', "--- a/", '--- "a/'):
+        line = next((x for x in info if x.startswith(marker)), None)
+        if line is not None:
+            name = line[4:].rstrip("\t")
+            path = unquote(name)[2:] if name.startswith('"') else name[2:]
+            return path, path
+    header = _header_path(info[0]) if info else None
+    return header or "", header or ""
 
 
 def _header_path(header: str) -> str | None:

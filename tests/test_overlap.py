@@ -1,0 +1,293 @@
+"""Overlap prediction: diff parsing, git's adjacency rules, and agreement with real git merges."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from ci_swarm import git
+from ci_swarm.models import Overlap, OverlapKind
+from ci_swarm.overlap import FileChange, FileStatus, Region, changes, classify, conflicting, predict, unquote
+from tests.merge_helpers import Content, commit, edit_lines, init_repo, lines, random_edit
+
+TEN = lines(10)
+D, T, OV = OverlapKind.DISJOINT, OverlapKind.TOUCHING, OverlapKind.OVERLAPPING
+
+
+def two_sides(
+    tmp_path: Path, base: Mapping[str, str | bytes], a: Mapping[str, Content], b: Mapping[str, Content]
+) -> tuple[Path, str, str, str]:
+    repo, base_commit = init_repo(tmp_path / "repo", base)
+    return repo, base_commit, commit(repo, base_commit, a), commit(repo, base_commit, b)
+
+
+def change_of(repo: Path, base: str, tip: str, path: str) -> FileChange:
+    return changes(git.merge_diff(repo, base, tip))[path]
+
+
+def git_conflicts(repo: Path, a: str, b: str) -> set[str]:
+    return set(git.merge_tree(repo, a, b).conflicted_paths)
+
+
+# --- parsing ------------------------------------------------------------------------------------------
+
+
+def test_regions_are_in_base_coordinates(tmp_path: Path) -> None:
+    text = edit_lines(TEN, {2: "two", 6: None, 7: None})
+    text = text.replace("line 9\n", "line 9\nnew a\nnew b\n")
+    repo, base, tip, _ = two_sides(tmp_path, {"f.txt": TEN}, {"f.txt": text}, {})
+    change = change_of(repo, base, tip, "f.txt")
+    assert change.status is FileStatus.MODIFIED and change.path == change.new_path == "f.txt"
+    assert change.regions == (
+        Region(1, ("line 2\n",), ("two\n",)),
+        Region(5, ("line 6\n", "line 7\n"), ()),
+        Region(9, (), ("new a\n", "new b\n")),  # inserted before base line 10 (0-based 9)
+    )
+    assert change.regions[2].end == 9 and change.regions[1].end == 7
+    assert change.added_lines == ("two\n", "new a\n", "new b\n")
+    assert len(change.old_oid) == 40 and len(change.new_oid) == 40 and change.new_mode == "100644"
+
+
+def test_insertion_at_the_top_and_missing_final_newline(tmp_path: Path) -> None:
+    repo, base, tip, _ = two_sides(tmp_path, {"f.txt": "a\nb"}, {"f.txt": "top\na\nb\n"}, {})
+    assert change_of(repo, base, tip, "f.txt").regions == (
+        Region(0, (), ("top\n",)),
+        Region(1, ("b",), ("b\n",)),  # "b" without newline is a different line
+    )
+
+
+def test_crlf_lines_keep_their_endings(tmp_path: Path) -> None:
+    crlf = "a\r\nb\r\nc\r\n"
+    repo, base, tip, _ = two_sides(tmp_path, {"w.txt": crlf}, {"w.txt": crlf.replace("b", "B")}, {})
+    assert change_of(repo, base, tip, "w.txt").regions == (Region(1, ("b\r\n",), ("B\r\n",)),)
+
+
+def test_file_statuses_modes_and_renames(tmp_path: Path) -> None:
+    base = {"gone.txt": "x\n", "old.py": lines(30), "tool.sh": "echo\n", "img.bin": b"\0\1"}
+    a: dict[str, Content] = {"gone.txt": None, "old.py": None, "new.py": lines(30), "added.txt": "n\n"}
+    a |= {"tool.sh": ("100755", "echo\n"), "img.bin": b"\0\2"}
+    repo, base_commit, tip, _ = two_sides(tmp_path, base, a, {})
+    found = changes(git.merge_diff(repo, base_commit, tip))
+    assert found["gone.txt"].status is FileStatus.DELETED and found["gone.txt"].new_path == ""
+    assert found["added.txt"].status is FileStatus.ADDED and found["added.txt"].old_mode == ""
+    renamed = found["old.py"]
+    assert found["new.py"] is renamed
+    assert (renamed.status, renamed.path, renamed.new_path, renamed.regions) == (
+        FileStatus.RENAMED,
+        "old.py",
+        "new.py",
+        (),
+    )
+    assert (found["tool.sh"].old_mode, found["tool.sh"].new_mode) == ("100644", "100755")
+    assert found["img.bin"].binary and found["img.bin"].regions == ()
+
+
+def test_quoted_and_non_ascii_paths(tmp_path: Path) -> None:
+    names = ["tab\there.txt", 'quote"d.txt', "back\\slash.txt", "données/été.txt", "a b/c d.txt"]
+    repo, base, tip, _ = two_sides(tmp_path, dict.fromkeys(names, "x\n"), dict.fromkeys(names, "y\n"), {})
+    assert sorted(changes(git.merge_diff(repo, base, tip))) == sorted(names)
+
+
+def test_unquote() -> None:
+    assert unquote('"a\\303\\251\\t\\"q\\\\"') == 'aé\t"q\\'
+    assert unquote("plain name") == "plain name"
+
+
+# --- classification: git's adjacency rules ------------------------------------------------------------
+
+RULES = [
+    ("one unchanged line between", {3: "a3"}, {5: "b5"}, D),
+    ("edit line 3 vs edit line 4", {3: "a3"}, {4: "b4"}, T),
+    ("deletion next to an edit", {3: None}, {4: "b4"}, T),
+    ("same line", {5: "a5"}, {5: "b5"}, OV),
+    ("ranges overlap", {4: "a4", 5: "a5", 6: "a6"}, {5: "b5"}, OV),
+    ("identical edits", {5: "same"}, {5: "same"}, D),
+    ("identical edit plus an adjacent one", {5: "same"}, {5: "same", 6: "b6"}, OV),
+]
+
+
+@pytest.mark.parametrize(("name", "a", "b", "kind"), RULES, ids=[r[0] for r in RULES])
+def test_line_rules_match_git(
+    tmp_path: Path, name: str, a: dict[int, str | None], b: dict[int, str | None], kind: OverlapKind
+) -> None:
+    base = {"f.txt": TEN}
+    repo, base_commit, ta, tb = two_sides(
+        tmp_path, base, {"f.txt": edit_lines(TEN, a)}, {"f.txt": edit_lines(TEN, b)}
+    )
+    got = classify(change_of(repo, base_commit, ta, "f.txt"), change_of(repo, base_commit, tb, "f.txt"))
+    assert got is kind
+    assert ("f.txt" in git_conflicts(repo, ta, tb)) == (kind is not D)
+
+
+def _insert_after(n: int, text: str) -> str:
+    return TEN.replace(f"line {n}\n", f"line {n}\n{text}\n")
+
+
+INSERTIONS = [
+    ("two insertions at one point", _insert_after(3, "a"), _insert_after(3, "b"), T),
+    ("insertion next to an edit", _insert_after(3, "a"), edit_lines(TEN, {4: "b4"}), T),
+    ("insertion after an edited line", _insert_after(3, "a"), edit_lines(TEN, {3: "b3"}), T),
+    ("insertion one line away", _insert_after(3, "a"), edit_lines(TEN, {5: "b5"}), D),
+    ("insertion inside a replaced range", _insert_after(4, "a"), edit_lines(TEN, {4: "b4", 5: "b5"}), OV),
+    ("identical insertions", _insert_after(3, "same"), _insert_after(3, "same"), D),
+]
+
+
+@pytest.mark.parametrize(("name", "a", "b", "kind"), INSERTIONS, ids=[r[0] for r in INSERTIONS])
+def test_insertion_rules_match_git(tmp_path: Path, name: str, a: str, b: str, kind: OverlapKind) -> None:
+    repo, base_commit, ta, tb = two_sides(tmp_path, {"f.txt": TEN}, {"f.txt": a}, {"f.txt": b})
+    got = classify(change_of(repo, base_commit, ta, "f.txt"), change_of(repo, base_commit, tb, "f.txt"))
+    assert got is kind
+    assert ("f.txt" in git_conflicts(repo, ta, tb)) == (kind is not D)
+
+
+def test_refined_conflict_with_equal_sides_is_clean_like_git(tmp_path: Path) -> None:
+    """Regions that touch but give the same text on both sides: git refines the conflict away."""
+    base = "a\nb\nb\na\nb\nb\nb\na\nu8"
+    a_text, b_text = "a\nb\nb\nb\nb\nb\na\nu8", "a\nb\nb\nb\nb\nb\na\nu8\nq"
+    repo, base_commit, ta, tb = two_sides(tmp_path, {"f.txt": base}, {"f.txt": a_text}, {"f.txt": b_text})
+    ca, cb = change_of(repo, base_commit, ta, "f.txt"), change_of(repo, base_commit, tb, "f.txt")
+    assert ca.regions[0].start <= cb.regions[0].end and cb.regions[0].start <= ca.regions[0].end
+    assert classify(ca, cb) is D
+    assert git_conflicts(repo, ta, tb) == set()
+
+
+WHOLE_FILE = [
+    ("add/add", {"f.txt": TEN}, {"n.txt": "a\n"}, {"n.txt": "b\n"}, OV, True),
+    ("add/add identical", {"f.txt": TEN}, {"n.txt": "a\n"}, {"n.txt": "a\n"}, D, False),
+    ("modify/delete", {"f.txt": TEN}, {"f.txt": "x\n"}, {"f.txt": None}, OV, True),
+    ("both delete", {"f.txt": TEN}, {"f.txt": None}, {"f.txt": None}, D, False),
+    ("binary", {"f.bin": b"\0a"}, {"f.bin": b"\0b"}, {"f.bin": b"\0c"}, OV, True),
+    ("symlinks", {"l": ("120000", "x")}, {"l": ("120000", "y")}, {"l": ("120000", "z")}, OV, True),
+    (
+        "mode and content",
+        {"f.sh": TEN},
+        {"f.sh": ("100755", TEN)},
+        {"f.sh": edit_lines(TEN, {1: "b"})},
+        D,
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "base", "a", "b", "kind", "conflicts"), WHOLE_FILE, ids=[w[0] for w in WHOLE_FILE]
+)
+def test_whole_file_cases_match_git(
+    tmp_path: Path,
+    name: str,
+    base: dict[str, Content],
+    a: dict[str, Content],
+    b: dict[str, Content],
+    kind: OverlapKind,
+    conflicts: bool,
+) -> None:
+    plain = {k: v for k, v in base.items() if isinstance(v, str | bytes)}
+    repo, base_commit = init_repo(tmp_path / "repo", plain or {"keep.txt": "k\n"})
+    start = commit(repo, base_commit, {k: v for k, v in base.items() if k not in plain})
+    ta, tb = commit(repo, start, a), commit(repo, start, b)
+    rows = predict(repo, start, ta, tb, "a", "b")
+    assert [(r.a, r.b, r.kind) for r in rows] == [("a", "b", kind)]
+    assert bool(git_conflicts(repo, ta, tb)) is conflicts
+
+
+def test_renames(tmp_path: Path) -> None:
+    body = lines(30)
+    repo, base, renamed, edited = two_sides(
+        tmp_path, {"old.py": body}, {"old.py": None, "new.py": body}, {"old.py": edit_lines(body, {9: "b"})}
+    )
+    assert predict(repo, base, renamed, edited, "a", "b") == (Overlap("a", "b", "old.py", D),)
+    assert git_conflicts(repo, renamed, edited) == set()
+    other = commit(repo, base, {"old.py": None, "other.py": body})
+    deleted = commit(repo, base, {"old.py": None})
+    assert conflicting(predict(repo, base, renamed, other, "a", "b")) == ("old.py",)
+    assert conflicting(predict(repo, base, renamed, deleted, "a", "b")) == ("old.py",)
+    assert git_conflicts(repo, renamed, other) and git_conflicts(repo, renamed, deleted)
+    # the same rename on both sides: one row (the change is listed under both names), clean
+    again = commit(repo, base, {"old.py": None, "new.py": body})
+    assert predict(repo, base, renamed, again, "a", "b") == (Overlap("a", "b", "new.py", D),)
+
+
+def test_file_directory_and_directory_rename_collisions(tmp_path: Path) -> None:
+    repo, base, file_side, dir_side = two_sides(tmp_path, {"f.txt": TEN}, {"d": "file\n"}, {"d/x.txt": "x\n"})
+    assert predict(repo, base, file_side, dir_side, "a", "b") == (Overlap("a", "b", "d", OV),)
+    assert predict(repo, base, dir_side, file_side, "a", "b") == (Overlap("a", "b", "d", OV),)
+    assert git_conflicts(repo, file_side, dir_side)
+    repo2, base2, moved, added = two_sides(
+        tmp_path / "two",
+        {"src/a.py": lines(20), "src/b.py": lines(20, "b")},
+        {"src/a.py": None, "src/b.py": None, "lib/a.py": lines(20), "lib/b.py": lines(20, "b")},
+        {"src/c.py": "new\n"},
+    )
+    assert conflicting(predict(repo2, base2, moved, added, "a", "b")) == ("src/c.py",)
+    assert git_conflicts(repo2, moved, added)
+
+
+def test_conflicting_keeps_order_and_drops_repeats() -> None:
+    rows = [
+        Overlap("a", "b", "x", T),
+        Overlap("a", "c", "y", D),
+        Overlap("b", "c", "x", OV),
+        Overlap("a", "b", "z", OV),
+    ]
+    assert conflicting(rows) == ("x", "z")
+
+
+# --- the property: git's conflicts are never predicted clean ---------------------------------------------
+
+
+def _case(rng: random.Random) -> tuple[str, str, str]:
+    alphabet = rng.choice(["ab", "abc", "abcdefgh"])
+    base = [
+        f"{rng.choice(alphabet)}\n" if rng.random() < 0.6 else f"u{k}\n" for k in range(rng.randint(0, 12))
+    ]
+    a = random_edit(rng, base, alphabet)
+    roll = rng.random()
+    if roll < 0.1:
+        b = list(a)  # identical edits
+    elif roll < 0.3:
+        b = list(a)
+        b.insert(rng.choice([0, len(b)]), rng.choice(["a\n", "q\n"]))  # the same edit and one more
+    else:
+        b = random_edit(rng, base, alphabet)
+    eol = "\r\n" if rng.random() < 0.15 else "\n"
+    texts = ["".join(t).replace("\n", eol) for t in (base, a, b)]
+    if rng.random() < 0.15:
+        texts = [t.removesuffix(eol) for t in texts]
+    return texts[0], texts[1], texts[2]
+
+
+def test_predictor_agrees_with_git_on_random_edit_pairs(tmp_path: Path) -> None:
+    """200 generated edit pairs (fixed seed): the prediction equals git's verdict, for merge-tree
+    (histogram diffs) and for merge-file (myers diffs); in particular a git conflict is never predicted
+    clean."""
+    rng = random.Random(20240611)
+    cases = [_case(rng) for _ in range(200)]
+    names = [f"c{i:03}.txt" for i in range(len(cases))]
+    repo, base = init_repo(tmp_path / "repo", {n: c[0] for n, c in zip(names, cases, strict=True)})
+    ta = commit(repo, base, {n: c[1] for n, c in zip(names, cases, strict=True)})
+    tb = commit(repo, base, {n: c[2] for n, c in zip(names, cases, strict=True)})
+    truth = git_conflicts(repo, ta, tb)
+    kinds = {}
+    for algorithm in ("histogram", "myers"):
+        ca = changes(git.merge_diff(repo, base, ta, algorithm=algorithm))
+        cb = changes(git.merge_diff(repo, base, tb, algorithm=algorithm))
+        kinds[algorithm] = {n: classify(ca[n], cb[n]) if n in ca and n in cb else D for n in names}
+    predicted = {n for n, k in kinds["histogram"].items() if k is not D}
+    assert truth - predicted == set()  # never predicted clean when git conflicts
+    assert predicted == truth  # and, in fact, exactly git's verdict
+    work = tmp_path / "mf"
+    work.mkdir()
+    for name, (base_text, a_text, b_text) in zip(names, cases, strict=True):
+        for label, text in (("o", a_text), ("b", base_text), ("t", b_text)):
+            (work / label).write_bytes(text.encode())
+        code = subprocess.run(
+            ["git", "merge-file", "-p", "o", "b", "t"], cwd=work, capture_output=True
+        ).returncode
+        assert (code > 0) == (kinds["myers"][name] is not D), name
+    counts = {k: list(kinds["histogram"].values()).count(k) for k in (D, T, OV)}
+    assert min(counts.values()) >= 15, counts  # the generator exercises every kind
