@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from ci_swarm.agents import make_agent_factory
 from ci_swarm.models import AgentSpec, MergeOrder, MergePolicy, Plan, Request, RunReport
 from ci_swarm.plan import critical_path, load_plan, validate, waves
 from ci_swarm.report import print_terminal, write_json, write_markdown
-from ci_swarm.run import RunOptions, exit_code, run_plan_sync
+from ci_swarm.run import RunOptions, exit_code, run_plan, run_sync
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -96,7 +97,7 @@ def _plan_source_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _read_plan(
+def _static_plan(
     plan_file: Path | None,
     task: str | None,
     shard_glob: str | None,
@@ -104,8 +105,8 @@ def _read_plan(
     repo: Path,
     base: str,
     agent: AgentSpec,
-    llm: Any,
-) -> Plan:
+) -> Plan | None:
+    """The plan from a file or the sharder; None when Claude must plan ``task``."""
     if plan_file is not None:
         return load_plan(plan_file)
     if shard_glob:
@@ -117,18 +118,8 @@ def _read_plan(
         files = git.tree_files(root, git.rev_parse(root, base))
         return shard_plan(files, shard_glob, shard_agents, task, agent=agent)
     if task:
-        import asyncio
-
-        return asyncio.run(_plan_with_claude(llm, Request(task=task), repo))
+        return None
     raise errors.UsageError("give a plan: --plan FILE, --task TEXT, or --shard GLOB --task TEXT")
-
-
-async def _plan_with_claude(llm: Any, request: Request, repo: Path) -> Plan:
-    try:
-        plan: Plan = await llm.planner().plan(request, git.open_repo(repo))
-        return plan
-    finally:
-        await llm.aclose()
 
 
 def _llm_session(
@@ -138,23 +129,30 @@ def _llm_session(
     max_usd: float | None = None,
     max_tokens: int | None = None,
 ) -> Any:
+    """One LLMSession (client, shared limiter, accounting, budget) for the whole command."""
+    from dataclasses import replace
+
     from ci_swarm.llm.session import LLMSession, LLMSettings
 
     settings = LLMSettings()
-    overrides: dict[str, Any] = {}
-    if model:
-        overrides["model"] = model
-    if planner_model:
-        overrides["planner_model"] = planner_model
-    if max_subtasks:
-        overrides["max_subtasks"] = max_subtasks
-    if max_usd is not None:
-        overrides["max_usd"] = max_usd
-    if max_tokens is not None:
-        overrides["max_tokens"] = max_tokens
-    from dataclasses import replace
-
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("model", model),
+            ("planner_model", planner_model),
+            ("max_subtasks", max_subtasks),
+            ("max_usd", max_usd),
+            ("max_tokens", max_tokens),
+        )
+        if value is not None
+    }
     return LLMSession.from_env(replace(settings, **overrides))
+
+
+def _uses_claude(plan: Plan | None, default: AgentSpec) -> bool:
+    if plan is None or default.kind == "claude":
+        return True
+    return any(s.agent is not None and s.agent.kind == "claude" for s in plan.subtasks)
 
 
 def _default_agent(kind: str | None, command: str | None, has_key: bool) -> AgentSpec:
@@ -226,15 +224,13 @@ def run(
     """Plan, run agents in parallel, merge their branches, report."""
     import os
 
-    has_key = bool(os.environ.get("ANTHROPIC_API_KEY"))
-    default = _default_agent(agent_kind, agent_command, has_key)
-    needs_llm = (task and not plan_file and not shard_glob) or default.kind == "claude"
-    llm = _llm_session(model, planner_model, max_subtasks, max_usd, max_tokens) if needs_llm else None
-    plan = _read_plan(plan_file, task, shard_glob, shard_agents, repo, base, default, llm)
-    if needs_llm:
-        llm = _llm_session(model, planner_model, max_subtasks, max_usd, max_tokens)
-    extra = {"claude": llm.agent_backend()} if llm is not None else {}
-    factory = make_agent_factory(default, extra)
+    default = _default_agent(agent_kind, agent_command, bool(os.environ.get("ANTHROPIC_API_KEY")))
+    static = _static_plan(plan_file, task, shard_glob, shard_agents, repo, base, default)
+    llm = (
+        _llm_session(model, planner_model, max_subtasks, max_usd, max_tokens)
+        if _uses_claude(static, default)
+        else None
+    )
     options = RunOptions(
         repo=repo,
         base=base,
@@ -247,8 +243,8 @@ def run(
         branch_prefix=branch_prefix,
         default_agent=default,
     )
-    request = Request(task=plan.task, source="cli", number=issue or pr)
-    report = execute(plan, options, factory, request, quiet=quiet, llm=llm)
+    request = Request(task=task or (static.task if static else ""), source="cli", number=issue or pr)
+    report = execute(static, options, default, request, quiet=quiet, llm=llm)
     _write_reports(report, report_json, report_md)
     if publish:
         _publish(report, repo, publish, issue, pr)
@@ -256,30 +252,65 @@ def run(
 
 
 def execute(
-    plan: Plan,
+    plan: Plan | None,
     options: RunOptions,
-    factory: Any,
+    default: AgentSpec,
     request: Request,
     *,
     quiet: bool,
     llm: Any = None,
     console: Console | None = None,
 ) -> RunReport:
+    """Plan (with Claude when ``plan`` is None) and run, in one event loop with one LLM session."""
     from ci_swarm.progress import TerminalProgress
 
     console = console or Console(stderr=True)
-    with TerminalProgress(console, plan.subtasks, live=False if quiet else None) as progress:
-        listener = (lambda event: None) if quiet else progress
-        report = run_plan_sync(plan, options, factory, listener, request)
-    if llm is not None:
-        from dataclasses import replace
+    extra = {"claude": llm.agent_backend()} if llm is not None else {}
+    factory = make_agent_factory(default, extra)
 
+    async def go() -> RunReport:
+        try:
+            chosen = plan or await llm.planner().plan(request, git.open_repo(options.repo))
+            if plan is None and not quiet:
+                _print_plan(chosen, console)
+            with TerminalProgress(console, chosen.subtasks, live=False if quiet else None) as progress:
+                listener = (lambda event: None) if quiet else progress
+                return await run_plan(chosen, options, factory, listener, request)
+        finally:
+            if llm is not None:
+                await llm.aclose()
+
+    report = run_sync(go)
+    if llm is not None:
         report = replace(
-            report, usage=llm.usage(), budget_stopped=report.budget_stopped or llm.budget_stopped
+            report,
+            usage=llm.usage(),
+            notes=report.notes + tuple(llm.notes()),
+            budget_stopped=report.budget_stopped or llm.budget_reason() is not None,
         )
     if not quiet:
         print_terminal(report, console)
     return report
+
+
+def _plan_only(llm: Any, request: Request, repo: Path) -> Plan:
+    async def go() -> Plan:
+        try:
+            plan: Plan = await llm.planner().plan(request, git.open_repo(repo))
+            return plan
+        finally:
+            await llm.aclose()
+
+    return run_sync(go)
+
+
+def _print_plan(plan: Plan, console: Console) -> None:
+    console.print(f"[bold]plan[/]: {plan.task}")
+    if plan.rationale:
+        console.print(f"rationale: {plan.rationale}")
+    for sub in plan.subtasks:
+        deps = f" (after {', '.join(sub.depends_on)})" if sub.depends_on else ""
+        console.print(f"  - {sub.id} [{sub.role}] {sub.title}{deps}", markup=False)
 
 
 def _write_reports(report: RunReport, report_json: Path | None, report_md: Path | None) -> None:
@@ -322,12 +353,10 @@ def plan_cmd(
 ) -> None:
     """Validate a plan (or ask Claude for one) and print its waves and critical path."""
     default = _default_agent(agent_kind, agent_command, has_key=False)
-    llm = (
-        _llm_session(model, planner_model, max_subtasks)
-        if task and not plan_file and not shard_glob
-        else None
+    static = _static_plan(plan_file, task, shard_glob, shard_agents, repo, base, default)
+    plan = static or _plan_only(
+        _llm_session(model, planner_model, max_subtasks), Request(task=task or ""), repo
     )
-    plan = _read_plan(plan_file, task, shard_glob, shard_agents, repo, base, default, llm)
     warnings = validate(plan, max_subtasks=max_subtasks)
     click.echo(f"plan: {plan.task}")
     if plan.rationale:

@@ -21,12 +21,13 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ci_swarm import git
-from ci_swarm.errors import RepoError, SwarmError
+from ci_swarm.errors import Interrupted, RepoError, SwarmError
 from ci_swarm.merge import MergeQueue
 from ci_swarm.models import (
     AgentOutcome,
@@ -48,6 +49,7 @@ from ci_swarm.schedule import Job, JobResult, SchedEvent, Scheduler
 from ci_swarm.workspace import Workspace
 
 EXIT_OK, EXIT_CONFLICTS, EXIT_FAILED = 0, 2, 3
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -395,17 +397,11 @@ async def run_plan(
     return await Orchestrator(plan, options, agents, listener, request).run()
 
 
-def run_plan_sync(
-    plan: Plan,
-    options: RunOptions,
-    agents: AgentFactory,
-    listener: ProgressListener | None = None,
-    request: Request | None = None,
-    on_interrupt: Callable[[], None] | None = None,
-) -> RunReport:
-    """Run in a fresh event loop; SIGINT / SIGTERM cancel the run cleanly and still return a report."""
+def run_sync(main: Callable[[], Awaitable[T]], on_interrupt: Callable[[], None] | None = None) -> T:
+    """Run ``main()`` in a fresh event loop; SIGINT / SIGTERM cancel it. The orchestrator turns that
+    cancellation into a report of what was done; anywhere else (planning, say) it becomes Interrupted."""
 
-    async def main() -> RunReport:
+    async def wrapper() -> T:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         installed = []
@@ -416,17 +412,31 @@ def run_plan_sync(
                     installed.append(sig)
                 except (NotImplementedError, RuntimeError):
                     pass
-        orchestrator = Orchestrator(plan, options, agents, listener, request)
         try:
-            return await orchestrator.run()
+            return await main()
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(wrapper())
+    except asyncio.CancelledError as exc:
+        raise Interrupted("interrupted before any agent work was committed") from exc
 
 
-def _cancel(task: asyncio.Task[RunReport], on_interrupt: Callable[[], None] | None) -> None:
+def run_plan_sync(
+    plan: Plan,
+    options: RunOptions,
+    agents: AgentFactory,
+    listener: ProgressListener | None = None,
+    request: Request | None = None,
+    on_interrupt: Callable[[], None] | None = None,
+) -> RunReport:
+    """Run a plan in a fresh event loop; SIGINT / SIGTERM cancel the run cleanly and still return a report."""
+    return run_sync(lambda: run_plan(plan, options, agents, listener, request), on_interrupt)
+
+
+def _cancel(task: asyncio.Task[Any], on_interrupt: Callable[[], None] | None) -> None:
     if on_interrupt:
         on_interrupt()
     task.cancel()
