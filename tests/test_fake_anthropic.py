@@ -456,3 +456,19 @@ def test_bad_script_file_is_one_line_error(tmp_path: Path) -> None:
     assert result.returncode == 4
     assert "unknown fault kind 'explode'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_malformed_tool_input_when_streaming_is_broken_json() -> None:
+    """The SDK parses partial JSON leniently: the agent gets a truncated input, not the scripted one."""
+    script = echo_script(faults=(Fault("malformed_tool_input"),))
+    history = [user("greet a"), {"role": "assistant", "content": "hi"}, user("go")]
+    with FakeAnthropic(script) as fake:
+
+        async def go() -> Any:
+            async with client(fake).messages.stream(model=MODEL, max_tokens=512, messages=history) as s:  # type: ignore[arg-type]
+                return await s.get_final_message()
+
+        result = arun(go())
+    assert result.content[0].type == "tool_use"
+    assert result.content[0].input != {"path": "a.txt", "content": "x"}
+    assert fake.requests[0].fault == "malformed_tool_input"

@@ -14,12 +14,13 @@ import os
 import random
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anthropic
 from anthropic.types import Message
 
+from ci_swarm.config import Config
 from ci_swarm.errors import LLMError
 from ci_swarm.llm.accounting import Budget, Ledger
 from ci_swarm.llm.client import (
@@ -71,6 +72,21 @@ class LLMSettings:
     @property
     def effective_planner_model(self) -> str:
         return self.planner_model or self.model
+
+    @classmethod
+    def from_config(cls, config: Config, **overrides: Any) -> LLMSettings:
+        """Settings from ``.github/ci-swarm.yml``; CLI flags as ``overrides`` (None values are ignored)."""
+        base = cls(
+            model=config.model,
+            planner_model=config.planner_model,
+            max_subtasks=config.max_subtasks,
+            max_usd=config.budget.usd,
+            max_tokens=config.budget.tokens,
+            max_concurrency=max(1, config.max_agents),
+            allowed_commands=config.allowed_commands,
+            role_prompts=config.role_prompts,
+        )
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
 class BudgetStop(LLMError):
