@@ -31,7 +31,7 @@ import yaml
 
 from ci_swarm import git
 from ci_swarm.agents import Backend, check_agent_kinds, make_agent_factory
-from ci_swarm.config import DEFAULT_PATH, Budget, Config, load_config
+from ci_swarm.config import DEFAULT_PATH, Budget, Config, config_from_text
 from ci_swarm.errors import (
     EXIT_FAILED_SUBTASKS,
     EXIT_OK,
@@ -204,10 +204,16 @@ def load_repo_config(settings: Settings) -> Config:
         check_relative(relative)
     except PathEscapeError as exc:
         raise ConfigError(f"input config: {exc}") from exc
-    config = load_config(settings.workspace / relative, missing_ok=relative == DEFAULT_PATH)
-    if config.source:
-        config = dataclasses.replace(config, source=relative)
-    return apply_inputs(config, settings.inputs)
+    path = settings.workspace / relative
+    if relative == DEFAULT_PATH and not path.exists():
+        return apply_inputs(Config(), settings.inputs)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{relative}: config file not found (input config)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{relative}: cannot read config: {exc}") from exc
+    return apply_inputs(config_from_text(text, source=relative), settings.inputs)
 
 
 # ------------------------------------------------------------------------------------------------ plans
@@ -389,12 +395,8 @@ class Action:
             if protected:
                 raise UsageError(f"the swarm changed protected paths ({protected}): nothing was pushed")
         except BaseException as exc:
-            if progress is not None:
-                cancelled = isinstance(exc, KeyboardInterrupt | Interrupted)
-                progress.finish(
-                    f"**{'Cancelled' if cancelled else 'Failed'}:** {_why(exc)}", phase="finished"
-                )
             if publisher is not None:
+                self.report_failure(run, exc, progress)
                 publisher.react("confused")
             raise
         finally:
@@ -407,7 +409,7 @@ class Action:
             if job.name:  # a maintenance job's branch is replaced, so its open PR shows this run
                 self.github.replace_branch(repo, report.integration_commit, publisher.branch_name(report))
             if report.interrupted and progress is not None:
-                progress(ProgressEvent("run_finished", status="interrupted", message="cancelled"))
+                progress = _CancelledProgress(progress)
             result = publisher.publish(repo, report, progress)
         final = result.report if result is not None and result.report is not None else report
         outputs = runner.run_outputs(
@@ -424,6 +426,16 @@ class Action:
         if final.interrupted:
             return Interrupted.exit_code
         return EXIT_FAILED_SUBTASKS if final.failed else EXIT_OK
+
+    def report_failure(self, run: Run, exc: BaseException, progress: Any) -> None:
+        """Say why on GitHub: in the progress comment, or (before it exists) in a new comment."""
+        cancelled = isinstance(exc, KeyboardInterrupt | Interrupted)
+        text = f"**{'Cancelled' if cancelled else 'Failed'}:** {_why(exc)}"
+        if progress is not None:
+            progress.finish(text, phase="interrupted" if cancelled else "finished")
+        elif run.issue is not None:
+            with suppress(SwarmError):  # best effort: the original error is what the job reports
+                self.github.comment(run.issue, f"ci-swarm could not run. {text}\n\n{SELF_MARKER} error -->")
 
     # --- pieces ---
 
@@ -515,6 +527,23 @@ class _LazyAccess:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+
+
+class _CancelledProgress:
+    """The progress comment of a cancelled run: its final edit says so, whatever the publisher passes."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __call__(self, event: ProgressEvent) -> None:
+        self._inner(event)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def finish(self, extra: str = "", *, usage: Any = None, phase: str = "finished") -> None:
+        text = "**Cancelled:** the workflow was cancelled; the work committed so far is pushed."
+        self._inner.finish(f"{text}\n\n{extra}".rstrip(), usage=usage, phase="interrupted")
 
 
 def protected_changes(repo: Path, report: RunReport, config: Config) -> str:

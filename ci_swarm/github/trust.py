@@ -27,9 +27,9 @@ class GithubAccess:
     def permission(self, login: str) -> str:
         try:
             return str(self._repo.get_collaborator_permission(login))
-        except UnknownObjectException:
-            return "none"  # not a user GitHub knows: no access
         except GithubException as exc:
+            if exc.status == 404:
+                return "none"  # not a user GitHub knows: no access
             raise ForgeError(
                 f"cannot read @{login}'s permission on {self._repo.full_name}: {_why(exc)}"
             ) from exc
