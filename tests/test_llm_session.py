@@ -9,9 +9,8 @@ import pytest
 
 from ci_swarm.config import Budget, Config
 from ci_swarm.errors import LLMError
-from ci_swarm.llm import BudgetStop, LLMSession, LLMSettings
 from ci_swarm.llm.pricing import TokenCounts
-from ci_swarm.llm.session import WarmGate
+from ci_swarm.llm.session import BudgetStop, LLMSession, LLMSettings, WarmGate
 from tests.anthropic_helpers import KEY, arun
 
 

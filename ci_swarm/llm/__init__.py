@@ -1,8 +1,6 @@
-"""The Claude adapters: one session per run (client, shared limiter, usage and budget), the planner, prices.
+"""The Claude adapters: ``session`` (one per run: client, shared limiter, usage and budget), ``planner``,
+``limiter``, ``pricing``, ``accounting``, ``prompts``. Import the modules directly (this package stays light:
+the fake API imports ``prompts`` without loading the SDK).
 
 Only this package, ``ci_swarm.agents.claude`` and ``ci_swarm.testing`` import ``anthropic``.
 """
-
-from ci_swarm.llm.session import BudgetStop, LLMSession, LLMSettings
-
-__all__ = ["BudgetStop", "LLMSession", "LLMSettings"]
