@@ -39,6 +39,7 @@ OPERATIONS = (
     "pulls/get-review",
     "pulls/list-comments-for-review",
     "pulls/create-review-comment",
+    "pulls/get-review-comment",
     "pulls/list-review-comments",
     "issues/create",
     "issues/get",

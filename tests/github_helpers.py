@@ -91,15 +91,22 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
 # --- commits without a checkout -----------------------------------------------------------------
 
 
+def _apply(repo: Path, env: Mapping[str, str], files: Files) -> None:
+    """Write or delete paths in a temporary index (``--index-info`` works in bare repositories too)."""
+    lines = []
+    for path, content in files.items():
+        if content is None:
+            lines.append(f"0 {git.ZERO_OID}\t{path}\n")
+        else:
+            lines.append(f"100644 {git.write_blob(repo, content.encode())}\t{path}\n")
+    git.run(repo, "update-index", "--index-info", input="".join(lines).encode(), env=env)
+
+
 def commit_files(repo: Path, parent: str, files: Files, message: str, parents: Sequence[str] = ()) -> str:
     """A commit on ``parent``'s tree with ``files`` written or deleted (object DB only)."""
     tree = git.rev_parse(repo, parent) + "^{tree}"
     with git.temp_index(repo, tree) as env:
-        for path, content in files.items():
-            if content is None:
-                git.index_remove(repo, env, path)
-            else:
-                git.index_set(repo, env, path, "100644", git.write_blob(repo, content.encode()))
+        _apply(repo, env, files)
         new_tree = git.write_tree(repo, env)
     return git.commit_tree(repo, new_tree, list(parents) or [parent], message)
 
@@ -110,11 +117,7 @@ def merge_commit(repo: Path, tip: str, other: str, message: str, resolved: Files
     if merged.clean and not resolved:
         return git.commit_tree(repo, merged.tree, [tip, other], message)
     with git.temp_index(repo, merged.tree) as env:
-        for path, content in (resolved or {}).items():
-            if content is None:
-                git.index_remove(repo, env, path)
-            else:
-                git.index_set(repo, env, path, "100644", git.write_blob(repo, content.encode()))
+        _apply(repo, env, resolved or {})
         tree = git.write_tree(repo, env)
     return git.commit_tree(repo, tree, [tip, other], message)
 

@@ -118,6 +118,7 @@ def drive_every_operation(hub: Hub) -> None:
     thread = pr.create_review_comment("file note", pr.head.sha, "src/app.py", subject_type="file")
     pr.create_review_comment("a reply", pr.head.sha, "src/app.py", in_reply_to=thread.id)
     list(pr.get_review_comments())
+    pr.get_review_comment(thread.id)
 
     # GitHub's documented errors
     with pytest.raises(github.GithubException):  # 422: line outside the diff, whole review rejected

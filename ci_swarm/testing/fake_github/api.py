@@ -566,6 +566,14 @@ def create_review_comment(call: Call) -> Reply:
     return Reply(201, objects.review_comment(call.base, call.store, r, c), headers)
 
 
+def get_review_comment(call: Call) -> Reply:
+    r = call.repo()
+    c = r.review_comments.get(int(call.params["comment_id"]))
+    if c is None:
+        raise not_found(call.docs)
+    return Reply(body=objects.review_comment(call.base, call.store, r, c))
+
+
 def list_reviews(call: Call) -> Reply:
     r = call.repo()
     it = _pull(call, r)
@@ -714,6 +722,13 @@ ROUTES = (
     ),
     _route("GET", _R + "/pulls", None, "pulls/pulls#list-pull-requests", list_pulls),
     _route("POST", _R + "/pulls", "pull_requests", "pulls/pulls#create-a-pull-request", create_pull),
+    _route(
+        "GET",
+        _R + "/pulls/comments/{comment_id}",
+        None,
+        "pulls/comments#get-a-review-comment-for-a-pull-request",
+        get_review_comment,
+    ),
     _route("GET", _R + "/pulls/{pull_number}", None, "pulls/pulls#get-a-pull-request", get_pull),
     _route(
         "PATCH",

@@ -409,6 +409,9 @@ def review(base: str, store: Store, r: Repo, rv: Review) -> Json:
     return data
 
 
+_NOT_NULLABLE = {"line", "original_line", "position", "original_position", "side", "start_side"}
+
+
 def review_comment(base: str, store: Store, r: Repo, c: ReviewComment) -> Json:
     api = f"{base}/repos/{r.full_name}/pulls/comments/{c.id}"
     html = f"{base}/{r.full_name}/pull/{c.pull}#discussion_r{c.id}"
@@ -443,8 +446,8 @@ def review_comment(base: str, store: Store, r: Repo, c: ReviewComment) -> Json:
     }
     if c.in_reply_to is not None:
         data["in_reply_to_id"] = c.in_reply_to
-    # file-level threads have no line, side or position: GitHub's description has no null for them
-    return {k: v for k, v in data.items() if v is not None or k == "pull_request_review_id"}
+    # file-level threads have no line, side or position: GitHub's description has no null for those
+    return {k: v for k, v in data.items() if v is not None or k not in _NOT_NULLABLE}
 
 
 def commit(base: str, r: Repo, sha: str) -> Json:

@@ -92,7 +92,9 @@ class FakeGitHub:
         return self.store.settings
 
     def start(self) -> FakeGitHub:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-github", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-github", daemon=True
+        )
         self._thread.start()
         return self
 
