@@ -499,15 +499,7 @@ class Action:
     def llm_session(self, config: Config) -> Any:
         from ci_swarm.llm.session import LLMSession, LLMSettings
 
-        settings = LLMSettings(
-            model=config.model,
-            planner_model=config.effective_planner_model,
-            max_subtasks=config.max_subtasks,
-            max_usd=config.budget.usd,
-            max_tokens=config.budget.tokens,
-            allowed_commands=config.allowed_commands,
-            role_prompts=config.role_prompts,
-        )
+        settings = LLMSettings.from_config(config)
         environ = os.environ if self._env is None else self._env
         return LLMSession.from_env(settings, environ)
 

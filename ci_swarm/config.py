@@ -27,7 +27,7 @@ from ci_swarm.models import EMPTY, AgentSpec, MergeOrder, MergePolicy
 from ci_swarm.workspace import matches_any
 
 DEFAULT_PATH = ".github/ci-swarm.yml"
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-4-6"  # the same as ci_swarm.llm.session.DEFAULT_MODEL
 DEFAULT_TRUSTED = ("OWNER", "MEMBER", "COLLABORATOR")
 DEFAULT_PROTECTED = (".github/workflows/**",)
 

@@ -3,6 +3,7 @@ real git: what a maintainer sees for each trigger, every refusal, and every bad 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +22,8 @@ from ci_swarm.errors import PlanError, UsageError
 from ci_swarm.github.event import SELF_MARKER
 from ci_swarm.models import AgentSpec
 from ci_swarm.run import agent_branch
+from ci_swarm.testing.anthropic_script import ScriptedSubtask, edit_file_call, task_script, write_file_call
+from ci_swarm.testing.fake_anthropic import FakeAnthropic
 from tests.act_helpers import MAINTAINER, TOKEN, World, make_world, replace_sub, swarm_plan, write_sub
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,6 +170,42 @@ def test_comment_without_a_plan_needs_the_planner_key(
     assert said.startswith("ci-swarm could not run. **Failed:** ")
     assert "ANTHROPIC_API_KEY" in said
     assert SELF_MARKER in said
+
+
+def test_comment_on_a_pr_with_claude_plans_with_the_diff_and_edits_with_tools(world: World) -> None:
+    """No plan block: the Claude planner (fake Anthropic API, real SDK) plans from the comment plus the PR's
+    title, body and diff; Claude agents edit with the tools; the result lands on the PR's branch."""
+    pr = world.pull_request("feature", {"src/feature.py": "VALUE = 1\n"})
+    script = task_script(
+        (
+            ScriptedSubtask(
+                "code",
+                "builder",
+                "Use VALUE",
+                paths=("src/use.py",),
+                calls=(write_file_call("src/use.py", "from src.feature import VALUE\n"),),
+            ),
+            ScriptedSubtask(
+                "docs",
+                "documenter",
+                "Document VALUE",
+                paths=("README.md",),
+                calls=(edit_file_call("README.md", "Run it.", "Run it; VALUE is 1."),),
+            ),
+        )
+    )
+    with FakeAnthropic(script) as claude:
+        env = world.env(
+            "issue_comment", world.commented(pr.number, "/swarm use VALUE and document it", on_pr=True)
+        )
+        env.update(ANTHROPIC_API_KEY="sk-ant-test", ANTHROPIC_BASE_URL=claude.base_url)
+        assert main(env) == 0
+        planner_request = json.dumps(claude.requests[0].body)
+    assert "use VALUE and document it" in planner_request
+    assert "src/feature.py" in planner_request  # the PR's diff was given as context
+    after = world.repo().get_pull(pr.number)
+    assert sorted(f.filename for f in after.get_files()) == ["README.md", "src/feature.py", "src/use.py"]
+    assert b"VALUE is 1" in git.read_blob(world.bare, "feature:README.md")
 
 
 def test_comment_on_a_plain_issue_opens_a_pr(world: World) -> None:

@@ -237,3 +237,9 @@ def test_example_config_in_docs_is_valid() -> None:
     assert blocks, "docs/action.md shows a complete .github/ci-swarm.yml example"
     for block in blocks:
         config_from_text(block)
+
+
+def test_default_model_is_the_llm_default() -> None:
+    from ci_swarm.llm.session import DEFAULT_MODEL as LLM_DEFAULT
+
+    assert Config().model == LLM_DEFAULT
