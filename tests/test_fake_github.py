@@ -71,7 +71,8 @@ def test_review_start_line_rules_and_path_rule(hub: Hub) -> None:
         lambda: pr.create_review(event="COMMENT", body="r", comments=[backwards, missing, outside])
     )
     assert data["errors"] == [
-        "Pull request review thread path is invalid, Pull request review thread line must be part of the diff, "
+        "Pull request review thread path is invalid, "
+        "Pull request review thread line must be part of the diff, "
         "Pull request review thread start line must precede the end line., and "
         "Pull request review thread diff hunk can't be blank"
     ]

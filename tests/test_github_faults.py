@@ -11,7 +11,6 @@ from ci_swarm import git
 from ci_swarm.errors import ForgeError
 from ci_swarm.github.client import RetrySettings
 from ci_swarm.github.publish import Target
-from ci_swarm.github.pushing import Remerge
 from ci_swarm.models import Conflict, ConflictKind, RunReport
 from ci_swarm.ports import ProgressEvent
 from tests.github_helpers import BASE_FILES, REPO, TOKEN, Agent, Hub, hub, make_run, open_issue
@@ -55,7 +54,7 @@ def test_token_without_pull_request_permission(hub: Hub) -> None:
     hub.fake.add_token("ghs_nopr", pull_requests="read")
     report = simple_run(hub)
     with pytest.raises(
-        ForgeError, match="may not open pull requests.*Resource not accessible by integration"
+        ForgeError, match=r"may not open pull requests.*Resource not accessible by integration"
     ):
         hub.publisher(token="ghs_nopr").publish(hub.work, report)
     assert hub.remote_sha("swarm/r1") == report.integration_commit  # the work is pushed, nothing lost
@@ -162,7 +161,7 @@ def test_5xx_that_persists_becomes_a_forge_error(hub: Hub) -> None:
     report = simple_run(hub)
     hub.fake.fail("POST", r"/pulls$", 503, times=50)
     settings = RetrySettings(total=2, backoff=0.01, secondary_rate_wait=0.05, max_wait=1.0)
-    with pytest.raises(ForgeError, match="opening a pull request from swarm/r1 into main.*503"):
+    with pytest.raises(ForgeError, match=r"opening a pull request from swarm/r1 into main.*503"):
         hub.publisher(retry=settings).publish(hub.work, report)
     posts = [x for x in hub.fake.traffic if x.method == "POST" and x.path.endswith("/pulls")]
     assert len(posts) == 3  # the first try and two retries, then it stops
@@ -214,7 +213,8 @@ def test_conflicts_without_a_right_side_line_fall_back_and_never_422(hub: Hub) -
         ),
     ]
     conflicts = [
-        Conflict("src/old.py", ConflictKind.MODIFY_DELETE, "tests", "code", (0, 0), "", "print('old, tested')\n",
+        Conflict("src/old.py", ConflictKind.MODIFY_DELETE, "tests", "code", (0, 0), "",
+                 "print('old, tested')\n",
                  "print('old')\n"),
         Conflict("src/app.py", ConflictKind.CONTENT, "tests", "code", (0, 0), "", "LINE 3\nline 4\n",
                  "line 3\nline 4\n"),
@@ -284,8 +284,9 @@ def test_a_review_rejected_anyway_is_demoted_to_file_comments(hub: Hub) -> None:
 # --- the token ---------------------------------------------------------------------------------
 
 
-def test_token_never_appears_in_any_output(hub: Hub, caplog: pytest.LogCaptureFixture,
-                                           capfd: pytest.CaptureFixture[str], tmp_path: Path) -> None:  # fmt: skip
+def test_token_never_appears_in_any_output(
+    hub: Hub, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     caplog.set_level(logging.DEBUG)
     number = open_issue(hub)
     report = simple_run(hub)

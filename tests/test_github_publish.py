@@ -8,7 +8,7 @@ from pathlib import Path
 from ci_swarm import git
 from ci_swarm.agents import make_agent_factory
 from ci_swarm.github.publish import Target, emit_job
-from ci_swarm.models import AgentSpec, Conflict, ConflictKind, Request, SubtaskStatus, Usage
+from ci_swarm.models import AgentSpec, Conflict, ConflictKind, Request, RunReport, SubtaskStatus, Usage
 from ci_swarm.ports import ProgressEvent
 from ci_swarm.run import RunOptions, run_plan_sync
 from tests.github_helpers import BASE_FILES, REPO, Agent, Hub, hub, make_run, open_issue
@@ -26,17 +26,19 @@ def _app(**changes: str) -> str:
     return "".join(lines)
 
 
-def conflicted_run(hub: Hub, run_id: str = "r1") -> tuple:  # type: ignore[type-arg]
+def conflicted_run(hub: Hub, run_id: str = "r1") -> tuple[RunReport, Conflict]:
     """Three agents: docs (clean), code and tests both rewrote line 10 of src/app.py; code's side kept."""
+    readme = BASE_FILES["README.md"].replace("none yet", "greet() says hi")
+    usage = Usage(requests=2, input_tokens=100, output_tokens=50, cost_usd=0.0123)
+    code = {"src/app.py": _app(l10="greet = 'hello'\n"), "src/greet.py": "def greet():\n    return 'hi'\n"}
     agents = [
-        Agent("docs", {"README.md": BASE_FILES["README.md"].replace("none yet", "greet() says hi")}, "documenter"),
-        Agent("code", {"src/app.py": _app(l10="greet = 'hello'\n"), "src/greet.py": "def greet():\n    return 'hi'\n"},
-              usage=Usage(requests=2, input_tokens=100, output_tokens=50, cost_usd=0.0123)),
+        Agent("docs", {"README.md": readme}, "documenter"),
+        Agent("code", code, usage=usage),
         Agent("tests", {"src/app.py": _app(l10="greet = 'HELLO'\n", l30="line thirty\n")}, "tester"),
-    ]  # fmt: skip
+    ]
     conflict = Conflict(
-        "src/app.py", ConflictKind.CONTENT, "tests", "code", (10, 10), "greet = 'hello'\n", "greet = 'HELLO'\n",
-        "line 10\n", "both rewrote line 10",
+        "src/app.py", ConflictKind.CONTENT, "tests", "code", (10, 10),
+        "greet = 'hello'\n", "greet = 'HELLO'\n", "line 10\n", "both rewrote line 10",
     )  # fmt: skip
     resolved = {"tests": {"src/app.py": _app(l10="greet = 'hello'\n", l30="line thirty\n")}}
     report = make_run(hub.work, agents, run_id=run_id, resolved=resolved, conflicts={"tests": [conflict]})
@@ -45,7 +47,7 @@ def conflicted_run(hub: Hub, run_id: str = "r1") -> tuple:  # type: ignore[type-
 
 def test_issue_run_opens_a_pr_with_summary_review_progress_and_reactions(hub: Hub) -> None:
     number = open_issue(hub)
-    report, conflict = conflicted_run(hub)
+    report, _ = conflicted_run(hub)
     pub = hub.publisher(Target(REPO, issue=number))
     progress = pub.start(report.request, report.run_id, [s.id for s in report.subtasks])
     for sub in report.subtasks:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from github import GithubException
 from github.PullRequest import PullRequest
+from unidiff.errors import UnidiffParseError
 from unidiff.patch import PatchSet
 
 from ci_swarm.github.client import forge_call
@@ -99,8 +100,12 @@ def right_hunks(patch: str | None, path: str = "file") -> tuple[Hunk, ...]:
     text = f"--- a/{path}\n+++ b/{path}\n{patch}"
     if not text.endswith("\n"):
         text += "\n"
+    try:
+        parsed = PatchSet(text)
+    except UnidiffParseError:  # a truncated or odd patch: anchor nothing rather than guess
+        return ()
     hunks = []
-    for patched in PatchSet(text):
+    for patched in parsed:
         for hunk in patched:
             right = frozenset(
                 ln.target_line_no for ln in hunk if (ln.is_added or ln.is_context) and ln.target_line_no
@@ -230,7 +235,7 @@ def plan_review(
 
 
 def review_body(plan: ReviewPlan, part: int, parts: int, notes: Sequence[str]) -> str:
-    """The body of review ``part`` (1-based) of ``parts``; the notes go into the first one."""
+    """The body of review ``part`` (1-based) of ``parts``, with ``notes`` (the caller puts them last)."""
     head = (
         f"ci-swarm recorded **{plan.total}** conflict(s) between subtasks. Every conflicting region kept one "
         "side (nothing is lost: the agent branches are pushed too). Each comment shows the other side; "
@@ -238,7 +243,7 @@ def review_body(plan: ReviewPlan, part: int, parts: int, notes: Sequence[str]) -
     )
     if parts > 1:
         head += f"\n\nPart {part} of {parts}."
-    if part != 1 or not notes:
+    if not notes:
         return head
     lines = [head, "", "Conflicts that cannot be commented on a line of the diff:", ""]
     size = sum(len(x) for x in lines)
