@@ -231,7 +231,7 @@ class _Resolver:
         sides = self.stages[path]
         if set(sides) != {1, 2, 3} or not all(s.mode in _REGULAR for s in sides.values()):
             return False
-        return not any(k not in ("CONFLICT (contents)",) for k in self.group.kinds)
+        return all(kind == "CONFLICT (contents)" for kind in self.group.kinds)
 
     def _content(self, path: str) -> list[Conflict]:
         sides = self.stages[path]

@@ -563,3 +563,21 @@ def test_file_added_in_a_renamed_directory_follows_the_rename(tmp_path: Path) ->
     assert records[1].predicted_conflicts == ("dir1/c.txt",)  # predicted conservatively
     assert records[1].status is MergeStatus.CLEAN and records[1].conflicts == ()
     assert git.tree_files(repo, queue.tip) == ("dir2/a.txt", "dir2/b.txt", "dir2/c.txt")
+
+
+def test_rename_with_a_conflicting_edit_is_resolved_hunk_by_hunk_at_the_new_name(tmp_path: Path) -> None:
+    body = lines(30)
+    repo, base = setup(tmp_path, {"old.py": body})
+    x = agent(repo, base, "x", {"old.py": None, "new.py": edit_lines(body, {5: "x5"})})
+    y = agent(repo, base, "y", {"old.py": edit_lines(body, {5: "y5", 20: "y20"})})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    (conflict,) = records[1].conflicts
+    assert (conflict.path, conflict.kind, conflict.kept_subtask, conflict.lines) == (
+        "new.py",
+        ConflictKind.CONTENT,
+        "x",
+        (5, 5),
+    )
+    assert read(repo, queue.tip, "new.py") == edit_lines(body, {5: "x5", 20: "y20"})
+    assert records[1].predicted_conflicts == ("old.py",)

@@ -67,7 +67,12 @@ def test_crlf_lines_keep_their_endings(tmp_path: Path) -> None:
 
 
 def test_file_statuses_modes_and_renames(tmp_path: Path) -> None:
-    base = {"gone.txt": "x\n", "old.py": lines(30), "tool.sh": "echo\n", "img.bin": b"\0\1"}
+    base: dict[str, str | bytes] = {
+        "gone.txt": "x\n",
+        "old.py": lines(30),
+        "tool.sh": "echo\n",
+        "img.bin": b"\0\1",
+    }
     a: dict[str, Content] = {"gone.txt": None, "old.py": None, "new.py": lines(30), "added.txt": "n\n"}
     a |= {"tool.sh": ("100755", "echo\n"), "img.bin": b"\0\2"}
     repo, base_commit, tip, _ = two_sides(tmp_path, base, a, {})
