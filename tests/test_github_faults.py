@@ -100,6 +100,8 @@ def test_pr_closed_meanwhile_keeps_the_work_on_a_swarm_branch(hub: Hub) -> None:
     assert hub.remote_sha("swarm/r1") == report.integration_commit
     assert any("was closed while the swarm ran" in note for note in result.notes)
     assert "was closed while the swarm ran" in progress_body(hub, pr.number)
+    assert not result.landed
+    assert reactions(hub, pr.number) == ["eyes", "confused"]
 
 
 def _upstream_edit(hub: Hub, branch: str) -> None:

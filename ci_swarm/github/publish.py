@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,7 +32,7 @@ from ci_swarm.github import runner
 from ci_swarm.github.client import DEFAULT_RETRY, RetrySettings, describe, forge_call, make_github, status_of
 from ci_swarm.github.progress import ProgressComment, initial_state, render, workflow_run_url
 from ci_swarm.github.pushing import Remerge, push_agents, push_integration
-from ci_swarm.models import MergeRecord, MergeStatus, Overlap, Request, RunReport, Subtask
+from ci_swarm.models import MergeRecord, MergeStatus, Overlap, Request, RunReport, Subtask, Usage
 from ci_swarm.report import headline, to_markdown
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class PublishResult:
     reviews: int = 0
     notes: tuple[str, ...] = ()
     report: RunReport | None = None  # as published (re-merged when the target moved)
+    landed: bool = True  # False: pushed elsewhere (PR closed, fork) or nothing to propose
 
 
 class _Queue(Protocol):
@@ -191,14 +192,21 @@ class Publisher:
     # --- start ---------------------------------------------------------------------------------
 
     def start(
-        self, request: Request | None, run_id: str, subtasks: Iterable[Subtask | str]
+        self,
+        request: Request | None,
+        run_id: str,
+        subtasks: Iterable[Subtask | str],
+        usage: Callable[[], Usage] | None = None,
     ) -> ProgressComment:
-        """👀 and the progress comment (edited as the run goes). Without an issue or PR: a silent listener."""
+        """👀 and the progress comment (edited as the run goes). Without an issue or PR: a silent listener.
+
+        ``usage`` (e.g. the LLM session's running total) puts the cost so far into each edit.
+        """
         number = self.target.number
         subtasks = tuple(subtasks)
         run_url = workflow_run_url(self._env)
         if number is None:
-            return ProgressComment(lambda body: None, run_id, subtasks, run_url=run_url)
+            return ProgressComment(lambda body: None, run_id, subtasks, run_url=run_url, usage=usage)
         self.react("eyes")
         with self._call(f"commenting on #{number}"):
             body = render(initial_state(run_id, subtasks, run_url))
@@ -209,6 +217,7 @@ class Publisher:
             subtasks,
             min_interval=self.progress_interval,
             run_url=run_url,
+            usage=usage,
             url=comment.html_url,
             comment_id=comment.id,
         )
@@ -231,9 +240,7 @@ class Publisher:
             progress.finish(self._final_text(final, result), usage=final.usage)
             if progress.failures:
                 result = replace(result, notes=(*result.notes, f"progress comment: {progress.failures[-1]}"))
-        self.react(
-            "confused" if final.failed or (result.pr_number is None and self.target.number) else "rocket"
-        )
+        self.react("rocket" if result.landed and not final.failed else "confused")
         return result
 
     def _final_text(self, report: RunReport, result: PublishResult) -> str:
@@ -267,7 +274,7 @@ class Publisher:
         pr = self._open_or_update(report, branch, base)
         if pr is None:
             note = f"no pull request: `{branch}` has no commits that `{base}` lacks"
-            return PublishResult(None, "", branch, pushed, notes=(*notes, note), report=report)
+            return PublishResult(None, "", branch, pushed, notes=(*notes, note), report=report, landed=False)
         counts = self._review(pr, report)
         return PublishResult(pr.number, pr.html_url, branch, pushed, *counts, notes=notes, report=report)
 
@@ -288,7 +295,9 @@ class Publisher:
             branch = self.branch_name(report)
             report, pushed, notes = self._push(repo, report, branch)
             note = f"{reason}: the work is on branch `{branch}` instead"
-            return PublishResult(number, pr.html_url, branch, pushed, notes=(*notes, note), report=report)
+            return PublishResult(
+                number, pr.html_url, branch, pushed, notes=(*notes, note), report=report, landed=False
+            )
         report, pushed, notes = self._push(repo, report, head_ref)
         counts = self._review(pr, report)
         return PublishResult(number, pr.html_url, head_ref, pushed, *counts, notes=notes, report=report)
