@@ -222,9 +222,26 @@ def worktree_add(repo: Path, path: Path, branch: str) -> None:
     run(repo, "worktree", "add", "--quiet", str(path), branch)
 
 
-def worktree_remove(repo: Path, path: Path) -> None:
+def worktree_add_new_branch(repo: Path, path: Path, branch: str, start: str) -> None:
+    """Create ``branch`` at ``start`` and check it out into a new worktree at ``path``, in one command.
+    RepoError if the branch already exists (never overwritten)."""
+    result = run(repo, "worktree", "add", "--quiet", "-b", branch, str(path), start, ok=(0, 128))
+    if result.returncode != 0:
+        if branch_exists(repo, branch):
+            raise RepoError(f"branch {branch!r} already exists in {repo}; refusing to overwrite it")
+        raise GitError(
+            ("worktree", "add", "-b", branch, str(path), start), result.returncode, "", result.stderr
+        )
+
+
+def worktree_remove(repo: Path, path: Path, *, prune: bool = True) -> None:
     """Remove a worktree, whatever its state; its branch (and commits) stay."""
     run(repo, "worktree", "remove", "--force", "--force", str(path), ok=(0, 128))
+    if prune:
+        worktree_prune(repo)
+
+
+def worktree_prune(repo: Path) -> None:
     run(repo, "worktree", "prune")
 
 
@@ -235,9 +252,14 @@ def has_changes(worktree: Path) -> bool:
 def commit_all(worktree: Path, message: str, identity: Identity) -> str | None:
     """Stage everything in ``worktree`` and commit it; the new commit id, or None if nothing changed."""
     run(worktree, "add", "--all")
-    if run(worktree, "diff", "--cached", "--quiet", ok=(0, 1)).returncode == 0:
-        return None
-    run(worktree, "commit", "--quiet", "--no-verify", "-m", message, env=identity.env())
+    result = run(worktree, "commit", "--quiet", "--no-verify", "-m", message, env=identity.env(), ok=(0, 1))
+    if result.returncode == 1:
+        if (
+            "nothing to commit" in result.text + result.stderr
+            or "nothing added" in result.text + result.stderr
+        ):
+            return None
+        raise GitError(("commit", "-m", "…"), 1, result.text, result.stderr)
     return head_commit(worktree)
 
 

@@ -17,11 +17,13 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -139,7 +141,12 @@ class Orchestrator:
         self.p = _Progress(notes=list(warnings))
         self.roles = {s.id: s.role for s in plan.subtasks}
         self.queue = MergeQueue(self.repo, self.integration, self.base, plan.merge, self.roles)
-        self.git_lock = threading.Lock()
+        self.cleanups: list[asyncio.Task[None]] = []
+        # concurrent `git worktree add/remove` read each other's half-written .git/worktrees/* entries
+        self.worktree_lock = threading.Lock()
+        self.landings: list[asyncio.Task[None]] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_thread = threading.get_ident()
         self.resolved = {s.id: asyncio.Event() for s in plan.subtasks}
         self.ok: dict[str, bool] = {}
         self.merge_inbox: asyncio.Queue[str | None] = asyncio.Queue()
@@ -163,7 +170,12 @@ class Orchestrator:
         raise RepoError("could not find a free run id (swarm branches keep colliding)")
 
     def emit(self, kind: str, subtask: str = "", status: str = "", message: str = "") -> None:
-        self.listener(ProgressEvent(kind, subtask, status, message, time.time()))
+        """Tell the listener, always on the event loop's thread (merges run in a worker thread)."""
+        event = ProgressEvent(kind, subtask, status, message, time.time())
+        if self.loop is not None and threading.get_ident() != self.loop_thread:
+            self.loop.call_soon_threadsafe(self.listener, event)
+        else:
+            self.listener(event)
 
     # --- one subtask -----------------------------------------------------------------------------
 
@@ -171,43 +183,60 @@ class Orchestrator:
         sub = self.plan.subtask(subtask_id)
         try:
             return await self._work(sub)
-        finally:
+        except BaseException:
             self.resolved[sub.id].set()
+            raise
 
     async def _work(self, sub: Subtask) -> AgentOutcome:
         start = self.queue.tip
         branch = agent_branch(self.options.branch_prefix, self.run_id, sub.id)
         tree = self.workdir / sub.id
-        with self.git_lock:
-            git.create_branch(self.repo, branch, start)
-            git.worktree_add(self.repo, tree, branch)
         self.p.branch[sub.id], self.p.start[sub.id] = branch, start
+        await _in_thread(self._add_worktree, tree, branch, start)
         ws = Workspace(tree, branch, start, sub.id, sub.paths)
         ctx = AgentContext(self.run_id, self.plan.task, self.plan, self.options.timeout)
         self.p.started_at[sub.id] = time.time()
         self.emit("subtask_started", sub.id, "running", sub.title)
-        note = "incomplete"
         try:
             outcome = await self.agents(sub).run(sub, ws, ctx)
-            note = "" if outcome.ok else "failed"
-            self.p.outcome[sub.id] = outcome
         except asyncio.CancelledError:
-            note = "interrupted"
+            self._stop_clock(sub)
+            self._commit(sub, ws, "interrupted")  # synchronously: it must land even while cancelled
+            self._remove_worktree(ws)
             raise
-        finally:
-            self._finish(sub, ws, note)
+        except BaseException:
+            self._stop_clock(sub)
+            await _in_thread(self._commit, sub, ws, "crashed")
+            self._defer_removal(ws)
+            raise
+        self._stop_clock(sub)
+        self.p.outcome[sub.id] = outcome
         if not outcome.ok:
+            await _in_thread(self._commit, sub, ws, "failed")
+            self._defer_removal(ws)
             raise AgentFailed(outcome.error or "agent reported failure")
-        self.ok[sub.id] = True
-        await self.merge_inbox.put(sub.id)
+        # the agent's slot is free now; committing and queueing for the merge happen beside the next agent
+        self.landings.append(asyncio.create_task(self._land(sub, ws)))
         return outcome
 
-    def _finish(self, sub: Subtask, ws: Workspace, note: str) -> None:
-        """Commit whatever the agent left (nothing is lost), then remove the worktree. Synchronous on
-        purpose: it must complete even while the task is being cancelled."""
+    async def _land(self, sub: Subtask, ws: Workspace) -> None:
+        """Commit a finished agent's work, queue it for the merge, remove its worktree."""
+        await _in_thread(self._commit, sub, ws, "")
+        self._defer_removal(ws)
+        self.ok[sub.id] = sub.id in self.p.commit
+        if self.ok[sub.id]:
+            await self.merge_inbox.put(sub.id)
+        elif self.scheduler is not None:
+            self.scheduler.release(sub.id, False, f"the work of {sub.id} could not be committed")
+        self.resolved[sub.id].set()
+
+    def _stop_clock(self, sub: Subtask) -> None:
         now = time.time()
         self.p.finished_at[sub.id] = now
         self.p.seconds[sub.id] = now - self.p.started_at[sub.id]
+
+    def _commit(self, sub: Subtask, ws: Workspace, note: str) -> None:
+        """Commit whatever the agent left on its branch: nothing is lost, also when it failed."""
         try:
             commit = git.commit_all(ws.root, commit_message(sub, self.run_id, note), agent_identity(sub))
             tip = commit or git.rev_parse(self.repo, f"refs/heads/{ws.branch}")
@@ -215,9 +244,19 @@ class Orchestrator:
             self.p.files[sub.id] = git.changed_files(self.repo, ws.start_commit, tip)
         except SwarmError as exc:
             self.p.notes.append(f"{sub.id}: could not commit the agent's work: {exc}")
-        finally:
-            with self.git_lock:
-                git.worktree_remove(self.repo, ws.root)
+
+    def _defer_removal(self, ws: Workspace) -> None:
+        """Remove the worktree off the critical path (the slot is free for the next agent meanwhile)."""
+        self.cleanups.append(asyncio.create_task(asyncio.to_thread(self._remove_worktree, ws)))
+
+    def _add_worktree(self, tree: Path, branch: str, start: str) -> None:
+        with self.worktree_lock:
+            git.worktree_add_new_branch(self.repo, tree, branch, start)
+
+    def _remove_worktree(self, ws: Workspace) -> None:
+        """Delete the worktree's files; its admin entry goes with the one `git worktree prune` at the end
+        (so removals never race with, or wait for, the adds of other agents)."""
+        shutil.rmtree(ws.root, ignore_errors=True)
 
     # --- the merge queue -------------------------------------------------------------------------
 
@@ -255,8 +294,8 @@ class Orchestrator:
         """A job ended (any status): wake whoever waits on it and on its doomed dependents."""
         if event.kind not in ("finished", "skipped", "cancelled"):
             return
-        self.resolved[event.job].set()
-        if event.status is not SubtaskStatus.SUCCEEDED:
+        if event.status is not SubtaskStatus.SUCCEEDED:  # a success resolves once its work is committed
+            self.resolved[event.job].set()
             for dep in self._dependents(event.job):
                 self.resolved[dep].set()
         self.emit("subtask_finished", event.job, event.status.value, event.message)
@@ -282,6 +321,9 @@ class Orchestrator:
             else Path(self.options.workdir or ".")
         )
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.loop, self.loop_thread = asyncio.get_running_loop(), threading.get_ident()
+        # git work of every agent in flight, the merge and deferred clean-ups run in threads at once
+        self.loop.set_default_executor(ThreadPoolExecutor(max_workers=2 * self.options.max_agents + 4))
         jobs = [Job(s.id, s.depends_on) for s in self.plan.subtasks]
         self.scheduler = Scheduler(
             jobs,
@@ -301,6 +343,7 @@ class Orchestrator:
             interrupted = True
             results = self.scheduler.results
         finally:
+            await asyncio.gather(*self.landings, return_exceptions=True)
             await self.merge_inbox.put(None)
             for event in self.resolved.values():
                 event.set()
@@ -308,6 +351,8 @@ class Orchestrator:
                 consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await consumer
+            await asyncio.gather(*self.cleanups, return_exceptions=True)
+            await asyncio.to_thread(git.worktree_prune, self.repo)
             if own_dir:
                 _rmtree_quiet(self.workdir)
         wall = time.time() - started
@@ -370,6 +415,24 @@ class Orchestrator:
         )
 
 
+async def _in_thread(fn: Callable[..., None], *args: Any) -> None:
+    """Run blocking git work in a thread; if cancelled meanwhile, wait for it to finish anyway, so that a
+    branch, worktree or commit is never left half-made."""
+    done = threading.Event()
+
+    def call() -> None:
+        try:
+            fn(*args)
+        finally:
+            done.set()
+
+    try:
+        await asyncio.to_thread(call)
+    except asyncio.CancelledError:
+        done.wait()
+        raise
+
+
 def topological_order(plan: Plan) -> tuple[str, ...]:
     """Plan order, except that a subtask always comes after its dependencies (stable)."""
     placed: list[str] = []
@@ -382,8 +445,6 @@ def topological_order(plan: Plan) -> tuple[str, ...]:
 
 
 def _rmtree_quiet(path: Path) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 

@@ -202,3 +202,14 @@ def test_symlink_escape_at_run_time_is_a_recorded_failure(tmp_path: Path) -> Non
     assert subs["a"].status is SubtaskStatus.FAILED and "outside the worktree" in subs["a"].error
     assert subs["b"].status is SubtaskStatus.SUCCEEDED
     assert not (outside / "pwned.txt").exists()
+
+
+def test_many_concurrent_worktrees_all_land(repo: Path, tmp_path: Path) -> None:
+    # regression: concurrent `git worktree add` races on .git/worktrees/*; every subtask must still land
+    plan = plan_of(
+        *[scripted(f"w{i}", edits=[{"write": f"w/{i}.txt", "content": f"{i}\n"}]) for i in range(24)]
+    )
+    report, _ = run(repo, plan, tmp_path, max_agents=12)
+    assert {s.status for s in report.subtasks} == {SubtaskStatus.SUCCEEDED}
+    assert len(report.merges) == 24
+    assert len(git.tree_files(repo, report.integration_commit)) == len(BASE_FILES) + 24
