@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,42 +138,22 @@ class World:
 
     def pull_request(self, branch: str, files: Mapping[str, str], title: str = "Improve the demo") -> Any:
         """Push ``branch`` (one commit changing ``files``) to the fake and open a pull request from it."""
-        clone = self.tmp / f"pr-{branch}"
-        git.run(self.tmp, "clone", "--quiet", str(self.bare), str(clone))
-        git.run(clone, "checkout", "--quiet", "-b", branch)
-        for path, content in files.items():
-            (clone / path).parent.mkdir(parents=True, exist_ok=True)
-            (clone / path).write_text(content)
-        git.commit_all(clone, f"{title}\n", USER)
-        git.run(clone, "push", "--quiet", "origin", f"{branch}:refs/heads/{branch}")
+        push_branch(self.bare, self.tmp / f"pr-{branch}", branch, files, title)
         return self.repo().create_pull(base="main", head=branch, title=title, body="Please review.")
 
     # --- events and the runner environment ---
 
     def _repository(self, payload: dict[str, Any]) -> None:
-        owner, _, name = self.name.partition("/")
-        payload["repository"].update(full_name=self.name, name=name, default_branch="main")
-        payload["repository"]["owner"]["login"] = owner
+        set_repository(payload, self.name)
 
     def labeled(self, issue: Any, label: str = "swarm", sender: str = MAINTAINER) -> dict[str, Any]:
-        payload = load_event("issues.labeled.json")
-        self._repository(payload)
-        payload["issue"].update(number=issue.number, title=issue.title, body=issue.body)
-        payload["label"]["name"] = label
-        payload["sender"].update(login=sender, type="User")
-        return payload
+        return labeled_event(self.name, issue, label, sender)
 
     def commented(
         self, number: int, text: str, *, on_pr: bool, login: str = MAINTAINER, association: str = "MEMBER"
     ) -> dict[str, Any]:
-        payload = load_event("issue_comment.created.pr.json" if on_pr else "issue_comment.created.json")
-        self._repository(payload)
         issue = self.repo().get_issue(number)
-        payload["issue"].update(number=number, title=issue.title, body=issue.body)
-        payload["comment"].update(body=text, author_association=association, id=987654 + number)
-        payload["comment"]["user"].update(login=login, type="User")
-        payload["sender"].update(login=login, type="User")
-        return payload
+        return comment_event(self.name, issue, text, on_pr=on_pr, login=login, association=association)
 
     def scheduled(self, cron: str) -> dict[str, Any]:
         payload = load_event("schedule.json")
@@ -225,6 +206,35 @@ class World:
         git.run(self.workspace, "pull", "--quiet", "--ff-only", str(self.bare), "main")
 
 
+def set_repository(payload: dict[str, Any], name: str) -> None:
+    owner, _, short = name.partition("/")
+    payload["repository"].update(full_name=name, name=short, default_branch="main")
+    payload["repository"]["owner"]["login"] = owner
+
+
+def labeled_event(name: str, issue: Any, label: str = "swarm", sender: str = MAINTAINER) -> dict[str, Any]:
+    """An ``issues``/``labeled`` payload (GitHub's shape) for a PyGithub ``issue`` of the fake."""
+    payload = load_event("issues.labeled.json")
+    set_repository(payload, name)
+    payload["issue"].update(number=issue.number, title=issue.title, body=issue.body)
+    payload["label"]["name"] = label
+    payload["sender"].update(login=sender, type="User")
+    return payload
+
+
+def comment_event(
+    name: str, issue: Any, text: str, *, on_pr: bool, login: str = MAINTAINER, association: str = "MEMBER"
+) -> dict[str, Any]:
+    """An ``issue_comment``/``created`` payload; on a PR it has ``issue.pull_request``, as GitHub's does."""
+    payload = load_event("issue_comment.created.pr.json" if on_pr else "issue_comment.created.json")
+    set_repository(payload, name)
+    payload["issue"].update(number=issue.number, title=issue.title, body=issue.body)
+    payload["comment"].update(body=text, author_association=association, id=987654 + issue.number)
+    payload["comment"]["user"].update(login=login, type="User")
+    payload["sender"].update(login=login, type="User")
+    return payload
+
+
 def make_world(tmp_path: Path, files: Mapping[str, str] = FILES) -> Iterator[World]:
     source = make_repo(tmp_path / "source", files)
     fake = FakeGitHub(tmp_path / "fake-root")
@@ -243,6 +253,84 @@ def make_world(tmp_path: Path, files: Mapping[str, str] = FILES) -> Iterator[Wor
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     yield from make_world(tmp_path)
+
+
+# --- the fake GitHub as its own process, and act -----------------------------------------------------
+
+
+@dataclass
+class FakeProcess:
+    """``python -m ci_swarm.testing.fake_github`` serving ``name`` from a bare copy under ``root``."""
+
+    base_url: str
+    root: Path
+    name: str = REPO
+    token: str = TOKEN
+
+    @property
+    def bare(self) -> Path:
+        owner, _, short = self.name.partition("/")
+        return self.root / owner / f"{short}.git"
+
+    def gh(self) -> github.Github:
+        return github.Github(
+            auth=github.Auth.Token(self.token),
+            base_url=self.base_url,
+            retry=None,
+            seconds_between_requests=None,
+            seconds_between_writes=None,
+        )
+
+    def repo(self) -> Any:
+        return self.gh().get_repo(self.name)
+
+
+@contextmanager
+def fake_github_process(root: Path, source: Path, name: str = REPO) -> Iterator[FakeProcess]:
+    argv = [sys.executable, "-m", "ci_swarm.testing.fake_github", "--port", "0", "--root", str(root)]
+    argv += ["--repo", f"{name}={source}", "--token", TOKEN]
+    argv += ["--user", f"{MAINTAINER}=write", "--user", "reader=read"]
+    child = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert child.stdout is not None
+        base_url = child.stdout.readline().strip()
+        assert base_url.startswith("http://127.0.0.1:"), base_url
+        yield FakeProcess(base_url, root, name)
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def push_branch(bare: Path, work: Path, branch: str, files: Mapping[str, str], message: str) -> None:
+    """Someone pushes ``branch`` with one commit changing ``files`` (straight into the bare repo)."""
+    git.run(work.parent, "clone", "--quiet", str(bare), str(work))
+    git.run(work, "checkout", "--quiet", "-b", branch)
+    for path, content in files.items():
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(content)
+    git.commit_all(work, f"{message}\n", USER)
+    git.run(work, "push", "--quiet", "origin", f"{branch}:refs/heads/{branch}")
+
+
+def user_repo(path: Path, files: Mapping[str, str], name: str = REPO) -> Path:
+    """A git repository as a user has it: committed, ``origin`` on github.com (act takes the repo name
+    from it)."""
+    make_repo(path, files)
+    git.run(path, "remote", "add", "origin", f"https://github.com/{name}.git")
+    return path
+
+
+def act_outputs(stdout: str) -> dict[str, str]:
+    """The ``name=value`` pairs a workflow's last step printed after ``outputs:``."""
+    for line in stdout.splitlines():
+        if "| outputs:" in line:
+            pairs = line.split("| outputs:", 1)[1].split()
+            return dict(pair.split("=", 1) for pair in pairs)
+    return {}
 
 
 # --- act -------------------------------------------------------------------------------------------
@@ -273,6 +361,7 @@ def run_act(
     token: str,
     env: Mapping[str, str],
     cache: Path,
+    local_actions: Mapping[str, Path] | None = None,
     timeout: float = 420,
 ) -> subprocess.CompletedProcess[str]:
     """``act`` in host mode (no Docker): the real runner logic runs the workflow's steps on this machine."""
@@ -294,6 +383,8 @@ def run_act(
     ]
     for key, value in env.items():
         argv += ["--env", f"{key}={value}"]
+    for action, path in (local_actions or {}).items():
+        argv += ["--local-repository", f"{action}={path}"]
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "CI_SWARM_", "INPUT_"))}
     child_env.pop("ANTHROPIC_API_KEY", None)
     return subprocess.run(
