@@ -228,7 +228,10 @@ def test_release_from_a_worker_thread_wakes_the_scheduler() -> None:
 
     results = asyncio.run(scenario())
     assert statuses(results) == dict.fromkeys("abc", S.SUCCEEDED)
-    assert threads == [True, True, True]
+    # a's and b's releases (which gate b and c) came from worker threads; c has no dependents, so the
+    # scheduler may return before the merger thread got to it
+    assert len(threads) >= 2
+    assert all(threads)
 
 
 def test_finishes_when_leaves_are_never_released() -> None:
