@@ -36,6 +36,7 @@ from ci_swarm.errors import (
     EXIT_FAILED_SUBTASKS,
     EXIT_OK,
     ConfigError,
+    GitError,
     Interrupted,
     PathEscapeError,
     PlanError,
@@ -336,7 +337,7 @@ class Action:
             return self.refuse(decision)
         log(f"{decision.event} by @{decision.actor}: {len(decision.jobs)} job(s)")
         try:
-            codes = [self.run_job(config, decision, job) for job in decision.jobs]
+            codes = [self.run_isolated(config, decision, job) for job in decision.jobs]
         finally:
             if decision.label and decision.issue is not None and not settings.inputs.dry_run:
                 with suppress(SwarmError):  # best effort: never hide the run's own outcome
@@ -354,6 +355,18 @@ class Action:
         return EXIT_OK
 
     # --- one job ---
+
+    def run_isolated(self, config: Config, run: Run, job: Job) -> int:
+        """One job; with several (a schedule), a failing job never stops the others."""
+        if len(run.jobs) == 1:
+            return self.run_job(config, run, job)
+        try:
+            return self.run_job(config, run, job)
+        except Interrupted:
+            raise
+        except SwarmError as exc:
+            runner.error(f"maintenance job {job.name}: {exc}", title="ci-swarm")
+            return exc.exit_code
 
     def run_job(self, config: Config, run: Run, job: Job) -> int:
         settings = self.settings
@@ -465,7 +478,11 @@ class Action:
             return request
         head = self.github.fetch(repo, run.pr.head_ref)
         base = self.github.fetch(repo, run.pr.base_ref)
-        diff = git.diff(repo, git.merge_base(repo, base, head), head, context=3)
+        try:
+            start = git.merge_base(repo, base, head)
+        except GitError:  # a shallow checkout may not reach the fork point
+            start = base
+        diff = git.diff(repo, start, head, context=3)
         if len(diff) > MAX_CONTEXT_DIFF:
             diff = diff[:MAX_CONTEXT_DIFF] + "\n… (diff truncated)\n"
         context = f"Pull request #{run.pr.number}: {run.pr.title}\n\n{run.pr.body}\n\nDiff:\n{diff}"

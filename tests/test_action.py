@@ -317,6 +317,24 @@ def test_schedule_runs_its_job_and_updates_the_same_pr_next_time(world: World) -
     assert b"tidied" not in git.read_blob(world.bare, "main:README.md")  # main untouched
 
 
+def test_a_failing_maintenance_job_does_not_stop_the_next(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = (
+        "maintenance:\n"
+        '  - {name: broken, cron: "0 3 * * 1", plan: plans/missing.yml}\n'
+        '  - {name: tidy, cron: "0 3 * * 1", plan: plans/nightly.yml}\n'
+    )
+    world.commit_to_default({".github/ci-swarm.yml": config, "plans/nightly.yml": NIGHTLY})
+    assert main(world.env("schedule", world.scheduled("0 3 * * 1"))) == 4
+    assert "::error title=ci-swarm::maintenance job broken: plan file plans/missing.yml does not exist" in (
+        capsys.readouterr().out
+    )
+    assert world.read_outputs()["branch"] == "swarm/maintenance/tidy"
+    (pr,) = list(world.repo().get_pulls(state="open"))
+    assert pr.head.ref == "swarm/maintenance/tidy"
+
+
 def test_schedule_without_a_matching_job_is_a_notice(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
