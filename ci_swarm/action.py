@@ -45,7 +45,7 @@ from ci_swarm.errors import (
 )
 from ci_swarm.github import runner
 from ci_swarm.github.event import SELF_MARKER, Job, PullRequestInfo, Refuse, Run, route
-from ci_swarm.models import AgentSpec, Plan, Request, RunReport
+from ci_swarm.models import AgentSpec, MergePolicy, Plan, Request, RunReport
 from ci_swarm.plan import plan_from_dict, validate
 from ci_swarm.ports import ProgressEvent, ProgressListener
 from ci_swarm.report import to_markdown
@@ -220,8 +220,9 @@ def load_repo_config(settings: Settings) -> Config:
 # ------------------------------------------------------------------------------------------------ plans
 
 
-def plan_from_text(text: str, source: str) -> Plan:
-    """A plan written in YAML (a ``swarm-plan`` block, a dispatch input, a plan file's content)."""
+def plan_from_text(text: str, source: str, default_merge: MergePolicy | None = None) -> Plan:
+    """A plan written in YAML (a ``swarm-plan`` block, a dispatch input, a plan file's content); without a
+    ``merge:`` key it gets ``default_merge`` (the config's)."""
     try:
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -233,6 +234,8 @@ def plan_from_text(text: str, source: str) -> Plan:
     if not isinstance(data, Mapping):
         raise PlanError(f"{source}: a plan must be a mapping with 'subtasks'")
     plan = plan_from_dict(data, source=source)
+    if default_merge is not None and "merge" not in data:
+        plan = dataclasses.replace(plan, merge=default_merge)
     return plan if plan.task else dataclasses.replace(plan, task=source)
 
 
@@ -273,22 +276,26 @@ def fan_out(*listeners: ProgressListener | None) -> ProgressListener:
     return listen
 
 
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted("cancelled (SIGTERM)")
+
+
+def catch_sigterm() -> None:
+    """Outside the swarm's own handler (planning, publishing), SIGTERM raises Interrupted. Installed again
+    after each run: asyncio resets the handler it borrowed to the default."""
+    with suppress(ValueError):  # not the main thread: leave signals alone
+        signal.signal(signal.SIGTERM, _raise_interrupted)
+
+
 @contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """Outside the swarm's own handler (planning, publishing), SIGTERM raises Interrupted."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted("cancelled (SIGTERM)")
-
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
+        previous = signal.getsignal(signal.SIGTERM)
+        catch_sigterm()
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        with suppress(ValueError, TypeError):
+            signal.signal(signal.SIGTERM, previous)
 
 
 # ------------------------------------------------------------------------------------------- the entry
@@ -371,14 +378,16 @@ class Action:
     def run_job(self, config: Config, run: Run, job: Job) -> int:
         settings = self.settings
         repo = git.open_repo(settings.workspace)
-        base_ref, base_commit = self.resolve_base(repo, run)
-        request = self.request_with_context(repo, run, job.request)
         default = job.agent or default_agent(config, settings.has_anthropic_key)
         run_id = new_run_id()
-        publisher = None if settings.inputs.dry_run else self.publisher(config, run, job, base_ref)
+        publisher = None if settings.inputs.dry_run else self.publisher(config, run, job)
         progress: Any = None
         llm: Any = None
         try:
+            base_ref, base_commit = self.resolve_base(repo, run)
+            if publisher is not None and run.pr is None:
+                publisher.base_branch = base_ref
+            request = self.request_with_context(repo, run, job.request)
             plan, llm = self.make_plan(repo, config, run, job, request, base_commit, default)
             for warning in validate(plan, max_subtasks=config.max_subtasks):
                 runner.warning(warning, title="ci-swarm plan")
@@ -395,7 +404,6 @@ class Action:
                 base=base_commit,
                 max_agents=config.max_agents,
                 timeout=config.timeout,
-                merge_order=config.merge.order,
                 run_id=run_id,
                 branch_prefix=config.branch_prefix,
                 default_agent=default,
@@ -403,6 +411,7 @@ class Action:
             log(f"run {run_id}: {len(plan.subtasks)} subtask(s) from {base_ref} ({base_commit[:10]})")
             listener = fan_out(log_listener(time.monotonic()), progress)
             report = run_plan_sync(plan, options, make_agent_factory(default, backends), listener, request)
+            catch_sigterm()
             report = _with_usage(report, llm)
             protected = protected_changes(repo, report, config)
             if protected:
@@ -452,7 +461,7 @@ class Action:
 
     # --- pieces ---
 
-    def publisher(self, config: Config, run: Run, job: Job, base_ref: str) -> Any:
+    def publisher(self, config: Config, run: Run, job: Job) -> Any:
         from ci_swarm.github.publish import Target
 
         if run.pr is not None:
@@ -460,7 +469,7 @@ class Action:
         else:
             target = Target(run.repo, issue=run.issue, comment_id=run.comment_id)
         template = f"{config.branch_prefix}/maintenance/{job.name}" if job.name else "{integration_branch}"
-        return self.github.publisher(target, branch_template=template, base_branch=base_ref)
+        return self.github.publisher(target, branch_template=template)
 
     def resolve_base(self, repo: Path, run: Run) -> tuple[str, str]:
         """The branch the work starts from and its commit, fetched from the repository's clone URL."""
@@ -498,20 +507,23 @@ class Action:
         base_commit: str,
         default: AgentSpec,
     ) -> tuple[Plan, Any]:
-        """The plan and, when the planner made it, the LLM session (reused by the Claude agents)."""
+        """The plan and, when the planner made it, the LLM session (reused by the Claude agents). The
+        config's merge policy applies unless a written plan states its own."""
         if job.plan_text:
-            return plan_from_text(job.plan_text, plan_source(run, job)), None
+            return plan_from_text(job.plan_text, plan_source(run, job), config.merge), None
         if job.plan_path:
-            return plan_from_text(_read_at(repo, base_commit, job.plan_path), job.plan_path), None
+            text = _read_at(repo, base_commit, job.plan_path)
+            return plan_from_text(text, job.plan_path, config.merge), None
         if job.shard is not None:
             from ci_swarm.shard import shard_plan
 
             files = git.tree_files(repo, base_commit)
             shard = job.shard
-            return shard_plan(files, shard.pattern, shard.agents, shard.task, agent=default), None
+            plan = shard_plan(files, shard.pattern, shard.agents, shard.task, agent=default)
+            return dataclasses.replace(plan, merge=config.merge), None
         llm = self.llm_session(config)
-        plan: Plan = asyncio.run(llm.planner().plan(request, repo))
-        return plan, llm
+        planned: Plan = asyncio.run(llm.planner().plan(request, repo))
+        return dataclasses.replace(planned, merge=config.merge), llm
 
     def llm_session(self, config: Config) -> Any:
         from ci_swarm.llm.session import LLMSession, LLMSettings

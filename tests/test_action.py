@@ -91,6 +91,32 @@ def test_conflicting_agents_give_a_review_comment_and_exit_0(world: World) -> No
     assert "```suggestion" in comments[0].body
 
 
+@pytest.mark.parametrize(
+    ("config", "merge", "kept"),
+    [
+        ("", None, "line ten (builder)"),
+        ("merge: {prefer: [documenter]}\n", None, "line ten (documenter)"),
+        ("merge: {prefer: [documenter]}\n", {"prefer": "first"}, "line ten (builder)"),
+    ],
+)
+def test_merge_preference_from_the_config_unless_the_plan_has_its_own(
+    world: World, config: str, merge: dict[str, str] | None, kept: str
+) -> None:
+    if config:
+        world.commit_to_default({".github/ci-swarm.yml": config})
+    fast = replace_sub("fast", "src/app.py", "line 10\n", "line ten (builder)\n")
+    slow = replace_sub("slow", "src/app.py", "line 10\n", "line ten (documenter)\n", role="documenter")
+    slow["agent"]["delay"] = 0.3  # merged second
+    block = swarm_plan(fast, slow)
+    if merge:
+        block = block.replace("subtasks:", f"merge: {{prefer: {merge['prefer']}}}\nsubtasks:", 1)
+    issue = world.issue("Line ten", block, labels=("swarm",))
+    assert main(world.env("issues", world.labeled(issue))) == 0
+    out = world.read_outputs()
+    assert out["conflicts"] == "1"
+    assert kept.encode() in git.read_blob(world.bare, f"{out['branch']}:src/app.py")
+
+
 def test_failed_subtask_still_publishes_and_exits_3(world: World) -> None:
     bad = {"id": "bad", "role": "builder", "title": "fails", "agent": {"kind": "scripted", "fail": "no luck"}}
     plan = swarm_plan(write_sub("good", "src/good.py", "ok = True\n"), bad)

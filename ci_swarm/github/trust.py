@@ -115,7 +115,7 @@ class ActionGitHub:
         except GitError as exc:
             raise ForgeError(f"replacing {branch} on {self.full_name} failed: {exc}") from exc
 
-    def publisher(self, target: Target, *, branch_template: str, base_branch: str) -> Publisher:
+    def publisher(self, target: Target, *, branch_template: str, base_branch: str | None = None) -> Publisher:
         return Publisher(
             self.api_url,
             self.token,
