@@ -13,7 +13,6 @@ code (4 bad input, 5 git, 6 model API, 7 GitHub, 130 cancelled).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import os
@@ -49,7 +48,7 @@ from ci_swarm.models import AgentSpec, MergePolicy, Plan, Request, RunReport
 from ci_swarm.plan import plan_from_dict, validate
 from ci_swarm.ports import ProgressEvent, ProgressListener
 from ci_swarm.report import to_markdown
-from ci_swarm.run import RunOptions, new_run_id, run_plan_sync
+from ci_swarm.run import RunOptions, new_run_id, run_plan, run_sync
 from ci_swarm.workspace import check_relative
 
 MAX_CONTEXT_DIFF = 40_000  # characters of a PR's diff given to the planner
@@ -388,29 +387,46 @@ class Action:
             if publisher is not None and run.pr is None:
                 publisher.base_branch = base_ref
             request = self.request_with_context(repo, run, job.request)
-            plan, llm = self.make_plan(repo, config, run, job, request, base_commit, default)
-            for warning in validate(plan, max_subtasks=config.max_subtasks):
-                runner.warning(warning, title="ci-swarm plan")
-            backends: dict[str, Backend] = {}
-            if llm is None and _needs_claude(plan, default):
+            static = self.static_plan(repo, config, run, job, base_commit, default)
+            if static is None or _needs_claude(static, default):
                 llm = self.llm_session(config)
-            if llm is not None:
-                backends["claude"] = llm.agent_backend()
-            check_agent_kinds(plan, default, backends)
-            if publisher is not None:
-                progress = publisher.start(request, run_id, plan.subtasks)
-            options = RunOptions(
-                repo=repo,
-                base=base_commit,
-                max_agents=config.max_agents,
-                timeout=config.timeout,
-                run_id=run_id,
-                branch_prefix=config.branch_prefix,
-                default_agent=default,
-            )
-            log(f"run {run_id}: {len(plan.subtasks)} subtask(s) from {base_ref} ({base_commit[:10]})")
-            listener = fan_out(log_listener(time.monotonic()), progress)
-            report = run_plan_sync(plan, options, make_agent_factory(default, backends), listener, request)
+
+            async def plan_and_run() -> RunReport:
+                """Planning and the run share one event loop, so the LLM session (its client's connection
+                pool, the shared limiter) lives and dies in the loop that uses it."""
+                nonlocal progress
+                try:
+                    plan = static
+                    if plan is None:
+                        planned: Plan = await llm.planner().plan(request, repo)
+                        plan = dataclasses.replace(planned, merge=config.merge)
+                    for warning in validate(plan, max_subtasks=config.max_subtasks):
+                        runner.warning(warning, title="ci-swarm plan")
+                    backends: dict[str, Backend] = {}
+                    if llm is not None:
+                        backends["claude"] = llm.agent_backend()
+                    check_agent_kinds(plan, default, backends)
+                    if publisher is not None:
+                        progress = publisher.start(request, run_id, plan.subtasks)
+                    options = RunOptions(
+                        repo=repo,
+                        base=base_commit,
+                        max_agents=config.max_agents,
+                        timeout=config.timeout,
+                        run_id=run_id,
+                        branch_prefix=config.branch_prefix,
+                        default_agent=default,
+                    )
+                    log(f"run {run_id}: {len(plan.subtasks)} subtask(s) from {base_ref} ({base_commit[:10]})")
+                    listener = fan_out(log_listener(time.monotonic()), progress)
+                    factory = make_agent_factory(default, backends)
+                    return await run_plan(plan, options, factory, listener, request)
+                finally:
+                    if llm is not None:
+                        with suppress(Exception):
+                            await llm.aclose()
+
+            report = run_sync(plan_and_run)
             catch_sigterm()
             report = _with_usage(report, llm)
             protected = protected_changes(repo, report, config)
@@ -421,8 +437,6 @@ class Action:
                 self.report_failure(run, exc, progress)
                 publisher.react("confused")
             raise
-        finally:
-            _close(llm)
         return self.finish(repo, job, report, publisher, progress)
 
     def finish(self, repo: Path, job: Job, report: RunReport, publisher: Any, progress: Any) -> int:
@@ -497,33 +511,30 @@ class Action:
         context = f"Pull request #{run.pr.number}: {run.pr.title}\n\n{run.pr.body}\n\nDiff:\n{diff}"
         return dataclasses.replace(request, context=context)
 
-    def make_plan(
+    def static_plan(
         self,
         repo: Path,
         config: Config,
         run: Run,
         job: Job,
-        request: Request,
         base_commit: str,
         default: AgentSpec,
-    ) -> tuple[Plan, Any]:
-        """The plan and, when the planner made it, the LLM session (reused by the Claude agents). The
+    ) -> Plan | None:
+        """The plan written down (swarm-plan block, plan file, shard), or None when Claude must plan. The
         config's merge policy applies unless a written plan states its own."""
         if job.plan_text:
-            return plan_from_text(job.plan_text, plan_source(run, job), config.merge), None
+            return plan_from_text(job.plan_text, plan_source(run, job), config.merge)
         if job.plan_path:
             text = _read_at(repo, base_commit, job.plan_path)
-            return plan_from_text(text, job.plan_path, config.merge), None
+            return plan_from_text(text, job.plan_path, config.merge)
         if job.shard is not None:
             from ci_swarm.shard import shard_plan
 
             files = git.tree_files(repo, base_commit)
             shard = job.shard
             plan = shard_plan(files, shard.pattern, shard.agents, shard.task, agent=default)
-            return dataclasses.replace(plan, merge=config.merge), None
-        llm = self.llm_session(config)
-        planned: Plan = asyncio.run(llm.planner().plan(request, repo))
-        return dataclasses.replace(planned, merge=config.merge), llm
+            return dataclasses.replace(plan, merge=config.merge)
+        return None
 
     def llm_session(self, config: Config) -> Any:
         from ci_swarm.llm.session import LLMSession, LLMSettings
@@ -597,13 +608,6 @@ def _with_usage(report: RunReport, llm: Any) -> RunReport:
         return report
     stopped = report.budget_stopped or bool(llm.budget_stopped)
     return dataclasses.replace(report, usage=llm.usage(), budget_stopped=stopped)
-
-
-def _close(llm: Any) -> None:
-    if llm is None:
-        return
-    with suppress(Exception):
-        asyncio.run(llm.aclose())
 
 
 def _why(exc: BaseException) -> str:
