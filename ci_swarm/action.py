@@ -444,8 +444,6 @@ class Action:
         if publisher is not None:
             if job.name:  # a maintenance job's branch is replaced, so its open PR shows this run
                 self.github.replace_branch(repo, report.integration_commit, publisher.branch_name(report))
-            if report.interrupted and progress is not None:
-                progress = _CancelledProgress(progress)
             result = publisher.publish(repo, report, progress)
         final = result.report if result is not None and result.report is not None else report
         outputs = runner.run_outputs(
@@ -559,23 +557,6 @@ class _LazyAccess:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-
-
-class _CancelledProgress:
-    """The progress comment of a cancelled run: its final edit says so, whatever the publisher passes."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def __call__(self, event: ProgressEvent) -> None:
-        self._inner(event)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def finish(self, extra: str = "", *, usage: Any = None, phase: str = "finished") -> None:
-        text = "**Cancelled:** the workflow was cancelled; the work committed so far is pushed."
-        self._inner.finish(f"{text}\n\n{extra}".rstrip(), usage=usage, phase="interrupted")
 
 
 def protected_changes(repo: Path, report: RunReport, config: Config) -> str:

@@ -237,7 +237,8 @@ class Publisher:
             raise
         final = result.report or report
         if progress is not None:
-            progress.finish(self._final_text(final, result), usage=final.usage)
+            phase = "interrupted" if final.interrupted else "finished"
+            progress.finish(self._final_text(final, result), usage=final.usage, phase=phase)
             if progress.failures:
                 result = replace(result, notes=(*result.notes, f"progress comment: {progress.failures[-1]}"))
         self.react("rocket" if result.landed and not final.failed else "confused")
@@ -245,6 +246,12 @@ class Publisher:
 
     def _final_text(self, report: RunReport, result: PublishResult) -> str:
         lines = [f"**{headline(report)}**", ""]
+        if report.interrupted:
+            lines = [
+                "**Cancelled:** the workflow was cancelled; the work committed so far is pushed.",
+                "",
+                *lines,
+            ]
         if result.pr_url and not self.target.pr:
             lines.append(f"Pull request: #{result.pr_number} ({result.pr_url})")
         lines.append(f"Branch: `{result.branch}` · agent branches pushed: {max(len(result.pushed) - 1, 0)}")
