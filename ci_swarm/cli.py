@@ -15,8 +15,9 @@ from ci_swarm import errors, git
 from ci_swarm.agents import make_agent_factory
 from ci_swarm.models import AgentSpec, MergeOrder, MergePolicy, Plan, Request, RunReport
 from ci_swarm.plan import critical_path, load_plan, validate, waves
+from ci_swarm.ports import ProgressEvent
 from ci_swarm.report import print_terminal, write_json, write_markdown
-from ci_swarm.run import RunOptions, exit_code, run_plan, run_sync
+from ci_swarm.run import RunOptions, exit_code, new_run_id, run_plan, run_sync
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -239,15 +240,17 @@ def run(
         merge_order=MergeOrder(merge_order) if merge_order else None,
         fail_fast=fail_fast,
         serialize_overlaps=serialize_overlaps,
-        run_id=run_id,
+        run_id=run_id or (new_run_id() if publish else None),  # the progress comment names it up front
         branch_prefix=branch_prefix,
         default_agent=default,
     )
     request = Request(task=task or (static.task if static else ""), source="cli", number=issue or pr)
-    report = execute(static, options, default, request, quiet=quiet, llm=llm)
+    publisher = _publisher(publish, issue, pr, repo, base) if publish else None
+    report, comment = execute(static, options, default, request, quiet=quiet, llm=llm, publisher=publisher)
     _write_reports(report, report_json, report_md)
-    if publish:
-        _publish(report, repo, publish, issue, pr)
+    if publisher is not None:
+        result = publisher.publish(git.open_repo(repo), report, comment)
+        click.echo(f"published: {result.pr_url or result.branch}")
     sys.exit(exit_code(report))
 
 
@@ -259,22 +262,35 @@ def execute(
     *,
     quiet: bool,
     llm: Any = None,
+    publisher: Any = None,
     console: Console | None = None,
-) -> RunReport:
-    """Plan (with Claude when ``plan`` is None) and run, in one event loop with one LLM session."""
+) -> tuple[RunReport, Any]:
+    """Plan (with Claude when ``plan`` is None) and run, in one event loop with one LLM session. With a
+    publisher, the progress comment is started once the plan is known and follows the run.
+    Returns the report and the progress comment (or None)."""
     from ci_swarm.progress import TerminalProgress
 
     console = console or Console(stderr=True)
     extra = {"claude": llm.agent_backend()} if llm is not None else {}
     factory = make_agent_factory(default, extra)
+    comment: Any = None
 
     async def go() -> RunReport:
+        nonlocal comment
         try:
             chosen = plan or await llm.planner().plan(request, git.open_repo(options.repo))
             if plan is None and not quiet:
                 _print_plan(chosen, console)
-            with TerminalProgress(console, chosen.subtasks, live=False if quiet else None) as progress:
-                listener = (lambda event: None) if quiet else progress
+            if publisher is not None:
+                usage = llm.usage if llm is not None else None
+                comment = publisher.start(request, options.run_id, chosen.subtasks, usage=usage)
+            with TerminalProgress(console, chosen.subtasks, live=False if quiet else None) as terminal:
+                listeners = [listener for listener in (None if quiet else terminal, comment) if listener]
+
+                def listener(event: ProgressEvent) -> None:
+                    for each in listeners:
+                        each(event)
+
                 return await run_plan(chosen, options, factory, listener, request)
         finally:
             if llm is not None:
@@ -290,7 +306,7 @@ def execute(
         )
     if not quiet:
         print_terminal(report, console)
-    return report
+    return report, comment
 
 
 def _plan_only(llm: Any, request: Request, repo: Path) -> Plan:
@@ -320,17 +336,27 @@ def _write_reports(report: RunReport, report_json: Path | None, report_md: Path 
         write_markdown(report, report_md)
 
 
-def _publish(report: RunReport, repo: Path, full_name: str, issue: int | None, pr: int | None) -> None:
+def _publisher(full_name: str, issue: int | None, pr: int | None, repo: Path, base: str) -> Any:
+    """A Publisher for ``--publish OWNER/NAME`` (token from GITHUB_TOKEN, API from GITHUB_API_URL)."""
     import os
 
     from ci_swarm.github.publish import Publisher, Target
 
+    if full_name.count("/") != 1 or not all(full_name.split("/")):
+        raise errors.UsageError(f"--publish takes OWNER/NAME, got {full_name!r}")
+    if issue and pr:
+        raise errors.UsageError("--issue and --pr exclude each other")
     token = os.environ.get("GITHUB_TOKEN", "")
     if not token:
         raise errors.UsageError("--publish needs GITHUB_TOKEN in the environment")
     api = os.environ.get("GITHUB_API_URL", "https://api.github.com")
-    result = Publisher(api, token, Target(full_name, issue, pr)).publish(git.open_repo(repo), report)
-    click.echo(f"published: {result.pr_url or result.branch}")
+    root = git.open_repo(repo)
+    base_branch = (
+        git.current_branch(root) if base == "HEAD" else base if git.branch_exists(root, base) else None
+    )
+    return Publisher(
+        api, token, Target(full_name, issue=issue, pr=pr), base_branch=None if pr else base_branch
+    )
 
 
 # --- plan --------------------------------------------------------------------------------------------
