@@ -92,8 +92,9 @@ class FakeGitHub:
         return self.store.settings
 
     def start(self) -> FakeGitHub:
+        # the poll interval bounds how long stop() waits for the serving loop to notice
         self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="fake-github", daemon=True
+            target=self._server.serve_forever, args=(0.01,), name="fake-github", daemon=True
         )
         self._thread.start()
         return self
@@ -207,6 +208,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "GitHub.com"
     sys_version = ""
+    # One buffered write per response (flushed by http.server after each request) sent at once: with
+    # Nagle on, the body waited for the client's delayed ACK of the headers, ~40 ms per request.
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
