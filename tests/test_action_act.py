@@ -79,9 +79,12 @@ def test_copied_label_workflow_turns_a_labelled_issue_into_a_pr(
 ) -> None:
     repo, fake = label_setup
     action = project_copy(tmp_path / "ci-swarm-action", extra={})
+    tone = replace_sub("tone", "README.md", "Run it.", "Run it with care.", role="deployer")
+    tone["agent"]["delay"] = 0.5  # merges after docs, on the same line: a recorded conflict
     plan = swarm_plan(
         write_sub("code", "src/greet.py", "def greet():\n    return 'hi'\n"),
         replace_sub("docs", "README.md", "Run it.", "Run it, then greet.", role="documenter"),
+        tone,
         task="greeting",
     )
     issue = fake.repo().create_issue(title="Add a greeting", body=f"Please.\n\n{plan}")
@@ -107,6 +110,10 @@ def test_copied_label_workflow_turns_a_labelled_issue_into_a_pr(
     assert f"Closes #{issue.number}" in pr.body
     assert pr.head.ref.startswith("swarm/")
     assert sorted(f.filename for f in pr.get_files()) == ["README.md", "src/greet.py"]
+    # the conflict is one anchored review comment on the kept line, the other side one click away
+    (comment,) = pr.get_review_comments()
+    assert (comment.path, comment.line) == ("README.md", 7)
+    assert "```suggestion\nRun it with care.\n```" in comment.body
     after = remote.get_issue(issue.number)
     assert [label.name for label in after.get_labels()] == []  # removed: adding it again runs again
     progress = [c.body for c in after.get_comments() if "ci-swarm:progress" in c.body]
