@@ -13,6 +13,7 @@ from rich.console import Console
 
 from ci_swarm import errors, git
 from ci_swarm.agents import make_agent_factory
+from ci_swarm.config import Config
 from ci_swarm.models import AgentSpec, MergeOrder, MergePolicy, Plan, Request, RunReport
 from ci_swarm.plan import critical_path, load_plan, validate, waves
 from ci_swarm.ports import ProgressEvent
@@ -58,6 +59,12 @@ def _plan_source_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 help="Plan file (YAML or JSON).",
             ),
             click.option("--task", help="Ask Claude to plan this request (needs ANTHROPIC_API_KEY)."),
+            click.option(
+                "--config",
+                "config_file",
+                type=click.Path(path_type=Path, dir_okay=False),
+                help="Repository config (default: the repo's .github/ci-swarm.yml when present).",
+            ),
             click.option(
                 "--shard",
                 "shard_glob",
@@ -123,31 +130,40 @@ def _static_plan(
     raise errors.UsageError("give a plan: --plan FILE, --task TEXT, or --shard GLOB --task TEXT")
 
 
+def _repo_config(repo: Path, config_file: Path | None) -> Config:
+    """The repository's config, as the Action reads it; built-in defaults when there is none."""
+    from ci_swarm.config import load_config
+
+    if config_file is not None:
+        return load_config(config_file, missing_ok=False)
+    try:
+        root = git.open_repo(repo)
+    except errors.RepoError:
+        return Config()  # the command reports the bad repository itself
+    return load_config(root / ".github" / "ci-swarm.yml", missing_ok=True)
+
+
 def _llm_session(
+    config: Config,
     model: str | None,
     planner_model: str | None,
     max_subtasks: int | None,
     max_usd: float | None = None,
     max_tokens: int | None = None,
 ) -> Any:
-    """One LLMSession (client, shared limiter, accounting, budget) for the whole command."""
-    from dataclasses import replace
-
+    """One LLMSession (client, shared limiter, accounting, budget) for the whole command: the repository's
+    config (allowed commands, role prompts, budgets, models), overridden by the flags given."""
     from ci_swarm.llm.session import LLMSession, LLMSettings
 
-    settings = LLMSettings()
-    overrides: dict[str, Any] = {
-        key: value
-        for key, value in (
-            ("model", model),
-            ("planner_model", planner_model),
-            ("max_subtasks", max_subtasks),
-            ("max_usd", max_usd),
-            ("max_tokens", max_tokens),
-        )
-        if value is not None
-    }
-    return LLMSession.from_env(replace(settings, **overrides))
+    settings = LLMSettings.from_config(
+        config,
+        model=model,
+        planner_model=planner_model,
+        max_subtasks=max_subtasks,
+        max_usd=max_usd,
+        max_tokens=max_tokens,
+    )
+    return LLMSession.from_env(settings)
 
 
 def _uses_claude(plan: Plan | None, default: AgentSpec) -> bool:
@@ -156,7 +172,11 @@ def _uses_claude(plan: Plan | None, default: AgentSpec) -> bool:
     return any(s.agent is not None and s.agent.kind == "claude" for s in plan.subtasks)
 
 
-def _default_agent(kind: str | None, command: str | None, has_key: bool) -> AgentSpec:
+def _default_agent(
+    kind: str | None, command: str | None, has_key: bool, configured: AgentSpec | None = None
+) -> AgentSpec:
+    if configured is not None and kind is None and command is None:
+        return configured
     if command and kind in (None, "command"):
         import shlex
 
@@ -172,11 +192,7 @@ def _default_agent(kind: str | None, command: str | None, has_key: bool) -> Agen
 @cli.command(epilog=EXIT_CODES_HELP)
 @_plan_source_options
 @click.option(
-    "--max-agents",
-    type=click.IntRange(1, 256),
-    default=4,
-    show_default=True,
-    help="At most this many agents at once.",
+    "--max-agents", type=click.IntRange(1, 256), help="At most this many agents at once (config; default 4)."
 )
 @click.option("--timeout", type=click.FloatRange(min=0.01), help="Per-subtask timeout in seconds.")
 @click.option("--merge-order", type=click.Choice(["completion", "plan"]), help="Override the plan's order.")
@@ -185,7 +201,7 @@ def _default_agent(kind: str | None, command: str | None, has_key: bool) -> Agen
     "--serialize-overlaps", is_flag=True, help="Run subtasks with overlapping paths one after another."
 )
 @click.option("--run-id", help="Use this run id (error if its branch exists).")
-@click.option("--branch-prefix", default="swarm", show_default=True)
+@click.option("--branch-prefix", help="Branch namespace (config; default swarm).")
 @click.option("--max-usd", type=float, help="Budget for the whole swarm in USD (Claude).")
 @click.option("--max-tokens", type=int, help="Token budget for the whole swarm (Claude).")
 @click.option("--report", "report_json", type=click.Path(path_type=Path, dir_okay=False), help="Write JSON.")
@@ -201,18 +217,19 @@ def run(
     shard_agents: int,
     repo: Path,
     base: str,
+    config_file: Path | None,
     agent_kind: str | None,
     agent_command: str | None,
     model: str | None,
     planner_model: str | None,
     max_subtasks: int | None,
-    max_agents: int,
+    max_agents: int | None,
     timeout: float | None,
     merge_order: str | None,
     fail_fast: bool,
     serialize_overlaps: bool,
     run_id: str | None,
-    branch_prefix: str,
+    branch_prefix: str | None,
     max_usd: float | None,
     max_tokens: int | None,
     report_json: Path | None,
@@ -225,28 +242,32 @@ def run(
     """Plan, run agents in parallel, merge their branches, report."""
     import os
 
-    default = _default_agent(agent_kind, agent_command, bool(os.environ.get("ANTHROPIC_API_KEY")))
+    config = _repo_config(repo, config_file)
+    has_key = bool(os.environ.get("ANTHROPIC_API_KEY"))
+    default = _default_agent(agent_kind, agent_command, has_key, config.agent)
     static = _static_plan(plan_file, task, shard_glob, shard_agents, repo, base, default)
     llm = (
-        _llm_session(model, planner_model, max_subtasks, max_usd, max_tokens)
+        _llm_session(config, model, planner_model, max_subtasks, max_usd, max_tokens)
         if _uses_claude(static, default)
         else None
     )
     options = RunOptions(
         repo=repo,
         base=base,
-        max_agents=max_agents,
-        timeout=timeout,
+        max_agents=max_agents or config.max_agents,
+        timeout=timeout if timeout is not None else (config.timeout if config.source else None),
         merge_order=MergeOrder(merge_order) if merge_order else None,
         fail_fast=fail_fast,
         serialize_overlaps=serialize_overlaps,
         run_id=run_id or (new_run_id() if publish else None),  # the progress comment names it up front
-        branch_prefix=branch_prefix,
+        branch_prefix=branch_prefix or config.branch_prefix,
         default_agent=default,
     )
     request = Request(task=task or (static.task if static else ""), source="cli", number=issue or pr)
     publisher = _publisher(publish, issue, pr, repo, base) if publish else None
-    report, comment = execute(static, options, default, request, quiet=quiet, llm=llm, publisher=publisher)
+    report, comment = execute(
+        static, options, default, request, quiet=quiet, llm=llm, publisher=publisher, merge=config.merge
+    )
     _write_reports(report, report_json, report_md)
     if publisher is not None:
         result = publisher.publish(git.open_repo(repo), report, comment)
@@ -263,6 +284,7 @@ def execute(
     quiet: bool,
     llm: Any = None,
     publisher: Any = None,
+    merge: MergePolicy | None = None,
     console: Console | None = None,
 ) -> tuple[RunReport, Any]:
     """Plan (with Claude when ``plan`` is None) and run, in one event loop with one LLM session. With a
@@ -279,6 +301,8 @@ def execute(
         nonlocal comment
         try:
             chosen = plan or await llm.planner().plan(request, git.open_repo(options.repo))
+            if plan is None and merge is not None:  # a planned plan follows the repository's merge policy
+                chosen = replace(chosen, merge=merge)
             if plan is None and not quiet:
                 _print_plan(chosen, console)
             if publisher is not None:
@@ -371,6 +395,7 @@ def plan_cmd(
     shard_agents: int,
     repo: Path,
     base: str,
+    config_file: Path | None,
     agent_kind: str | None,
     agent_command: str | None,
     model: str | None,
@@ -378,10 +403,11 @@ def plan_cmd(
     max_subtasks: int | None,
 ) -> None:
     """Validate a plan (or ask Claude for one) and print its waves and critical path."""
-    default = _default_agent(agent_kind, agent_command, has_key=False)
+    config = _repo_config(repo, config_file)
+    default = _default_agent(agent_kind, agent_command, False, config.agent)
     static = _static_plan(plan_file, task, shard_glob, shard_agents, repo, base, default)
     plan = static or _plan_only(
-        _llm_session(model, planner_model, max_subtasks), Request(task=task or ""), repo
+        _llm_session(config, model, planner_model, max_subtasks), Request(task=task or ""), repo
     )
     warnings = validate(plan, max_subtasks=max_subtasks)
     click.echo(f"plan: {plan.task}")

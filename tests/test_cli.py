@@ -237,3 +237,31 @@ def test_demo_runs_offline(tmp_path: Path) -> None:
     assert any(o["kind"] == "disjoint" and o["path"] == "README.md" for o in data["overlap"])
     assert [c["path"] for c in data["conflicts"]] == ["settings.toml"]
     assert "git -C" in proc.stdout and "log --graph" in proc.stdout
+
+
+def test_run_follows_the_repository_config(repo: Path, tmp_path: Path) -> None:
+    (repo / ".github").mkdir()
+    (repo / ".github" / "ci-swarm.yml").write_text("max_agents: 1\nbranch_prefix: bots\n")
+    git.commit_all(repo, "config\n", git.SWARM_IDENTITY)
+    plan = write_plan(tmp_path / "p.yml", scripted("a", delay=0.1), scripted("b", delay=0.1))
+    proc = ci_swarm(
+        "run", "--plan", str(plan), "--repo", str(repo), "--quiet", "--report", str(tmp_path / "r.json")
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert (data["max_agents"], data["max_in_flight"]) == (1, 1)
+    assert data["integration_branch"].startswith("bots/")
+    flags = ci_swarm("run", "--plan", str(plan), "--repo", str(repo), "--quiet", "--max-agents", "2",
+                     "--report", str(tmp_path / "r2.json"))  # fmt: skip
+    assert flags.returncode == 0, flags.stderr
+    assert json.loads((tmp_path / "r2.json").read_text())["max_agents"] == 2  # a flag beats the config
+
+
+def test_bad_repository_config_is_one_line_naming_key_and_line(repo: Path, tmp_path: Path) -> None:
+    (repo / ".github").mkdir()
+    (repo / ".github" / "ci-swarm.yml").write_text("label: swarm\nmax_agent: 3\n")
+    plan = write_plan(tmp_path / "p.yml", scripted("a"))
+    proc = ci_swarm("run", "--plan", str(plan), "--repo", str(repo))
+    assert proc.returncode == 4
+    assert "ci-swarm.yml:2" in proc.stderr and "max_agent" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
