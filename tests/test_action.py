@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from github import Auth, Github
 
 from ci_swarm import git
 from ci_swarm.action import Inputs, apply_inputs, default_agent, main, parse_inputs, plan_from_text
@@ -24,7 +25,16 @@ from ci_swarm.models import AgentSpec
 from ci_swarm.run import agent_branch
 from ci_swarm.testing.anthropic_script import ScriptedSubtask, edit_file_call, task_script, write_file_call
 from ci_swarm.testing.fake_anthropic import FakeAnthropic
-from tests.act_helpers import MAINTAINER, TOKEN, World, make_world, replace_sub, swarm_plan, write_sub
+from tests.act_helpers import (
+    MAINTAINER,
+    TOKEN,
+    World,
+    make_world,
+    push_branch,
+    replace_sub,
+    swarm_plan,
+    write_sub,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -302,6 +312,39 @@ def test_closed_pr_is_refused_with_a_reply(world: World) -> None:
     assert main(world.env("issue_comment", world.commented(pr.number, "/swarm go", on_pr=True))) == 0
     bodies = [c.body for c in world.repo().get_issue(pr.number).get_comments()]
     assert bodies[0].startswith("This pull request is closed")
+
+
+def test_swarm_comment_on_a_fork_pr_is_refused_with_a_reply_and_pushes_nothing(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A maintainer's /swarm on a PR whose head is someone's fork: GitHub's payload does not say so, the
+    PR (read through the API) does; nothing runs, nothing is pushed anywhere, and a reply explains why."""
+    fork_bare = world.fake.add_fork("someone/demo", world.name)
+    world.fake.add_token("ghp_SomeoneForkT0ken", "someone", actions=False)
+    push_branch(fork_bare, world.tmp / "someone-clone", "patch", {"src/feature.py": "value = 1\n"}, "Feature")
+    as_someone = Github(
+        auth=Auth.Token("ghp_SomeoneForkT0ken"),
+        base_url=world.fake.base_url,
+        retry=None,
+        seconds_between_requests=None,
+        seconds_between_writes=None,
+    )
+    pr = as_someone.get_repo(world.name).create_pull(base="main", head="someone:patch", title="Fork", body="")
+    assert world.repo().get_pull(pr.number).head.repo.fork is True
+    fork_refs = git.out(fork_bare, "for-each-ref")
+    writes = world.writes()
+    plan = swarm_plan(write_sub("tests", "tests/test_feature.py", "def test_value():\n    assert True\n"))
+    payload = world.commented(pr.number, f"/swarm add a test\n{plan}", on_pr=True)
+    assert main(world.env("issue_comment", payload)) == 0
+    assert f"::notice::pull request #{pr.number} comes from a fork: refused" in capsys.readouterr().out
+    (reply,) = [c.body for c in world.repo().get_issue(pr.number).get_comments()]
+    assert reply.startswith("ci-swarm does not run on pull requests from forks (someone/demo)")
+    assert SELF_MARKER in reply
+    assert world.writes() == [*writes, f"POST /repos/{world.name}/issues/{pr.number}/comments"]
+    assert [r for r in world.fake.git_requests if "receive-pack" in r[1]] == []
+    assert world.remote_branches() == {"main"}
+    assert git.out(fork_bare, "for-each-ref") == fork_refs
+    assert world.read_outputs() == {}
 
 
 def test_other_events_are_a_notice(world: World, capsys: pytest.CaptureFixture[str]) -> None:

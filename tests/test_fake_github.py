@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from ci_swarm import git
 from ci_swarm.errors import GitError
 from ci_swarm.testing.fake_github import FakeGitHub
-from tests.github_helpers import BASE_FILES, TOKEN, Hub, hub
+from tests.github_helpers import BASE_FILES, TOKEN, Hub, commit_files, hub
 from tests.helpers import make_repo
 
 __all__ = ["hub"]
@@ -209,6 +210,82 @@ def test_reactions_and_labels(hub: Hub) -> None:
     assert status == 422
     issue.remove_from_labels("swarm")
     assert list(hub.repo().get_issue(issue.number).get_labels()) == []
+
+
+# --- forks ----------------------------------------------------------------------------------------
+
+FORK_TOKEN = "ghp_S0meoneElsesT0ken"
+
+
+def fork_pr(hub: Hub, tmp_path: Path) -> tuple[Any, Path]:
+    """``someone`` forks octo/app, pushes ``patch`` to the fork over HTTP and opens a PR into octo/app."""
+    fork_bare = hub.fake.add_fork("someone/app", hub.name)
+    hub.fake.add_token(FORK_TOKEN, "someone", actions=False)
+    fork_url = hub.gh(FORK_TOKEN).get_repo("someone/app").clone_url
+    app = BASE_FILES["src/app.py"].replace("line 5\n", "five\n")
+    tip = commit_files(hub.work, git.rev_parse(hub.work, "main"), {"src/app.py": app}, "five")
+    git.push(hub.work, fork_url, [f"{tip}:refs/heads/patch"], FORK_TOKEN)
+    upstream = hub.gh(FORK_TOKEN).get_repo(hub.name)
+    return upstream.create_pull(
+        base="main", head="someone:patch", title="Five", body="from a fork"
+    ), fork_bare
+
+
+def test_pull_request_from_a_fork_has_githubs_head(hub: Hub, tmp_path: Path) -> None:
+    pr, fork_bare = fork_pr(hub, tmp_path)
+    got = hub.repo().get_pull(pr.number)
+    assert (got.head.label, got.head.ref, got.head.user.login) == ("someone:patch", "patch", "someone")
+    assert (got.head.repo.full_name, got.head.repo.fork) == ("someone/app", True)
+    assert (got.base.repo.full_name, got.base.repo.fork) == (hub.name, False)
+    assert got.head.repo.clone_url == f"{hub.fake.base_url}/someone/app.git"
+    assert got.head.sha == git.rev_parse(fork_bare, "refs/heads/patch")
+    assert [f.filename for f in got.get_files()] == ["src/app.py"]
+    assert hub.remote_sha("patch") is None  # the branch lives in the fork only
+    fork = hub.gh().get_repo("someone/app")
+    assert fork.fork and fork.parent is not None and fork.source is not None
+    assert (fork.parent.full_name, fork.source.full_name) == (hub.name, hub.name)
+    assert hub.repo().forks_count == 1
+    assert [p.number for p in hub.repo().get_pulls(head="someone:patch")] == [pr.number]
+    assert list(hub.repo().get_pulls(head="octo:patch")) == []
+    # reviews anchor on the fork's diff, computed in the base repository (refs/pull/N/head)
+    review = got.create_review(
+        event="COMMENT", body="r", comments=[{"path": "src/app.py", "line": 5, "body": "ok"}]
+    )
+    assert review.state == "COMMENTED"
+    assert git.rev_parse(hub.bare, f"refs/pull/{pr.number}/head") == got.head.sha
+
+
+def test_a_fork_pull_request_follows_its_branch_and_keeps_githubs_rules(hub: Hub, tmp_path: Path) -> None:
+    pr, fork_bare = fork_pr(hub, tmp_path)
+    tip = git.rev_parse(fork_bare, "refs/heads/patch")
+    newer = commit_files(fork_bare, tip, {"more.txt": "more\n"}, "more")
+    git.update_ref(fork_bare, "refs/heads/patch", newer, tip)
+    got = hub.repo().get_pull(pr.number)
+    assert got.head.sha == newer
+    assert sorted(f.filename for f in got.get_files()) == ["more.txt", "src/app.py"]
+    upstream = hub.gh(FORK_TOKEN).get_repo(hub.name)
+    _, data = error_of(lambda: upstream.create_pull(base="main", head="someone:patch", title="t", body=""))
+    assert data["errors"][0]["message"] == "A pull request already exists for someone:patch."
+    _, data = error_of(lambda: upstream.create_pull(base="main", head="nobody:patch", title="t", body=""))
+    assert data["errors"] == [{"resource": "PullRequest", "field": "head", "code": "invalid"}]
+    # the base repository's token cannot push to someone's fork; its owner can
+    with pytest.raises(GitError, match="403"):
+        git.push(hub.work, got.head.repo.clone_url, [f"{tip}:refs/heads/intruder"], TOKEN)
+    assert git.try_rev_parse(fork_bare, "refs/heads/intruder") is None
+
+
+def test_fork_traffic_matches_githubs_openapi_description(hub: Hub, tmp_path: Path) -> None:
+    from openapi_core import OpenAPI
+
+    from tests.test_github_openapi import SLICE, validate
+
+    pr, _ = fork_pr(hub, tmp_path)
+    hub.repo().get_pull(pr.number)
+    hub.gh().get_repo("someone/app")
+    api = OpenAPI.from_dict(json.loads(SLICE.read_text()))
+    for exchange in hub.fake.traffic:
+        validate(api, exchange)
+    assert {x.path for x in hub.fake.traffic} >= {"/repos/someone/app", f"/repos/octo/app/pulls/{pr.number}"}
 
 
 # --- git over smart HTTP -------------------------------------------------------------------------

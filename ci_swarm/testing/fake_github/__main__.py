@@ -1,4 +1,5 @@
-"""``python -m ci_swarm.testing.fake_github --port 0 --repo owner/name=PATH [--user login=permission ...]``
+"""``python -m ci_swarm.testing.fake_github --port 0 --repo owner/name=PATH [--user login=permission ...]
+[--fork someone/name=owner/name ...]``
 
 Prints the base URL on the first line of stdout, then serves until stopped (SIGINT / SIGTERM).
 """
@@ -28,6 +29,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--root", type=Path, help="where the bare repositories live (default: a temp dir)")
     parser.add_argument("--repo", type=_pair, action="append", default=[], metavar="OWNER/NAME=PATH")
+    parser.add_argument(
+        "--fork",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="OWNER/NAME=PARENT",
+        help="a fork of a --repo",
+    )
     parser.add_argument("--user", type=_pair, action="append", default=[], metavar="LOGIN=PERMISSION")
     parser.add_argument(
         "--token", action="append", default=[], metavar="TOKEN[=LOGIN]", help="accept only these tokens"
@@ -41,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     fake = FakeGitHub(args.root, args.host, args.port)
     for full_name, path in args.repo:
         fake.add_repo(full_name, Path(path))
+    for full_name, parent in args.fork:
+        fake.add_fork(full_name, parent)
     for login, role in args.user:
         fake.add_user(login, role)
     for spec in args.token:

@@ -328,11 +328,14 @@ def _pull(call: Call, r: Repo) -> Issue:
     return found
 
 
-def _split_head(r: Repo, head: str) -> str:
+def _split_head(r: Repo, head: str) -> tuple[str, str]:
+    """``owner:branch`` (or a bare branch of ``r`` itself) as (owner, branch)."""
     owner, sep, ref = head.partition(":")
-    if sep and owner.lower() != r.owner.lower():
-        return ""  # a fork: none exist here
-    return ref if sep else head
+    return (owner, ref) if sep else (r.owner, head)
+
+
+def _head_owner(pr: Pull) -> str:
+    return pr.head_repo.partition("/")[0].lower()
 
 
 def list_pulls(call: Call) -> Reply:
@@ -346,8 +349,10 @@ def list_pulls(call: Call) -> Reply:
     for it in sorted(r.issues.values(), key=lambda i: -i.number):
         if it.pull is None or state not in ("all", it.state):
             continue
-        if head is not None and _split_head(r, head) != it.pull.head_ref:
-            continue
+        if head is not None:
+            owner, ref = _split_head(r, head)
+            if (owner.lower(), ref) != (_head_owner(it.pull), it.pull.head_ref):
+                continue
         if base is not None and base != it.pull.base_ref:
             continue
         rows.append(objects.pull(call.base, call.store, r, it, full=False))
@@ -364,8 +369,13 @@ def create_pull(call: Call) -> Reply:
     base = call.field("base", str, required=True)
     body = call.field("body", str)
     errors: list[Json] = []
-    head_ref = _split_head(r, head)
-    head_sha = objects.branch_sha(r, head_ref) if head_ref else None
+    head_owner, head_ref = _split_head(r, head)
+    head_repo = call.store.fork_of(r, head_owner)
+    head_sha = None
+    if head_repo is r:
+        head_sha = objects.branch_sha(r, head_ref)
+    elif head_repo is not None:
+        head_sha = objects.fetch_head(r, head_repo, head_ref)
     base_sha = objects.branch_sha(r, base)
     if base_sha is None:
         errors.append({"resource": "PullRequest", "field": "base", "code": "invalid"})
@@ -373,11 +383,12 @@ def create_pull(call: Call) -> Reply:
         errors.append({"resource": "PullRequest", "field": "head", "code": "invalid"})
     if errors:
         raise validation_failed(call.docs, *errors)
-    assert head_sha is not None
-    assert base_sha is not None
+    assert head_sha is not None and base_sha is not None and head_repo is not None
     for it in r.issues.values():
-        if it.pull and it.state == "open" and it.pull.head_ref == head_ref and it.pull.base_ref == base:
-            message = f"A pull request already exists for {r.owner}:{head_ref}."
+        if it.pull is None or it.state != "open" or it.pull.base_ref != base:
+            continue
+        if (it.pull.head_repo.lower(), it.pull.head_ref) == (head_repo.full_name.lower(), head_ref):
+            message = f"A pull request already exists for {head_repo.owner}:{head_ref}."
             raise pr_invalid(call.docs, code="custom", message=message)
     try:
         start = git.merge_base(r.path, base_sha, head_sha)
@@ -389,10 +400,12 @@ def create_pull(call: Call) -> Reply:
     if not title:
         raise validation_failed(call.docs, {"resource": "Issue", "field": "title", "code": "missing_field"})
     now = time.time()
-    pr = Pull(head_ref, base, head_sha, base_sha, r.full_name, bool(call.field("draft", bool)))
+    pr = Pull(head_ref, base, head_sha, base_sha, head_repo.full_name, bool(call.field("draft", bool)))
     pr.maintainer_can_modify = bool(call.field("maintainer_can_modify", bool))
     it = Issue(next(r.numbers), title, body, call.login, now, now, pull=pr)
     r.issues[it.number] = it
+    if head_repo is not r:
+        git.update_ref(r.path, objects.pull_ref(it.number), head_sha)
     headers = {"Location": f"{call.base}/repos/{r.full_name}/pulls/{it.number}"}
     return Reply(201, objects.pull(call.base, call.store, r, it), headers)
 
@@ -415,13 +428,13 @@ def update_pull(call: Call) -> Reply:
             raise pr_invalid(call.docs, field="base", code="invalid")
         it.pull.base_ref = base
     if state == "open" and it.state == "closed":
-        if objects.branch_sha(r, it.pull.head_ref) is None:
+        if objects.branch_sha(call.store.head_repo(r, it.pull), it.pull.head_ref) is None:
             message = "state cannot be changed. The head branch has been deleted."
             raise pr_invalid(call.docs, code="custom", message=message)
         if objects.branch_sha(r, it.pull.base_ref) is None:
             message = "state cannot be changed. The base branch has been deleted."
             raise pr_invalid(call.docs, code="custom", message=message)
-    objects.live_shas(r, it)
+    objects.live_shas(call.store, r, it)
     now = time.time()
     if title is not None:
         it.title = title
@@ -434,21 +447,21 @@ def update_pull(call: Call) -> Reply:
     return Reply(body=objects.pull(call.base, call.store, r, it))
 
 
-def _files(r: Repo, it: Issue, commit_id: str | None = None) -> dict[str, pulls.FileDiff]:
-    base_sha, head_sha = objects.live_shas(r, it)
+def _files(store: Store, r: Repo, it: Issue, commit_id: str | None = None) -> dict[str, pulls.FileDiff]:
+    base_sha, head_sha = objects.live_shas(store, r, it)
     return {f.filename: f for f in pulls.compute_files(r.path, base_sha, commit_id or head_sha)}
 
 
 def list_files(call: Call) -> Reply:
     r = call.repo()
     it = _pull(call, r)
-    _, head_sha = objects.live_shas(r, it)
-    rows = [objects.diff_entry(call.base, r, head_sha, f) for f in _files(r, it).values()]
+    _, head_sha = objects.live_shas(call.store, r, it)
+    rows = [objects.diff_entry(call.base, r, head_sha, f) for f in _files(call.store, r, it).values()]
     return Reply(body=rows, paginate=True)
 
 
-def _commit_in_pull(r: Repo, it: Issue, commit_id: str) -> bool:
-    _, head_sha = objects.live_shas(r, it)
+def _commit_in_pull(store: Store, r: Repo, it: Issue, commit_id: str) -> bool:
+    _, head_sha = objects.live_shas(store, r, it)
     sha = git.try_rev_parse(r.path, commit_id)
     return sha is not None and git.is_ancestor(r.path, sha, head_sha)
 
@@ -469,11 +482,11 @@ def create_review(call: Call) -> Reply:
         raise ApiError(403, error_body(403, ACTIONS_MAY_NOT_CREATE_PRS, call.docs))
     body = call.field("body", str) or ""
     comments = call.field("comments", list) or []
-    _, head_sha = objects.live_shas(r, it)
+    _, head_sha = objects.live_shas(call.store, r, it)
     commit_id = call.field("commit_id", str) or head_sha
-    if not _commit_in_pull(r, it, commit_id):
+    if not _commit_in_pull(call.store, r, it, commit_id):
         raise unprocessable(call.docs, "Commit id could not be resolved")
-    files = _files(r, it, commit_id)
+    files = _files(call.store, r, it, commit_id)
     anchors: list[tuple[Json, pulls.Anchor]] = []
     messages: list[str] = []
     for item in comments:
@@ -544,14 +557,14 @@ def create_review_comment(call: Call) -> Reply:
     subject = call.field("subject_type", str) or "line"
     if subject not in ("line", "file"):
         raise thread_invalid(call.docs, code="invalid", field="subject_type")
-    if not _commit_in_pull(r, it, commit_id):
+    if not _commit_in_pull(call.store, r, it, commit_id):
         message = "pull_request_review_thread.end_commit_oid is not part of the pull request"
         raise thread_invalid(
             call.docs, code="custom", field="pull_request_review_thread.end_commit_oid", message=message
         )
     if subject == "line" and call.field("line", int) is None and call.field("position", int) is None:
         raise thread_invalid(call.docs, code="missing_field", field="line")
-    result = pulls.check_thread(_files(r, it, commit_id), call.body)
+    result = pulls.check_thread(_files(call.store, r, it, commit_id), call.body)
     if isinstance(result, list):
         where = "path" if pulls.PATH_INVALID in result else "line"
         if pulls.START_SAME_HUNK in result or pulls.START_PRECEDES in result:

@@ -110,6 +110,7 @@ def public_user(base: str, u: User) -> Json:
 def repo(base: str, store: Store, r: Repo, *, full: bool = True) -> Json:
     api = f"{base}/repos/{r.full_name}"
     owner = store.user(r.owner)
+    forks = sum(1 for other in store.repos.values() if (other.parent or "").lower() == r.full_name.lower())
     data: Json = {
         "id": r.id,
         "node_id": node_id("R", r.id),
@@ -119,7 +120,7 @@ def repo(base: str, store: Store, r: Repo, *, full: bool = True) -> Json:
         "private": False,
         "html_url": f"{base}/{r.full_name}",
         "description": None,
-        "fork": False,
+        "fork": r.parent is not None,
         "url": api,
         **{k: api + v for k, v in _REPO_TEMPLATES.items()},
         "git_url": f"{base.replace('http', 'git', 1)}/{r.full_name}.git",
@@ -129,8 +130,8 @@ def repo(base: str, store: Store, r: Repo, *, full: bool = True) -> Json:
         "mirror_url": None,
         "homepage": None,
         "language": None,
-        "forks": 0,
-        "forks_count": 0,
+        "forks": forks,
+        "forks_count": forks,
         "stargazers_count": 0,
         "watchers": 0,
         "watchers_count": 0,
@@ -158,6 +159,9 @@ def repo(base: str, store: Store, r: Repo, *, full: bool = True) -> Json:
     }
     if full:
         data.update(network_count=0, subscribers_count=0)
+        if r.parent is not None and r.parent.lower() in store.repos:
+            data["parent"] = repo(base, store, store.repos[r.parent.lower()], full=False)
+            data["source"] = repo(base, store, store.source(r), full=False)
     return data
 
 
@@ -271,12 +275,30 @@ def _side(base: str, store: Store, r: Repo, ref: str, sha: str) -> Json:
     }
 
 
-def live_shas(r: Repo, it: Issue) -> tuple[str, str]:
+def pull_ref(number: int) -> str:
+    return f"refs/pull/{number}/head"
+
+
+def fetch_head(r: Repo, head: Repo, branch: str, ref: str = "FETCH_HEAD") -> str | None:
+    """Bring ``head``'s ``branch`` into ``r`` (GitHub keeps a fork PR's head in the base repository as
+    ``refs/pull/N/head``, so diffs and reviews work on one repository); the commit, None without a branch."""
+    if branch_sha(head, branch) is None:
+        return None
+    spec = f"refs/heads/{branch}" if ref == "FETCH_HEAD" else f"+refs/heads/{branch}:{ref}"
+    git.fetch(r.path, str(head.path), [spec])
+    return git.rev_parse(r.path, ref)
+
+
+def live_shas(store: Store, r: Repo, it: Issue) -> tuple[str, str]:
     """The pull's (base, head) commits now; remembered when a branch is gone."""
     assert it.pull is not None
     pr = it.pull
     if it.state == "open":
-        pr.head_sha = branch_sha(r, pr.head_ref) or pr.head_sha
+        head = store.head_repo(r, pr)
+        if head is r:
+            pr.head_sha = branch_sha(r, pr.head_ref) or pr.head_sha
+        elif branch_sha(head, pr.head_ref) not in (None, git.try_rev_parse(r.path, pull_ref(it.number))):
+            pr.head_sha = fetch_head(r, head, pr.head_ref, pull_ref(it.number)) or pr.head_sha
         pr.base_sha = branch_sha(r, pr.base_ref) or pr.base_sha
     return pr.base_sha, pr.head_sha
 
@@ -284,7 +306,7 @@ def live_shas(r: Repo, it: Issue) -> tuple[str, str]:
 def pull(base: str, store: Store, r: Repo, it: Issue, *, full: bool = True) -> Json:
     assert it.pull is not None
     pr = it.pull
-    base_sha, head_sha = live_shas(r, it)
+    base_sha, head_sha = live_shas(store, r, it)
     api = f"{base}/repos/{r.full_name}/pulls/{it.number}"
     issue_api = f"{base}/repos/{r.full_name}/issues/{it.number}"
     html = f"{base}/{r.full_name}/pull/{it.number}"
@@ -319,7 +341,7 @@ def pull(base: str, store: Store, r: Repo, it: Issue, *, full: bool = True) -> J
         "assignees": [],
         "requested_reviewers": [],
         "requested_teams": [],
-        "head": _side(base, store, r, pr.head_ref, head_sha),
+        "head": _side(base, store, store.head_repo(r, pr), pr.head_ref, head_sha),
         "base": _side(base, store, r, pr.base_ref, base_sha),
         "_links": {
             name: {"href": href}

@@ -131,6 +131,17 @@ class FakeGitHub:
             )
         return bare
 
+    def add_fork(self, full_name: str, parent: str) -> Path:
+        """Fork ``parent`` (a repository already served) as ``full_name``: a bare copy of its branches,
+        ``fork: true`` with ``parent``/``source`` in its JSON. A pull request into ``parent`` from this fork
+        names its head ``owner:branch``. Only the fork's owner may push to it; returns the bare repo's path.
+        """
+        upstream = self.repo(parent)
+        path = self.add_repo(full_name, upstream.path, upstream.default_branch)
+        with self.store.lock:
+            self.repo(full_name).parent = upstream.full_name
+        return path
+
     def add_token(
         self, value: str, login: str = BOT_LOGIN, *, actions: bool = True, **permissions: str
     ) -> Token:
@@ -346,6 +357,8 @@ class _Handler(BaseHTTPRequestHandler):
         status, message, login = self._git_auth(writing)
         if repo is None:
             status, message = 404, "Repository not found."
+        if status == 200 and writing and repo is not None and not _may_push(repo, login):
+            status, message = 403, f"Permission to {repo.full_name}.git denied to {login}."
         if status != 200 or repo is None or login is None:
             headers = {"Content-Type": "text/plain"}
             if status == 401:
@@ -399,6 +412,11 @@ class _Handler(BaseHTTPRequestHandler):
         if writing and token.permissions.get("contents") != "write":
             return 403, "Write access to repository not granted.", None
         return 200, "", token.login
+
+
+def _may_push(repo: Repo, login: str | None) -> bool:
+    """A fork takes pushes from its owner only (a base repository's token cannot write to it)."""
+    return repo.parent is None or (login or "").lower() == repo.owner.lower()
 
 
 def _standard_headers() -> dict[str, str]:

@@ -73,7 +73,7 @@ class Pull:
     base_ref: str
     head_sha: str  # last known (kept when the branch is deleted)
     base_sha: str
-    head_repo: str  # full name of the head repository
+    head_repo: str  # full name of the head repository (another one for a pull request from a fork)
     draft: bool = False
     maintainer_can_modify: bool = False
 
@@ -138,6 +138,7 @@ class Repo:
     review_comments: dict[int, ReviewComment] = field(default_factory=dict)
     labels: dict[str, Label] = field(default_factory=dict)
     numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    parent: str | None = None  # full name of the repository this one is a fork of
 
     @property
     def full_name(self) -> str:
@@ -174,6 +175,26 @@ class Store:
 
     def repo(self, owner: str, name: str) -> Repo | None:
         return self.repos.get(f"{owner}/{name}".lower())
+
+    def source(self, repo: Repo) -> Repo:
+        """The root of ``repo``'s fork network (``repo`` itself when it is not a fork)."""
+        while repo.parent is not None and repo.parent.lower() in self.repos:
+            repo = self.repos[repo.parent.lower()]
+        return repo
+
+    def fork_of(self, repo: Repo, owner: str) -> Repo | None:
+        """``owner``'s repository in ``repo``'s fork network (what ``owner:branch`` names in a PR head)."""
+        if owner.lower() == repo.owner.lower():
+            return repo
+        root = self.source(repo)
+        for candidate in self.repos.values():
+            if candidate.owner.lower() == owner.lower() and self.source(candidate) is root:
+                return candidate
+        return None
+
+    def head_repo(self, repo: Repo, pull: Pull) -> Repo:
+        """Where ``pull``'s head branch lives (``repo`` for a same-repository pull request)."""
+        return self.repos.get(pull.head_repo.lower(), repo)
 
     def comment(self, repo: Repo, comment_id: int) -> Comment | None:
         return repo.comments.get(comment_id)
