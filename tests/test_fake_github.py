@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
+import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -317,6 +321,40 @@ def test_large_push_with_chunked_body(hub: Hub) -> None:
     big = commit_files(hub.work, tip, {"big.txt": blob}, "big")
     git.push(hub.work, hub.repo().clone_url, [f"{big}:refs/heads/big"], TOKEN)
     assert hub.remote_sha("big") == big
+
+
+# --- clients that hang up -------------------------------------------------------------------------
+
+
+def _hang_up(fake: FakeGitHub, request: bytes) -> None:
+    """Send ``request`` and reset the connection (SO_LINGER 0: an RST, as a killed client leaves)."""
+    host, port = fake.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(request)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def test_a_client_hanging_up_prints_no_traceback_but_real_errors_still_do(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    with FakeGitHub() as fake:
+        fake.add_repo("octo/app")
+        _hang_up(fake, b"POST /repos/octo/app/issues HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\n\r\n{")
+        _hang_up(fake, b"GET /repos/octo/app HTTP/1.1\r\nHost: x\r\n\r\n")
+        deadline = time.monotonic() + 10
+        while fake.hung_up < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert fake.hung_up == 2
+        fake.fail("GET", "/branches$", 500, body={"not json": object()})  # a bug in a test's fault
+        conn = http.client.HTTPConnection(fake.base_url.removeprefix("http://"), timeout=10)
+        conn.request("GET", "/repos/octo/app/branches")
+        with pytest.raises(http.client.RemoteDisconnected):  # the handler died: no answer
+            conn.getresponse()
+        conn.close()
+    err = capfd.readouterr().err
+    assert "TypeError: Object of type object is not JSON serializable" in err
+    assert "ConnectionResetError" not in err and "BrokenPipeError" not in err
+    assert err.count("Traceback") == 1
 
 
 # --- run on its own ----------------------------------------------------------------------------

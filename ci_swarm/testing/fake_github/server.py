@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -29,6 +30,8 @@ SECONDARY_RATE_LIMIT = (
     "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
     "If you reach out to GitHub Support for help, please include the request ID {request_id}."
 )
+_DISCONNECTS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+_COUNT_LOCK = threading.Lock()
 _GIT_PATH = re.compile(
     r"^/(?P<owner>[^/]+)/(?P<name>[^/]+?)\.git/(?P<rest>info/refs|git-upload-pack|git-receive-pack)$"
 )
@@ -78,14 +81,18 @@ class FakeGitHub:
         self._faults: list[Fault] = []
         self._log_lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), handler)
         self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    @property
+    def hung_up(self) -> int:
+        """How many connections the client reset or closed while the fake read or answered a request."""
+        return self._server.hung_up
 
     @property
     def settings(self) -> Any:
@@ -212,6 +219,20 @@ class FakeGitHub:
         if not self.store.tokens:
             return Token(value, BOT_LOGIN)
         return False
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    hung_up = 0  # connections the client reset or closed under a request
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-request (or a connection cut at shutdown) is no error of the fake's:
+        counted, no traceback; anything else is printed as usual."""
+        if isinstance(sys.exc_info()[1], _DISCONNECTS):
+            with _COUNT_LOCK:
+                self.hung_up += 1
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
