@@ -364,7 +364,7 @@ def test_module_cli_serves_a_repo_and_prints_the_base_url_first(tmp_path: Path) 
     source = make_repo(tmp_path / "src", {"a.txt": "a\n"})
     proc = subprocess.Popen(
         [sys.executable, "-m", "ci_swarm.testing.fake_github", "--port", "0", "--repo", f"octo/demo={source}",
-         "--user", "alice=write", "--root", str(tmp_path / "root")],
+         "--user", "alice=write", "--root", str(tmp_path / "root"), "--fork", "someone/demo=octo/demo"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -378,10 +378,13 @@ def test_module_cli_serves_a_repo_and_prints_the_base_url_first(tmp_path: Path) 
         assert repo.clone_url == f"{base}/octo/demo.git"
         assert repo.get_collaborator_permission("alice") == "write"
         assert repo.get_branch(repo.default_branch).commit.sha == git.rev_parse(source, "HEAD")
+        fork = gh.get_repo("someone/demo")
+        assert fork.fork and fork.parent is not None and fork.parent.full_name == "octo/demo"
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0
+    assert "Traceback" not in err, err
 
 
 def test_fake_stops_cleanly_and_removes_its_temp_root() -> None:
