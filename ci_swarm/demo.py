@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 
 from ci_swarm import git
 from ci_swarm.agents import make_agent_factory
@@ -162,7 +163,7 @@ def run_demo(
     directory: Path | None, *, max_agents: int = 3, speed: float = 1.0, console: Console | None = None
 ) -> RunReport:
     console = console or Console()
-    root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="ci-swarm-demo-"))
+    root = Path(directory).resolve() if directory else Path(tempfile.mkdtemp(prefix="ci-swarm-demo-"))
     repo = build_sample_repo(root / "acme-greeter")
     plan = plan_from_dict(demo_plan_data(speed), source="<demo plan>")
     console.rule("[bold]ci-swarm demo")
@@ -200,12 +201,12 @@ def _timeline(report: RunReport, console: Console) -> None:
 def _explain(report: RunReport, repo: Path, console: Console) -> None:
     shared = [o for o in report.overlap if o.kind.value == "disjoint"]
     for o in shared:
-        console.print(f"[green]auto-merged[/] {o.path}: {o.a} and {o.b} edited disjoint hunks")
+        console.print(f"[green]auto-merged[/] {escape(o.path)}: {o.a} and {o.b} edited disjoint hunks")
     for c in report.conflicts:
+        kept, other = escape(repr(c.kept_text.strip())), escape(repr(c.other_text.strip()))
         console.print(
-            f"[yellow]recorded conflict[/] {c.path}:{c.lines[0]}: kept {c.kept_subtask}'s "
-            f"{c.kept_text.strip()!r}; {c.subtask}'s {c.other_text.strip()!r} is kept in the report and on "
-            f"its branch"
+            f"[yellow]recorded conflict[/] {escape(c.path)}:{c.lines[0]}: kept {c.kept_subtask}'s {kept}; "
+            f"{c.subtask}'s {other} is kept in the report and on its branch"
         )
     console.print(
         f"\nintegration branch [bold]{report.integration_branch}[/] at {report.integration_commit[:10]}"

@@ -8,6 +8,7 @@ from types import TracebackType
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from ci_swarm.models import Subtask
@@ -72,7 +73,7 @@ class TerminalProgress:
             text = f"merged {event.subtask} ({event.status}, {event.message})"
         else:
             return
-        self.console.print(f"[dim][{elapsed:6.2f}s][/] {text}", highlight=False, markup=True)
+        self.console.print(f"[dim][{elapsed:6.2f}s][/] {escape(text)}", highlight=False, markup=True)
 
     def _table(self) -> Table:
         table = Table(title=f"ci-swarm · {time.monotonic() - self.started:.1f}s")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ci_swarm.models import (
@@ -345,7 +346,7 @@ def print_terminal(report: RunReport, console: Console) -> None:
     console.print(merges)
     for c in report.conflicts:
         console.print(
-            f"[yellow]conflict[/] {c.path} lines {c.lines[0]}-{c.lines[1]} ({c.kind.value}): "
+            f"[yellow]conflict[/] {escape(c.path)} lines {c.lines[0]}-{c.lines[1]} ({c.kind.value}): "
             f"kept {c.kept_subtask}, recorded {c.subtask}'s side"
         )
     st = report.stats

@@ -146,6 +146,7 @@ class Orchestrator:
         self.worktree_lock = threading.Lock()
         self.landings: list[asyncio.Task[None]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.listener_failed = False
         self.loop_thread = threading.get_ident()
         self.resolved = {s.id: asyncio.Event() for s in plan.subtasks}
         self.ok: dict[str, bool] = {}
@@ -173,9 +174,18 @@ class Orchestrator:
         """Tell the listener, always on the event loop's thread (merges run in a worker thread)."""
         event = ProgressEvent(kind, subtask, status, message, time.time())
         if self.loop is not None and threading.get_ident() != self.loop_thread:
-            self.loop.call_soon_threadsafe(self.listener, event)
+            self.loop.call_soon_threadsafe(self._tell, event)
         else:
+            self._tell(event)
+
+    def _tell(self, event: ProgressEvent) -> None:
+        """A listener is a display: if it breaks, the run goes on (and says so once in the report)."""
+        try:
             self.listener(event)
+        except Exception as exc:
+            if not self.listener_failed:
+                self.listener_failed = True
+                self.p.notes.append(f"progress display failed and was ignored: {type(exc).__name__}: {exc}")
 
     # --- one subtask -----------------------------------------------------------------------------
 
@@ -201,7 +211,9 @@ class Orchestrator:
             outcome = await self.agents(sub).run(sub, ws, ctx)
         except asyncio.CancelledError:
             self._stop_clock(sub)
-            self._commit(sub, ws, "interrupted")  # synchronously: it must land even while cancelled
+            limit = self.options.timeout
+            note = "timed out" if limit and self.p.seconds[sub.id] >= limit * 0.99 else "interrupted"
+            self._commit(sub, ws, note)  # synchronously: it must land even while cancelled
             self._remove_worktree(ws)
             raise
         except BaseException:
@@ -318,7 +330,7 @@ class Orchestrator:
         self.workdir = (
             Path(tempfile.mkdtemp(prefix=f"ci-swarm-{self.run_id}-"))
             if own_dir
-            else Path(self.options.workdir or ".")
+            else Path(self.options.workdir or ".").resolve()
         )
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.loop, self.loop_thread = asyncio.get_running_loop(), threading.get_ident()

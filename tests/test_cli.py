@@ -265,3 +265,20 @@ def test_bad_repository_config_is_one_line_naming_key_and_line(repo: Path, tmp_p
     assert proc.returncode == 4
     assert "ci-swarm.yml:2" in proc.stderr and "max_agent" in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
+
+
+def test_demo_with_a_relative_dir_shows_the_dependency_and_the_clean_shared_file(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ci_swarm", "demo", "--dir", "rel", "--speed", "0.1", "--report", "d.json"],
+        cwd=tmp_path, text=True, capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "d.json").read_text())
+    subs = {s["id"]: s for s in data["subtasks"]}
+    greet_merge = next(m for m in data["merges"] if m["subtask"] == "greet")
+    assert subs["tests"]["start_commit"] == greet_merge["commit"]  # started from the tip after greet merged
+    repo = tmp_path / "rel" / "acme-greeter"
+    readme = git.read_blob(repo, f"{data['integration_commit']}:README.md").decode()
+    assert "acme.greet.greet(name)" in readme and "a /greet HTTP endpoint" in readme  # both hunks landed
+    assert git.out(repo, "worktree", "list").count("\n") == 0
+    assert not (repo / "rel").exists()  # nothing inside the sample checkout

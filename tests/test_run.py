@@ -213,3 +213,52 @@ def test_many_concurrent_worktrees_all_land(repo: Path, tmp_path: Path) -> None:
     assert {s.status for s in report.subtasks} == {SubtaskStatus.SUCCEEDED}
     assert len(report.merges) == 24
     assert len(git.tree_files(repo, report.integration_commit)) == len(BASE_FILES) + 24
+
+
+def test_markup_in_progress_text_is_printed_literally_and_a_broken_listener_never_stops_the_run(
+    repo: Path, tmp_path: Path
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from ci_swarm.progress import TerminalProgress
+
+    plan = plan_of(
+        {
+            **scripted("fix", edits=[{"write": "p.txt", "content": "p\n"}]),
+            "title": "fix the [/] parser [bold]",
+        },
+        scripted("bad", fail="list[str] broke [/]"),
+        scripted("after", depends_on=("fix",), edits=[{"write": "q.txt", "content": "q\n"}]),
+    )
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=200)
+    options = RunOptions(repo=repo, base="main", workdir=tmp_path / "wt")
+    with TerminalProgress(console, plan.subtasks, live=False) as progress:
+        report = run_plan_sync(plan, options, make_agent_factory(AgentSpec("scripted")), progress)
+    assert "fix the [/] parser [bold]" in out.getvalue()
+    assert "list[str] broke [/]" in out.getvalue()
+    assert {s.id: s.status for s in report.subtasks}["after"] is SubtaskStatus.SUCCEEDED
+
+    def broken(event: ProgressEvent) -> None:
+        raise RuntimeError("display gone")
+
+    report = run_plan_sync(plan, RunOptions(repo=repo, base="main", workdir=tmp_path / "wt2"),
+                           make_agent_factory(AgentSpec("scripted")), broken)  # fmt: skip
+    assert [m.subtask for m in report.merges if m.subtask != "bad"] == ["fix", "after"]
+    assert any("progress display failed" in note for note in report.notes)
+    assert git.out(repo, "worktree", "list").count("\n") == 0
+
+
+def test_a_timed_out_agent_keeps_its_partial_work_on_its_branch(repo: Path, tmp_path: Path) -> None:
+    import sys
+
+    code = "open('partial.txt', 'w').write('half\\n'); import time; time.sleep(60)"
+    plan = plan_of({**scripted("slow"), "agent": {"kind": "command", "run": [sys.executable, "-c", code]}})
+    report, _ = run(repo, plan, tmp_path, timeout=1.5)
+    (sub,) = report.subtasks
+    assert sub.status is SubtaskStatus.TIMED_OUT
+    assert show(repo, sub.branch, "partial.txt") == "half\n"
+    assert "[timed out]" in git.commit_message(repo, sub.commit)
+    assert report.merges == ()  # never merged
