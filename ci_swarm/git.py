@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import git as gitpython
 
@@ -472,26 +473,40 @@ def merge_diff(repo: Path, a: str, b: str, *, algorithm: str = "histogram") -> s
 # --- remotes ------------------------------------------------------------------------------------
 
 
-def auth_env(token: str) -> dict[str, str]:
-    """Pass the token as an http.extraheader through the environment: never in argv or a URL."""
+def auth_env(token: str, url: str) -> dict[str, str]:
+    """Pass the token as an http.extraheader through the environment: never in argv or a URL.
+
+    The header is scoped to ``url``'s origin, and the same key is first reset to empty: git prefers the most
+    specific URL match, so a header that ``actions/checkout`` persisted for the origin in .git/config would
+    otherwise win over (or be sent beside) ours.
+    """
+    parts = urlsplit(url)
+    key = f"http.{parts.scheme}://{parts.netloc}/.extraheader"
     basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
     return {
-        "GIT_CONFIG_COUNT": "1",
-        "GIT_CONFIG_KEY_0": "http.extraheader",
-        "GIT_CONFIG_VALUE_0": f"AUTHORIZATION: basic {basic}",
+        "GIT_CONFIG_COUNT": "2",
+        "GIT_CONFIG_KEY_0": key,
+        "GIT_CONFIG_VALUE_0": "",
+        "GIT_CONFIG_KEY_1": key,
+        "GIT_CONFIG_VALUE_1": f"AUTHORIZATION: basic {basic}",
     }
 
 
+def _auth(token: str, url: str) -> tuple[dict[str, str], list[str]]:
+    if not token:
+        return {}, []
+    env = auth_env(token, url)
+    return env, [token, env["GIT_CONFIG_VALUE_1"], env["GIT_CONFIG_VALUE_1"].rsplit(" ", 1)[-1]]
+
+
 def push(repo: Path, url: str, refspecs: Sequence[str], token: str = "", *, force: bool = False) -> Result:
-    env = auth_env(token) if token else {}
+    env, secrets = _auth(token, url)
     args = ["push", "--porcelain"]
     if force:
         args.append("--force")
-    secrets = [token, env.get("GIT_CONFIG_VALUE_0", "")]
     return run(repo, *args, url, *refspecs, env=env, secrets=secrets)
 
 
 def fetch(repo: Path, url: str, refspecs: Sequence[str], token: str = "") -> None:
-    env = auth_env(token) if token else {}
-    secrets = [token, env.get("GIT_CONFIG_VALUE_0", "")]
+    env, secrets = _auth(token, url)
     run(repo, "fetch", "--quiet", "--no-tags", url, *refspecs, env=env, secrets=secrets)
