@@ -30,6 +30,7 @@ import yaml
 
 from ci_swarm import git
 from ci_swarm.agents import Backend, check_agent_kinds, make_agent_factory
+from ci_swarm.agents.tools import command_allowed
 from ci_swarm.config import DEFAULT_PATH, Budget, Config, config_from_text
 from ci_swarm.errors import (
     EXIT_FAILED_SUBTASKS,
@@ -45,7 +46,7 @@ from ci_swarm.errors import (
 from ci_swarm.github import runner
 from ci_swarm.github.event import SELF_MARKER, Job, PullRequestInfo, Refuse, Run, route
 from ci_swarm.models import AgentSpec, MergePolicy, Plan, Request, RunReport
-from ci_swarm.plan import plan_from_dict, validate
+from ci_swarm.plan import command_argv, plan_from_dict, validate
 from ci_swarm.ports import ProgressEvent, ProgressListener
 from ci_swarm.report import to_markdown
 from ci_swarm.run import RunOptions, new_run_id, run_plan, run_sync
@@ -406,6 +407,7 @@ class Action:
                     if llm is not None:
                         backends["claude"] = llm.agent_backend()
                     check_agent_kinds(plan, default, backends)
+                    check_commands(plan, default, config, repo)
                     if publisher is not None:
                         progress = publisher.start(request, run_id, plan.subtasks)
                     options = RunOptions(
@@ -557,6 +559,32 @@ class _LazyAccess:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+
+
+def check_commands(plan: Plan, default: AgentSpec, config: Config, repo: Path) -> None:
+    """Command agents are external programs ci-swarm cannot confine, so in the Action:
+
+    * a plan (written in an issue or a comment by anyone, or in a file) may name a ``command`` agent only
+      when its argv is allowed by ``allowed_commands`` in the repository's config;
+    * no command agent runs while a credential sits in .git/config (``actions/checkout`` persists one unless
+      ``persist-credentials: false``): the agent could read it from its worktree.
+    """
+    commands = [(sub, sub.agent) for sub in plan.subtasks if (sub.agent or default).kind == "command"]
+    for sub, spec in commands:
+        if spec is None:  # the default agent comes from the maintainers' config or inputs: trusted
+            continue
+        argv = command_argv(spec.options, f"subtask {sub.id!r}")
+        if not command_allowed(argv, config.allowed_commands):
+            source = config.source or DEFAULT_PATH
+            raise UsageError(
+                f"subtask {sub.id!r} would run {' '.join(argv[:3])!r}, which allowed_commands in {source} "
+                "does not allow (a plan may only run allowed commands)"
+            )
+    if commands and git.config_keys(repo, r"^http\..*extraheader$"):
+        raise UsageError(
+            "a command agent could read the token actions/checkout left in .git/config: "
+            "set `persist-credentials: false` on the checkout step"
+        )
 
 
 def protected_changes(repo: Path, report: RunReport, config: Config) -> str:

@@ -205,6 +205,12 @@ def current_branch(repo: Path) -> str | None:
     return result.text.strip() or None
 
 
+def config_keys(repo: Path, pattern: str) -> tuple[str, ...]:
+    """The names of the config keys (all scopes) matching the regexp ``pattern``."""
+    result = run(repo, "config", "--name-only", "--get-regexp", pattern, ok=(0, 1))
+    return tuple(result.text.split())
+
+
 def commit_message(repo: Path, commit: str) -> str:
     return run(repo, "log", "-1", "--format=%B", commit).text
 

@@ -134,6 +134,8 @@ def test_example_workflows_are_minimal_and_never_cancel_themselves(name: str) ->
         assert "github.event.issue.number" in job["concurrency"]["group"]
     uses = [step["uses"] for step in job["steps"] if "uses" in step]
     assert uses == ["actions/checkout@v5", "ci-swarm/ci-swarm@v1"]
+    checkout = job["steps"][0]
+    assert checkout["with"]["persist-credentials"] == "false"  # no token in .git/config for agents to read
     swarm = job["steps"][-1]
     assert swarm["with"]["anthropic_api_key"] == "${{ secrets.ANTHROPIC_API_KEY }}"
 
