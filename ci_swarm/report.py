@@ -280,6 +280,10 @@ def to_markdown(report: RunReport) -> str:
         parts += ["### Overlap", "", overlap_table(report), ""]
     if report.conflicts:
         parts += ["### Conflicts", "", conflicts_section(report.conflicts), ""]
+    outside = [(s.id, p) for s in report.subtasks for p in s.outside_paths]
+    if outside:
+        rows = [[f"`{sub}`", f"`{path}`"] for sub, path in outside]
+        parts += ["### Writes outside owned paths", "", _table(["subtask", "path"], rows), ""]
     if report.usage.requests:
         u = report.usage
         parts += [
