@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from ci_swarm import git
 from ci_swarm.errors import Interrupted, RepoError, SwarmError
-from ci_swarm.merge import MergeQueue
+from ci_swarm.merge import ROLE_TRAILER, TRAILER, MergeQueue
 from ci_swarm.models import (
     AgentOutcome,
     AgentSpec,
@@ -91,7 +91,7 @@ def commit_message(sub: Subtask, run_id: str, note: str = "") -> str:
     if note:
         title = f"{title} [{note}]"
     body = sub.instructions.strip()
-    trailers = f"Swarm-Subtask: {sub.id}\nSwarm-Role: {sub.role}\nSwarm-Run: {run_id}"
+    trailers = f"{TRAILER}: {sub.id}\n{ROLE_TRAILER}: {sub.role}\nSwarm-Run: {run_id}"
     return f"{title}\n\n{body}\n\n{trailers}\n" if body else f"{title}\n\n{trailers}\n"
 
 
