@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from pathlib import Path
 
@@ -315,6 +316,10 @@ def test_token_never_appears_in_any_output(
     pr = repo.get_pull(result.pr_number)
     texts += [pr.body, *(c.body for c in pr.get_review_comments()), *(r.body for r in pr.get_reviews())]
     texts += [x.request_body.decode() + x.response_body.decode() + x.path for x in hub.fake.traffic]
-    for secret in (TOKEN, "ghs_other_secret_token_value", "ghs_unknown_secret_token_value"):
-        assert all(secret not in text for text in texts)
+    texts.append((hub.work / ".git" / "config").read_text())  # nothing persisted in the local repository
+    tokens = (TOKEN, "ghs_other_secret_token_value", "ghs_unknown_secret_token_value")
+    # git sends the token as HTTP basic auth: base64 of "x-access-token:<token>", which must not leak either
+    basics = tuple(base64.b64encode(f"x-access-token:{token}".encode()).decode() for token in tokens)
+    for secret in (*tokens, *basics):
+        assert all(secret not in text for text in texts), secret
     assert "Bad credentials" in failures[1] or "refused" in failures[1]
