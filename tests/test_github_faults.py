@@ -101,8 +101,38 @@ def test_pr_closed_meanwhile_keeps_the_work_on_a_swarm_branch(hub: Hub) -> None:
     assert hub.remote_sha("swarm/r1") == report.integration_commit
     assert any("was closed while the swarm ran" in note for note in result.notes)
     assert "was closed while the swarm ran" in progress_body(hub, pr.number)
+    assert "was merged" not in " ".join(result.notes)  # closed without merging is not called merged
     assert not result.landed
     assert reactions(hub, pr.number) == ["eyes", "confused"]
+
+
+def test_pr_merged_meanwhile_says_merged_and_keeps_the_work_on_a_swarm_branch(hub: Hub) -> None:
+    git.run(hub.bare, "branch", "feature", "main")
+    hub.remote_commit("feature", {"src/feature.py": "x = 1\n"})
+    git.fetch(hub.work, hub.repo().clone_url, ["+refs/heads/feature:refs/heads/feature"], TOKEN)
+    pr = hub.repo().create_pull(base="main", head="feature", title="Feature", body="mine")
+    report = simple_run(hub, base="feature")
+    pub = hub.publisher(Target(REPO, pr=pr.number))
+    progress = pub.start(report.request, report.run_id, ["docs", "code"])
+    # the maintainer merges the PR while the swarm runs: main fast-forwards to feature, the PR is closed
+    feature_before = hub.remote_sha("feature")
+    git.update_ref(hub.bare, "refs/heads/main", feature_before or "", git.rev_parse(hub.bare, "main"))
+    pr.edit(state="closed")
+    # the fake cannot merge pull requests: answer the publisher's read of it as GitHub does after a merge
+    merged = {**hub.repo().get_pull(pr.number).raw_data, "state": "closed", "merged": True}
+    merged.update(merged_at="2024-05-01T12:00:00Z", merge_commit_sha=feature_before, mergeable=None)
+    hub.fake.fail("GET", rf"/pulls/{pr.number}$", 200, body=merged, times=1)
+    result = pub.publish(hub.work, report, progress)
+    assert hub.remote_sha("feature") == feature_before  # a merged PR's branch is left alone
+    assert hub.remote_sha("swarm/r1") == report.integration_commit
+    (note,) = [n for n in result.notes if "while the swarm ran" in n]
+    assert note == (
+        f"pull request #{pr.number} was merged while the swarm ran: the work is on branch `swarm/r1` instead"
+    )
+    body = progress_body(hub, pr.number)
+    assert "was merged while the swarm ran" in body and "was closed" not in body
+    assert not result.landed
+    assert [x.injected for x in hub.fake.traffic if x.path.endswith(f"/pulls/{pr.number}")][-1]
 
 
 def _upstream_edit(hub: Hub, branch: str) -> None:

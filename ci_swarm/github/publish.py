@@ -292,9 +292,10 @@ class Publisher:
             pr = self.repo.get_pull(number)
             head_repo = pr.head.repo.full_name if pr.head.repo is not None else ""
             state, head_ref = pr.state, pr.head.ref
+            merged = state != "open" and bool(pr.merged)
         reason = ""
         if state != "open":
-            reason = f"pull request #{number} was closed while the swarm ran"
+            reason = f"pull request #{number} was {'merged' if merged else 'closed'} while the swarm ran"
         elif head_repo.lower() != self.repo.full_name.lower():
             source = head_repo or "a deleted fork"
             reason = f"pull request #{number} comes from {source}; ci-swarm pushes only to {self.target.repo}"
