@@ -3,6 +3,7 @@ git smart-HTTP pushes, real PyGithub), checked back through PyGithub as a mainta
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import github
 import pytest
 import yaml
 
-from tests.helpers import make_repo, scripted
+from ci_swarm import git
+from tests.helpers import USER, make_repo, scripted
 
 TOKEN = "ghp_LaptopT0kenThatMustNeverBePrinted7"
 FILES = {"README.md": "# demo\n\nintro\n", "conf.txt": "a = 1\nb = 2\nc = 3\nd = 4\ne = 5\n"}
@@ -107,3 +109,57 @@ def test_publish_without_token_is_a_clear_error(tmp_path: Path) -> None:
             ["git", "-C", str(repo), "branch"], capture_output=True, text=True, check=True
         ).stdout
     )  # nothing was run
+
+
+def test_run_publish_onto_an_open_pr_moves_its_branch_and_comments_on_it(
+    fake: tuple[str, Path], tmp_path: Path
+) -> None:
+    base_url, repo = fake
+    gh = github.Github(auth=github.Auth.Token(TOKEN), base_url=base_url, retry=None)
+    remote = gh.get_repo("octo/demo")
+    # someone's feature branch of the same repository, with an open PR into main
+    git.run(repo, "checkout", "--quiet", "-b", "feature")
+    (repo / "feature.txt").write_text("the feature\n")
+    feature_before = git.commit_all(repo, "feature\n", USER)
+    assert feature_before is not None
+    git.run(repo, "checkout", "--quiet", "main")
+    git.push(repo, remote.clone_url, ["feature:refs/heads/feature"], TOKEN)
+    pr = remote.create_pull(base="main", head="feature", title="A feature", body="Please review my feature.")
+    plan = tmp_path / "plan.yml"
+    subtasks = [
+        scripted("tests", "tester", edits=[{"write": "test_feature.txt", "content": "tested\n"}]),
+        scripted("docs", "documenter", edits=[{"append": "README.md", "text": "feature docs\n"}]),
+    ]
+    plan.write_text(yaml.safe_dump({"version": 1, "task": "Test and document it", "subtasks": subtasks}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "GITHUB_"))}
+    env.update(GITHUB_TOKEN=TOKEN, GITHUB_API_URL=base_url)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ci_swarm", "run", "--plan", str(plan), "--repo", str(repo),
+         "--base", "feature", "--publish", "octo/demo", "--pr", str(pr.number), "--quiet"],
+        env=env, text=True, capture_output=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert TOKEN not in proc.stdout + proc.stderr
+    assert f"published: {pr.html_url}" in proc.stdout
+
+    after = remote.get_pull(pr.number)
+    assert (after.state, after.head.ref, after.base.ref) == ("open", "feature", "main")
+    tip = after.head.sha
+    git.fetch(repo, remote.clone_url, ["+refs/heads/feature:refs/remotes/check/feature"], TOKEN)
+    assert tip != feature_before and git.is_ancestor(repo, feature_before, tip)  # moved forward, nothing lost
+    assert git.read_blob(repo, f"{tip}:test_feature.txt") == b"tested\n"
+    assert git.read_blob(repo, f"{tip}:README.md").endswith(b"feature docs\n")
+    assert git.read_blob(repo, f"{tip}:feature.txt") == b"the feature\n"
+    assert {f.filename for f in after.get_files()} == {"feature.txt", "test_feature.txt", "README.md"}
+    assert (after.title, after.body) == ("A feature", "Please review my feature.")  # the PR text is theirs
+    assert len(list(remote.get_pulls(state="all"))) == 1  # no second PR
+    # the progress comment is on the PR, final, with the report folded in
+    bodies = [c.body for c in remote.get_issue(pr.number).get_comments()]
+    (progress,) = [b for b in bodies if "ci-swarm run" in b]
+    assert "2/2 subtasks succeeded" in progress and "`tests`" in progress and "`docs`" in progress
+    assert "<summary>Run report</summary>" in progress
+    assert "Pull request: #" not in progress  # no other PR to point to
+    # the token is nowhere in the local repository's config, plain or as git's basic-auth value
+    config = (repo / ".git" / "config").read_text()
+    basic = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
+    assert TOKEN not in config and basic not in config
