@@ -202,8 +202,15 @@ class Orchestrator:
         branch = agent_branch(self.options.branch_prefix, self.run_id, sub.id)
         tree = self.workdir / sub.id
         self.p.branch[sub.id], self.p.start[sub.id] = branch, start
-        await _in_thread(self._add_worktree, tree, branch, start)
+        job_started = time.monotonic()  # the scheduler's timeout covers the worktree add too
         ws = Workspace(tree, branch, start, sub.id, sub.paths)
+        try:
+            await _in_thread(self._add_worktree, tree, branch, start)
+        except (
+            asyncio.CancelledError
+        ):  # cancelled while the worktree was being made: it was finished, drop it
+            self._remove_worktree(ws)
+            raise
         ctx = AgentContext(self.run_id, self.plan.task, self.plan, self.options.timeout)
         self.p.started_at[sub.id] = time.time()
         self.emit("subtask_started", sub.id, "running", sub.title)
@@ -212,7 +219,8 @@ class Orchestrator:
         except asyncio.CancelledError:
             self._stop_clock(sub)
             limit = self.options.timeout
-            note = "timed out" if limit and self.p.seconds[sub.id] >= limit * 0.99 else "interrupted"
+            timed_out = limit is not None and time.monotonic() - job_started >= limit * 0.99
+            note = "timed out" if timed_out else "interrupted"
             self._commit(sub, ws, note)  # synchronously: it must land even while cancelled
             self._remove_worktree(ws)
             raise
@@ -364,9 +372,10 @@ class Orchestrator:
             with contextlib.suppress(asyncio.CancelledError):
                 await consumer
             await asyncio.gather(*self.cleanups, return_exceptions=True)
-            await asyncio.to_thread(git.worktree_prune, self.repo)
             if own_dir:
                 _rmtree_quiet(self.workdir)
+            # last: every worktree directory is gone now, so prune drops all of this run's entries
+            await asyncio.to_thread(git.worktree_prune, self.repo)
         wall = time.time() - started
         report = self._report(results, wall, interrupted)
         self.emit("run_finished", status="interrupted" if interrupted else "done", message=report.run_id)
