@@ -14,6 +14,7 @@ cancelled agent, marked as such); branches are never deleted; worktrees are alwa
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import secrets
@@ -437,20 +438,28 @@ class Orchestrator:
 
 
 async def _in_thread(fn: Callable[..., None], *args: Any) -> None:
-    """Run blocking git work in a thread; if cancelled meanwhile, wait for it to finish anyway, so that a
-    branch, worktree or commit is never left half-made."""
-    done = threading.Event()
+    """Run blocking git work in the loop's executor. If cancelled meanwhile, wait for the work anyway when it
+    had started, so that a branch, worktree or commit is never left half-made; work that had not started yet
+    is simply dropped (it never runs)."""
+    loop = asyncio.get_running_loop()
+    job: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     def call() -> None:
+        if not job.set_running_or_notify_cancel():
+            return  # cancelled before it started
         try:
             fn(*args)
-        finally:
-            done.set()
+        except BaseException as exc:
+            job.set_exception(exc)
+        else:
+            job.set_result(None)
 
+    loop.run_in_executor(None, call)
     try:
-        await asyncio.to_thread(call)
+        await asyncio.wrap_future(job)
     except asyncio.CancelledError:
-        done.wait()
+        if not job.cancelled():  # it was running: let it finish (its result is not needed)
+            concurrent.futures.wait([job])
         raise
 
 

@@ -262,3 +262,33 @@ def test_a_timed_out_agent_keeps_its_partial_work_on_its_branch(repo: Path, tmp_
     assert show(repo, sub.branch, "partial.txt") == "half\n"
     assert "[timed out]" in git.commit_message(repo, sub.commit)
     assert report.merges == ()  # never merged
+
+
+def test_cancelled_git_work_that_never_started_is_dropped_and_started_work_is_finished() -> None:
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ci_swarm.run import _in_thread
+
+    ran: list[str] = []
+    gate = threading.Event()
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+        busy = asyncio.create_task(_in_thread(lambda: (gate.wait(5), ran.append("busy"))))
+        await asyncio.sleep(0.05)  # the only worker is now inside `busy`
+        queued = asyncio.create_task(_in_thread(lambda: ran.append("queued")))
+        await asyncio.sleep(0.05)
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(queued, 2)  # returns at once: nothing to wait for
+        busy.cancel()
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await busy  # cancelled while running: it is finished before the cancel propagates
+        assert ran == ["busy"]
+
+    asyncio.run(scenario())
+    assert ran == ["busy"]  # the queued work never ran
