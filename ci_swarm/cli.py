@@ -251,6 +251,9 @@ def run(
         if _uses_claude(static, default)
         else None
     )
+    if llm is None and (max_usd is not None or max_tokens is not None):
+        warning = "ci-swarm: warning: --max-usd/--max-tokens limit Claude agents; this run has none"
+        click.echo(warning, err=True)
     options = RunOptions(
         repo=repo,
         base=base,

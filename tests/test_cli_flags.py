@@ -264,6 +264,7 @@ def test_budgets_with_a_scripted_plan_do_not_crash(repo: Path, tmp_path: Path) -
     assert statuses(data) == {"a": "succeeded"}
     assert data["budget_stopped"] is False
     assert data["usage"]["tokens"] == 0 and data["usage"]["cost_usd"] == 0
+    assert "--max-usd/--max-tokens limit Claude agents; this run has none" in proc.stderr  # said, not ignored
 
 
 def test_budget_flags_are_still_validated(repo: Path, tmp_path: Path) -> None:
