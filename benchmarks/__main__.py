@@ -20,6 +20,42 @@ ROOT = Path(__file__).resolve().parents[1]
 SUITES = {"merge": "benchmarks.bench_merge", "run": "benchmarks.bench_run", "llm": "benchmarks.bench_llm"}
 
 
+# (figure, suite, path into its results, target, check)
+TARGETS: list[tuple[str, str, tuple[str, ...], str, Any]] = [
+    ("merge: object DB vs checkout + merge, 32 branches, 20k files", "merge", ("speedup",), "≥ 10×",
+     lambda v: v >= 10),
+    ("merge: cost on 20k files / on 2k files", "merge", ("size_cost_ratio",), "≤ 1.5×", lambda v: v <= 1.5),
+    ("scheduler: efficiency, 16 subtasks × 2 s, cap 4 (median of 3)", "run",
+     ("efficiency_16_cap4", "efficiency"), "≥ 0.95", lambda v: v >= 0.95),
+    ("100 subtasks, cap 16: scheduler + merge overhead (s)", "run", ("overhead_100_cap16", "overhead_s"),
+     "< 3 s", lambda v: v < 3),
+    ("100 subtasks, cap 16: peak RSS (MB)", "run", ("overhead_100_cap16", "peak_rss_mb"), "< 300 MB",
+     lambda v: v < 300),
+    ("LLM: throughput under RPM/TPM limits with 429s, share of the allowed rate", "llm",
+     ("throughput", "limiter", "of_allowed"), "≥ 0.90", lambda v: v >= 0.9),
+    ("LLM: failed subtasks under those limits (plain semaphore, for comparison: see below)", "llm",
+     ("throughput", "limiter", "failed_subtasks"), "0", lambda v: v == 0),
+    ("LLM: share of the shared prefix read from cache, 8 parallel agents", "llm",
+     ("cache", "warm_gate", "prefix_read_share"), "≥ 0.80", lambda v: v >= 0.8),
+]  # fmt: skip
+
+
+def _dig(data: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        data = data[key]
+    return data
+
+
+def summary(results: dict[str, Any]) -> list[str]:
+    lines = ["## Summary", "", "| figure | target | measured | met |", "|---|---|---|---|"]
+    for label, suite, path, target, check in TARGETS:
+        if suite in results:
+            value = _dig(results[suite], path)
+            lines.append(f"| {label} | {target} | {value} | {'yes' if check(value) else '**no**'} |")
+    lines.append("")
+    return lines
+
+
 def _machine() -> str:
     git_version = subprocess.run(
         ["git", "--version"], capture_output=True, text=True, check=False
@@ -50,6 +86,7 @@ def render(results: dict[str, Any]) -> str:
         f"- measured: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- machine: {_machine()}",
         "",
+        *summary(results),
     ]
     for name, data in results.items():
         module = importlib.import_module(SUITES[name])
