@@ -12,6 +12,7 @@ from typing import Any
 
 import anthropic
 import pytest
+from anthropic.types import MessageParam, Usage, UserMessageParam
 
 from ci_swarm.testing.anthropic_script import Conversation, Fault, Limits, Script, load_script
 from ci_swarm.testing.fake_anthropic import FakeAnthropic
@@ -36,12 +37,12 @@ def echo_script(**kw: Any) -> Script:
     )
 
 
-def user(text: str) -> dict[str, Any]:
+def user(text: str) -> UserMessageParam:
     return {"role": "user", "content": text}
 
 
-async def create(c: anthropic.AsyncAnthropic, messages: list[dict[str, Any]], **kw: Any) -> Any:
-    return await c.messages.create(model=MODEL, max_tokens=512, messages=messages, **kw)  # type: ignore[arg-type]
+async def create(c: anthropic.AsyncAnthropic, messages: list[MessageParam], **kw: Any) -> Any:
+    return await c.messages.create(model=MODEL, max_tokens=512, messages=messages, **kw)
 
 
 def test_create_serves_scripted_replies_by_turn_with_substitution() -> None:
@@ -71,9 +72,13 @@ def test_streaming_with_the_sdk_helper_gives_the_same_message() -> None:
 
         async def go() -> tuple[Any, list[str]]:
             c = client(fake)
-            messages = [user("greet world"), {"role": "assistant", "content": "hi"}, user("go")]
+            messages: list[MessageParam] = [
+                user("greet world"),
+                {"role": "assistant", "content": "hi"},
+                user("go"),
+            ]
             kinds: list[str] = []
-            async with c.messages.stream(model=MODEL, max_tokens=512, messages=messages) as stream:  # type: ignore[arg-type]
+            async with c.messages.stream(model=MODEL, max_tokens=512, messages=messages) as stream:
                 async for event in stream:
                     kinds.append(event.type)
                 final = await stream.get_final_message()
@@ -122,7 +127,10 @@ def test_prompt_cache_write_then_read_and_usage_adds_up() -> None:
     assert first.usage.cache_read_input_tokens == 0
     assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
     assert second.usage.cache_creation_input_tokens == 0
-    total = lambda u: u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens  # noqa: E731
+
+    def total(u: Usage) -> int:
+        return u.input_tokens + (u.cache_read_input_tokens or 0) + (u.cache_creation_input_tokens or 0)
+
     assert total(first.usage) == total(second.usage)
 
 
@@ -137,7 +145,7 @@ def test_incremental_conversation_cache_reads_the_previous_turn() -> None:
     """A moving breakpoint on the last user message reads what the previous turn wrote (20-block lookback)."""
     system = [{"type": "text", "text": SYSTEM_LONG, "cache_control": {"type": "ephemeral"}}]
 
-    def marked(text: str) -> dict[str, Any]:
+    def marked(text: str) -> UserMessageParam:
         return {
             "role": "user",
             "content": [{"type": "text", "text": text, "cache_control": {"type": "ephemeral"}}],
@@ -148,7 +156,7 @@ def test_incremental_conversation_cache_reads_the_previous_turn() -> None:
         async def go() -> Any:
             c = client(fake)
             await create(c, [marked("greet a " + "y" * 400)], system=system)
-            history = [
+            history: list[MessageParam] = [
                 user("greet a " + "y" * 400),
                 {"role": "assistant", "content": "hello a"},
                 marked("continue"),
@@ -329,7 +337,7 @@ def test_error_event_mid_stream_raises_in_the_sdk() -> None:
             with pytest.raises(anthropic.APIStatusError) as info:
                 async with client(fake).messages.stream(
                     model=MODEL, max_tokens=100, messages=[user("greet a")]
-                ) as s:  # type: ignore[list-item]
+                ) as s:
                     await s.get_final_message()
             return info.value
 
@@ -348,7 +356,7 @@ def test_error_event_fault_skips_non_streaming_requests() -> None:
 
 def test_malformed_tool_input_replaces_the_input() -> None:
     script = echo_script(faults=(Fault("malformed_tool_input", input={"path": 7}),))
-    history = [user("greet a"), {"role": "assistant", "content": "hi"}, user("go")]
+    history: list[MessageParam] = [user("greet a"), {"role": "assistant", "content": "hi"}, user("go")]
     with FakeAnthropic(script) as fake:
         result = arun(create(client(fake), history))
     assert result.content[0].input == {"path": 7}
@@ -378,7 +386,7 @@ def test_rate_limit_is_enforced_with_429_and_headers() -> None:
             c = client(fake, max_retries=0)
             ok = await c.messages.with_raw_response.create(
                 model=MODEL, max_tokens=10, messages=[user("greet a")]
-            )  # type: ignore[list-item]
+            )
             await create(c, [user("greet a")])
             with pytest.raises(anthropic.RateLimitError) as info:
                 await create(c, [user("greet a")])
@@ -391,7 +399,7 @@ def test_rate_limit_is_enforced_with_429_and_headers() -> None:
     assert err.status_code == 429
     assert int(err.response.headers["retry-after"]) >= 1
     assert err.response.headers["anthropic-ratelimit-requests-remaining"] == "0"
-    assert "rate limit" in err.body["error"]["message"]
+    assert isinstance(err.body, dict) and "rate limit" in err.body["error"]["message"]
 
 
 def test_output_tokens_limit_reserves_max_tokens_while_in_flight() -> None:
@@ -405,8 +413,7 @@ def test_output_tokens_limit_reserves_max_tokens_while_in_flight() -> None:
 
             c = client(fake, max_retries=0)
             calls = [
-                c.messages.create(model=MODEL, max_tokens=900, messages=[user("greet a")])  # type: ignore[list-item]
-                for _ in range(2)
+                c.messages.create(model=MODEL, max_tokens=900, messages=[user("greet a")]) for _ in range(2)
             ]
             results = list(await asyncio.gather(*calls, return_exceptions=True))
             results.append(await create(c, [user("greet a")]))  # after both: the reservation was given back
@@ -437,8 +444,10 @@ def test_script_file_round_trip_and_command_line_server(tmp_path: Path) -> None:
             system="You are the ci-swarm planner. Plan it.",
             messages=[user("Request: add greet")],
         )
-        assert reply.content[0].type == "tool_use" and reply.content[0].name == "submit_plan"
-        assert [s["id"] for s in reply.content[0].input["subtasks"]] == ["code", "tests", "docs"]
+        block = reply.content[0]
+        assert block.type == "tool_use" and block.name == "submit_plan"
+        subtasks = block.input["subtasks"]
+        assert isinstance(subtasks, list) and [s["id"] for s in subtasks] == ["code", "tests", "docs"]
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
@@ -461,11 +470,11 @@ def test_bad_script_file_is_one_line_error(tmp_path: Path) -> None:
 def test_malformed_tool_input_when_streaming_is_broken_json() -> None:
     """The SDK parses partial JSON leniently: the agent gets a truncated input, not the scripted one."""
     script = echo_script(faults=(Fault("malformed_tool_input"),))
-    history = [user("greet a"), {"role": "assistant", "content": "hi"}, user("go")]
+    history: list[MessageParam] = [user("greet a"), {"role": "assistant", "content": "hi"}, user("go")]
     with FakeAnthropic(script) as fake:
 
         async def go() -> Any:
-            async with client(fake).messages.stream(model=MODEL, max_tokens=512, messages=history) as s:  # type: ignore[arg-type]
+            async with client(fake).messages.stream(model=MODEL, max_tokens=512, messages=history) as s:
                 return await s.get_final_message()
 
         result = arun(go())

@@ -28,7 +28,8 @@ SLICE = Path(__file__).resolve().parent.parent / "ci_swarm" / "testing" / "data"
 
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    return json.loads(SLICE.read_text())
+    loaded: dict[str, Any] = json.loads(SLICE.read_text())
+    return loaded
 
 
 def _param(part: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tomllib
+
 import pytest
 
 from ci_swarm.errors import ConfigError
@@ -45,8 +47,9 @@ def test_price_overrides_from_config() -> None:
         PriceTable({"x": {"input": 1}})
     with pytest.raises(ConfigError, match="unknown key"):
         PriceTable({"x": {"input": 1, "output": 2, "discount": 3}})
+    not_numbers = tomllib.loads('x = { input = "cheap", output = 2 }')  # untyped, as a config file is
     with pytest.raises(ConfigError, match="must be numbers"):
-        PriceTable({"x": {"input": "cheap", "output": 2}})
+        PriceTable(not_numbers)
 
 
 def test_ledger_counts_attempts_retries_turns_tokens_and_cost() -> None:

@@ -28,8 +28,12 @@ def repo(tmp_path: Path) -> Path:
 
 def run(repo: Path, plan: Plan, tmp_path: Path, **opts: object) -> tuple[RunReport, list[ProgressEvent]]:
     events: list[ProgressEvent] = []
+
+    def listen(event: ProgressEvent) -> None:
+        events.append(event)
+
     options = RunOptions(repo=repo, base="main", workdir=tmp_path / "wt", **opts)  # type: ignore[arg-type]
-    report = run_plan_sync(plan, options, make_agent_factory(AgentSpec("scripted")), events.append)
+    report = run_plan_sync(plan, options, make_agent_factory(AgentSpec("scripted")), listen)
     return report, events
 
 
@@ -274,10 +278,14 @@ def test_cancelled_git_work_that_never_started_is_dropped_and_started_work_is_fi
     ran: list[str] = []
     gate = threading.Event()
 
+    def busy_work() -> None:
+        gate.wait(5)
+        ran.append("busy")
+
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
-        busy = asyncio.create_task(_in_thread(lambda: (gate.wait(5), ran.append("busy"))))
+        busy = asyncio.create_task(_in_thread(busy_work))
         await asyncio.sleep(0.05)  # the only worker is now inside `busy`
         queued = asyncio.create_task(_in_thread(lambda: ran.append("queued")))
         await asyncio.sleep(0.05)
