@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,38 @@ def cli() -> None:
 # --- shared options -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PlanSource:
+    """Where the plan comes from and what it runs on: the options ``run`` and ``plan`` share."""
+
+    plan_file: Path | None
+    task: str | None
+    config_file: Path | None
+    shard_glob: str | None
+    shard_agents: int
+    repo: Path
+    base: str
+    agent_kind: str | None
+    agent_command: str | None
+    model: str | None
+    planner_model: str | None
+    max_subtasks: int | None
+
+
 def _plan_source_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the shared options; the command receives them as one ``source: PlanSource``."""
+    names = [field.name for field in fields(PlanSource)]
+
+    def packed(**kwargs: Any) -> Any:
+        source = PlanSource(**{name: kwargs.pop(name) for name in names})
+        return f(source=source, **kwargs)
+
+    # name, help and the options already declared carry over; not __wrapped__, or click would read the
+    # inner signature and hand ``packed`` only the parameters named there
+    packed.__name__, packed.__doc__ = f.__name__, f.__doc__
+    if hasattr(f, "__click_params__"):
+        packed.__click_params__ = f.__click_params__  # type: ignore[attr-defined]
+    decorated: Callable[..., Any] = packed
     for option in reversed(
         [
             click.option(
@@ -101,55 +132,42 @@ def _plan_source_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option("--max-subtasks", type=click.IntRange(1, 500), help="Cap the planner's subtasks."),
         ]
     ):
-        f = option(f)
-    return f
+        decorated = option(decorated)
+    return decorated
 
 
-def _static_plan(
-    plan_file: Path | None,
-    task: str | None,
-    shard_glob: str | None,
-    shard_agents: int,
-    repo: Path,
-    base: str,
-    agent: AgentSpec,
-) -> Plan | None:
-    """The plan from a file or the sharder; None when Claude must plan ``task``."""
-    if plan_file is not None:
-        return load_plan(plan_file)
-    if shard_glob:
+def _static_plan(source: PlanSource, agent: AgentSpec) -> Plan | None:
+    """The plan from a file or the sharder; None when Claude must plan ``source.task``."""
+    if source.plan_file is not None:
+        return load_plan(source.plan_file)
+    if source.shard_glob:
         from ci_swarm.shard import shard_plan
 
-        if not task:
+        if not source.task:
             raise errors.UsageError("--shard needs --task to say what each shard should do")
-        root = git.open_repo(repo)
-        files = git.tree_files(root, git.rev_parse(root, base))
-        return shard_plan(files, shard_glob, shard_agents, task, agent=agent)
-    if task:
+        root = git.open_repo(source.repo)
+        files = git.tree_files(root, git.rev_parse(root, source.base))
+        return shard_plan(files, source.shard_glob, source.shard_agents, source.task, agent=agent)
+    if source.task:
         return None
     raise errors.UsageError("give a plan: --plan FILE, --task TEXT, or --shard GLOB --task TEXT")
 
 
-def _repo_config(repo: Path, config_file: Path | None) -> Config:
+def _repo_config(source: PlanSource) -> Config:
     """The repository's config, as the Action reads it; built-in defaults when there is none."""
     from ci_swarm.config import load_config
 
-    if config_file is not None:
-        return load_config(config_file, missing_ok=False)
+    if source.config_file is not None:
+        return load_config(source.config_file, missing_ok=False)
     try:
-        root = git.open_repo(repo)
+        root = git.open_repo(source.repo)
     except errors.RepoError:
         return Config()  # the command reports the bad repository itself
     return load_config(root / ".github" / "ci-swarm.yml", missing_ok=True)
 
 
 def _llm_session(
-    config: Config,
-    model: str | None,
-    planner_model: str | None,
-    max_subtasks: int | None,
-    max_usd: float | None = None,
-    max_tokens: int | None = None,
+    config: Config, source: PlanSource, max_usd: float | None = None, max_tokens: int | None = None
 ) -> Any:
     """One LLMSession (client, shared limiter, accounting, budget) for the whole command: the repository's
     config (allowed commands, role prompts, budgets, models), overridden by the flags given."""
@@ -157,9 +175,9 @@ def _llm_session(
 
     settings = LLMSettings.from_config(
         config,
-        model=model,
-        planner_model=planner_model,
-        max_subtasks=max_subtasks,
+        model=source.model,
+        planner_model=source.planner_model,
+        max_subtasks=source.max_subtasks,
         max_usd=max_usd,
         max_tokens=max_tokens,
     )
@@ -172,9 +190,8 @@ def _uses_claude(plan: Plan | None, default: AgentSpec) -> bool:
     return any(s.agent is not None and s.agent.kind == "claude" for s in plan.subtasks)
 
 
-def _default_agent(
-    kind: str | None, command: str | None, has_key: bool, configured: AgentSpec | None = None
-) -> AgentSpec:
+def _default_agent(source: PlanSource, has_key: bool, configured: AgentSpec | None = None) -> AgentSpec:
+    kind, command = source.agent_kind, source.agent_command
     if configured is not None and kind is None and command is None:
         return configured
     if command and kind in (None, "command"):
@@ -211,18 +228,7 @@ def _default_agent(
 @click.option("--pr", type=int, help="With --publish: the PR this run works on.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def run(
-    plan_file: Path | None,
-    task: str | None,
-    shard_glob: str | None,
-    shard_agents: int,
-    repo: Path,
-    base: str,
-    config_file: Path | None,
-    agent_kind: str | None,
-    agent_command: str | None,
-    model: str | None,
-    planner_model: str | None,
-    max_subtasks: int | None,
+    source: PlanSource,
     max_agents: int | None,
     timeout: float | None,
     merge_order: str | None,
@@ -242,21 +248,16 @@ def run(
     """Plan, run agents in parallel, merge their branches, report."""
     import os
 
-    config = _repo_config(repo, config_file)
-    has_key = bool(os.environ.get("ANTHROPIC_API_KEY"))
-    default = _default_agent(agent_kind, agent_command, has_key, config.agent)
-    static = _static_plan(plan_file, task, shard_glob, shard_agents, repo, base, default)
-    llm = (
-        _llm_session(config, model, planner_model, max_subtasks, max_usd, max_tokens)
-        if _uses_claude(static, default)
-        else None
-    )
+    config = _repo_config(source)
+    default = _default_agent(source, bool(os.environ.get("ANTHROPIC_API_KEY")), config.agent)
+    static = _static_plan(source, default)
+    llm = _llm_session(config, source, max_usd, max_tokens) if _uses_claude(static, default) else None
     if llm is None and (max_usd is not None or max_tokens is not None):
         warning = "ci-swarm: warning: --max-usd/--max-tokens limit Claude agents; this run has none"
         click.echo(warning, err=True)
     options = RunOptions(
-        repo=repo,
-        base=base,
+        repo=source.repo,
+        base=source.base,
         max_agents=max_agents or config.max_agents,
         timeout=timeout if timeout is not None else (config.timeout if config.source else None),
         merge_order=MergeOrder(merge_order) if merge_order else None,
@@ -266,14 +267,15 @@ def run(
         branch_prefix=branch_prefix or config.branch_prefix,
         default_agent=default,
     )
-    request = Request(task=task or (static.task if static else ""), source="cli", number=issue or pr)
-    publisher = _publisher(publish, issue, pr, repo, base) if publish else None
+    task = source.task or (static.task if static else "")
+    request = Request(task=task, source="cli", number=issue or pr)
+    publisher = _publisher(publish, issue, pr, source.repo, source.base) if publish else None
     report, comment = execute(
         static, options, default, request, quiet=quiet, llm=llm, publisher=publisher, merge=config.merge
     )
     _write_reports(report, report_json, report_md)
     if publisher is not None:
-        result = publisher.publish(git.open_repo(repo), report, comment)
+        result = publisher.publish(git.open_repo(source.repo), report, comment)
         click.echo(f"published: {result.pr_url or result.branch}")
     sys.exit(exit_code(report))
 
@@ -391,28 +393,14 @@ def _publisher(full_name: str, issue: int | None, pr: int | None, repo: Path, ba
 
 @cli.command("plan", epilog=EXIT_CODES_HELP)
 @_plan_source_options
-def plan_cmd(
-    plan_file: Path | None,
-    task: str | None,
-    shard_glob: str | None,
-    shard_agents: int,
-    repo: Path,
-    base: str,
-    config_file: Path | None,
-    agent_kind: str | None,
-    agent_command: str | None,
-    model: str | None,
-    planner_model: str | None,
-    max_subtasks: int | None,
-) -> None:
+def plan_cmd(source: PlanSource) -> None:
     """Validate a plan (or ask Claude for one) and print its waves and critical path."""
-    config = _repo_config(repo, config_file)
-    default = _default_agent(agent_kind, agent_command, False, config.agent)
-    static = _static_plan(plan_file, task, shard_glob, shard_agents, repo, base, default)
-    plan = static or _plan_only(
-        _llm_session(config, model, planner_model, max_subtasks), Request(task=task or ""), repo
+    config = _repo_config(source)
+    default = _default_agent(source, False, config.agent)
+    plan = _static_plan(source, default) or _plan_only(
+        _llm_session(config, source), Request(task=source.task or ""), source.repo
     )
-    warnings = validate(plan, max_subtasks=max_subtasks)
+    warnings = validate(plan, max_subtasks=source.max_subtasks)
     click.echo(f"plan: {plan.task}")
     if plan.rationale:
         click.echo(f"rationale: {plan.rationale}")
