@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -76,3 +79,26 @@ def show(repo: Path, rev: str, path: str) -> str:
 
 def parents(repo: Path, commit: str) -> list[str]:
     return git.out(repo, "rev-list", "--parents", "-n", "1", commit).split()[1:]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without credentials or service endpoints (ANTHROPIC_*, GITHUB_*), so a
+    test's CLI run talks to nothing it did not set up; ``extra`` adds the ones the test wants."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "GITHUB_"))}
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m ci_swarm ARGS`` as a real subprocess (by default in :func:`clean_env`)."""
+    return subprocess.run(
+        [sys.executable, "-m", "ci_swarm", *args],
+        env=clean_env() if env is None else env,
+        cwd=cwd,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from click.testing import CliRunner
 
 from ci_swarm import git
 from ci_swarm.cli import cli
-from tests.helpers import make_repo, scripted
+from tests.helpers import clean_env, make_repo, run_cli, scripted
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,16 +26,7 @@ def write_plan(path: Path, *subtasks: dict[str, object], **extra: object) -> Pat
 
 
 def ci_swarm(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
-    return subprocess.run(
-        [sys.executable, "-m", "ci_swarm", *args],
-        cwd=cwd,
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_cli(*args, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture
@@ -194,7 +184,7 @@ def test_sigint_cancels_cleanly_and_keeps_committed_work(repo: Path, tmp_path: P
         scripted("done", edits=[{"write": "d.txt", "content": "d\n"}]),
         scripted("stuck", edits=[{"write": "s.txt", "content": "s\n"}], delay=60),
     )
-    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    env = clean_env()
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -6,7 +6,6 @@ No ANTHROPIC_* / GITHUB_* variables reach the child: every run here is scripted 
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -17,21 +16,13 @@ import pytest
 import yaml
 
 from ci_swarm import git
-from tests.helpers import make_repo, scripted
+from tests.helpers import make_repo, run_cli, scripted
 
 FILES = {"README.md": "# r\n\nline\n", "conf.txt": "value = 1\n"}
 
 
 def ci_swarm(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "GITHUB_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "ci_swarm", *args],
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_cli(*args, timeout=timeout)
 
 
 def write_plan(path: Path, *subtasks: dict[str, Any], **extra: Any) -> Path:

@@ -4,7 +4,6 @@ git smart-HTTP pushes, real PyGithub), checked back through PyGithub as a mainta
 from __future__ import annotations
 
 import base64
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import pytest
 import yaml
 
 from ci_swarm import git
-from tests.helpers import USER, make_repo, scripted
+from tests.helpers import USER, clean_env, make_repo, run_cli, scripted
 
 TOKEN = "ghp_LaptopT0kenThatMustNeverBePrinted7"
 FILES = {"README.md": "# demo\n\nintro\n", "conf.txt": "a = 1\nb = 2\nc = 3\nd = 4\ne = 5\n"}
@@ -53,12 +52,10 @@ def test_run_publish_opens_a_pr_with_progress_and_an_anchored_conflict_review(
         ),
     ]
     plan.write_text(yaml.safe_dump({"version": 1, "task": "Tune the config", "subtasks": subtasks}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "GITHUB_"))}
-    env.update(GITHUB_TOKEN=TOKEN, GITHUB_API_URL=base_url)
-    proc = subprocess.run(
-        [sys.executable, "-m", "ci_swarm", "run", "--plan", str(plan), "--repo", str(repo), "--base", "main",
-         "--publish", "octo/demo", "--issue", str(issue.number)],
-        env=env, text=True, capture_output=True, timeout=180, check=False,
+    proc = run_cli(
+        "run", "--plan", str(plan), "--repo", str(repo), "--base", "main",
+        "--publish", "octo/demo", "--issue", str(issue.number),
+        env=clean_env(GITHUB_TOKEN=TOKEN, GITHUB_API_URL=base_url), timeout=180,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr  # success with a recorded conflict
     assert TOKEN not in proc.stdout + proc.stderr
@@ -87,20 +84,7 @@ def test_publish_without_token_is_a_clear_error(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "r", FILES)
     plan = tmp_path / "plan.yml"
     plan.write_text(yaml.safe_dump({"version": 1, "task": "t", "subtasks": [scripted("a")]}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "GITHUB_"))}
-    argv = [
-        sys.executable,
-        "-m",
-        "ci_swarm",
-        "run",
-        "--plan",
-        str(plan),
-        "--repo",
-        str(repo),
-        "--publish",
-        "o/n",
-    ]
-    proc = subprocess.run(argv, env=env, text=True, capture_output=True, timeout=60, check=False)
+    proc = run_cli("run", "--plan", str(plan), "--repo", str(repo), "--publish", "o/n", timeout=60)
     assert proc.returncode == 4
     assert "GITHUB_TOKEN" in proc.stderr
     assert (
@@ -131,12 +115,10 @@ def test_run_publish_onto_an_open_pr_moves_its_branch_and_comments_on_it(
         scripted("docs", "documenter", edits=[{"append": "README.md", "text": "feature docs\n"}]),
     ]
     plan.write_text(yaml.safe_dump({"version": 1, "task": "Test and document it", "subtasks": subtasks}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "GITHUB_"))}
-    env.update(GITHUB_TOKEN=TOKEN, GITHUB_API_URL=base_url)
-    proc = subprocess.run(
-        [sys.executable, "-m", "ci_swarm", "run", "--plan", str(plan), "--repo", str(repo),
-         "--base", "feature", "--publish", "octo/demo", "--pr", str(pr.number), "--quiet"],
-        env=env, text=True, capture_output=True, timeout=180, check=False,
+    proc = run_cli(
+        "run", "--plan", str(plan), "--repo", str(repo),
+        "--base", "feature", "--publish", "octo/demo", "--pr", str(pr.number), "--quiet",
+        env=clean_env(GITHUB_TOKEN=TOKEN, GITHUB_API_URL=base_url), timeout=180,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert TOKEN not in proc.stdout + proc.stderr

@@ -5,7 +5,6 @@ ANTHROPIC_BASE_URL differs."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import pytest
 
 from ci_swarm import git
 from tests.anthropic_helpers import KEY, make_repo, three_subtask_script, write_script
+from tests.helpers import clean_env, run_cli
 
 
 @pytest.fixture
@@ -45,16 +45,7 @@ def fake_api(tmp_path: Path) -> Iterator[str]:
 
 
 def cli(*args: str, base_url: str, key: str = KEY) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "GITHUB_"))}
-    env.update(ANTHROPIC_API_KEY=key, ANTHROPIC_BASE_URL=base_url)
-    return subprocess.run(
-        [sys.executable, "-m", "ci_swarm", *args],
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=180,
-        check=False,
-    )
+    return run_cli(*args, env=clean_env(ANTHROPIC_API_KEY=key, ANTHROPIC_BASE_URL=base_url), timeout=180)
 
 
 def test_run_task_plans_and_runs_claude_agents_and_merges(fake_api: str, tmp_path: Path) -> None:

@@ -5,9 +5,6 @@ from the repository config."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +32,7 @@ from tests.anthropic_helpers import (
     settings,
     three_subtask_script,
 )
+from tests.helpers import clean_env, run_cli
 
 AGENTS_MD = "Agents: run `make check` before finishing. Never touch vendor/.\n"
 COPILOT = "Prefer dataclasses over dicts for records.\n"
@@ -235,13 +233,11 @@ def test_the_cli_passes_the_repository_role_prompts_to_claude_agents(tmp_path: P
     requests carry them (the planner's does not: it has no role)."""
     files = {**SAMPLE_FILES, ".github/ci-swarm.yml": CONFIG, "AGENTS.md": AGENTS_MD}
     repo = make_repo(tmp_path / "repo", files)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "GITHUB_"))}
     with FakeAnthropic(three_subtask_script()) as fake:
-        env.update(ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=fake.base_url)
-        proc = subprocess.run(
-            [sys.executable, "-m", "ci_swarm", "run", "--task", "add greet()", "--repo", str(repo),
-             "--quiet", "--report", str(tmp_path / "r.json")],
-            env=env, text=True, capture_output=True, timeout=180, check=False,
+        report = str(tmp_path / "r.json")
+        proc = run_cli(
+            "run", "--task", "add greet()", "--repo", str(repo), "--quiet", "--report", report,
+            env=clean_env(ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=fake.base_url), timeout=180,
         )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert {s["status"] for s in json.loads((tmp_path / "r.json").read_text())["subtasks"]} == {"succeeded"}
