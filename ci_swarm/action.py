@@ -16,14 +16,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import yaml
@@ -46,10 +44,12 @@ from ci_swarm.errors import (
 from ci_swarm.github import runner
 from ci_swarm.github.event import SELF_MARKER, Job, PullRequestInfo, Refuse, Run, route
 from ci_swarm.models import AgentSpec, MergePolicy, Plan, Request, RunReport
+from ci_swarm.naming import new_run_id
 from ci_swarm.plan import command_argv, plan_from_dict, validate
 from ci_swarm.ports import ProgressEvent, ProgressListener
 from ci_swarm.report import to_markdown
-from ci_swarm.run import RunOptions, new_run_id, run_plan, run_sync
+from ci_swarm.run import RunOptions, run_plan
+from ci_swarm.runtime import catch_sigterm, run_sync, sigterm_interrupts
 from ci_swarm.workspace import check_relative
 
 MAX_CONTEXT_DIFF = 40_000  # characters of a PR's diff given to the planner
@@ -274,28 +274,6 @@ def fan_out(*listeners: ProgressListener | None) -> ProgressListener:
             listener(event)
 
     return listen
-
-
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted("cancelled (SIGTERM)")
-
-
-def catch_sigterm() -> None:
-    """Outside the swarm's own handler (planning, publishing), SIGTERM raises Interrupted. Installed again
-    after each run: asyncio resets the handler it borrowed to the default."""
-    with suppress(ValueError):  # not the main thread: leave signals alone
-        signal.signal(signal.SIGTERM, _raise_interrupted)
-
-
-@contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    try:
-        previous = signal.getsignal(signal.SIGTERM)
-        catch_sigterm()
-        yield
-    finally:
-        with suppress(ValueError, TypeError):
-            signal.signal(signal.SIGTERM, previous)
 
 
 # ------------------------------------------------------------------------------------------- the entry

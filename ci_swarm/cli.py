@@ -14,11 +14,14 @@ from rich.console import Console
 from ci_swarm import errors, git
 from ci_swarm.agents import make_agent_factory
 from ci_swarm.config import Config
+from ci_swarm.errors import exit_code
 from ci_swarm.models import AgentSpec, MergeOrder, MergePolicy, Plan, Request, RunReport
+from ci_swarm.naming import new_run_id
 from ci_swarm.plan import critical_path, load_plan, validate, waves
 from ci_swarm.ports import ProgressEvent
 from ci_swarm.report import print_terminal, write_json, write_markdown
-from ci_swarm.run import RunOptions, exit_code, new_run_id, run_plan, run_sync
+from ci_swarm.run import RunOptions, run_plan
+from ci_swarm.runtime import run_sync
 
 EXIT_CODES_HELP = """\b
 Exit codes:

@@ -22,6 +22,11 @@ Exit codes of a completed run (see README):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ci_swarm.models import RunReport
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_CONFLICTS = 2
@@ -88,3 +93,15 @@ class ForgeError(SwarmError):
 
 class Interrupted(SwarmError):
     exit_code = EXIT_INTERRUPTED
+
+
+def exit_code(report: RunReport) -> int:
+    """A completed run's exit code: 0 success · 2 conflicts recorded · 3 some subtasks did not succeed ·
+    130 interrupted."""
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    if report.failed:
+        return EXIT_FAILED_SUBTASKS
+    if report.conflicts:
+        return EXIT_CONFLICTS
+    return EXIT_OK

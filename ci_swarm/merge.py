@@ -50,11 +50,10 @@ from pathlib import Path, PurePosixPath
 from ci_swarm import git
 from ci_swarm.errors import GitError, RepoError
 from ci_swarm.models import Conflict, ConflictKind, MergePolicy, MergeRecord, MergeStatus, Overlap
+from ci_swarm.naming import ROLE_TRAILER, TRAILER
 from ci_swarm.overlap import FileChange, changes, conflicting, overlaps
 
 MARKER_SIZE = 61  # wide markers: a content line never looks like one
-TRAILER = "Swarm-Subtask"
-ROLE_TRAILER = "Swarm-Role"
 _REGULAR = frozenset({"100644", "100755"})
 _BINARY_PROBE = 8000  # git's buffer_is_binary: a NUL in the first 8000 bytes
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from ci_swarm import git
 from ci_swarm.merge import merge_branches
 from ci_swarm.models import MergePolicy, RunReport, RunStats, SubtaskRecord, SubtaskStatus
-from ci_swarm.run import new_run_id
+from ci_swarm.naming import new_run_id
 
 
 def merge_report(

@@ -14,24 +14,21 @@ cancelled agent, marked as such); branches are never deleted; worktrees are alwa
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import os
-import secrets
 import shutil
-import signal
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ci_swarm import git
-from ci_swarm.errors import Interrupted, RepoError, SwarmError
-from ci_swarm.merge import ROLE_TRAILER, TRAILER, MergeQueue
+from ci_swarm.concurrency import in_thread
+from ci_swarm.errors import RepoError, SwarmError
+from ci_swarm.merge import MergeQueue
 from ci_swarm.models import (
     AgentOutcome,
     AgentSpec,
@@ -46,12 +43,13 @@ from ci_swarm.models import (
     SubtaskStatus,
     Usage,
 )
+from ci_swarm.naming import agent_branch, agent_identity, commit_message, integration_branch, new_run_id
 from ci_swarm.plan import serialize_overlaps, validate
 from ci_swarm.ports import AgentContext, AgentFactory, ProgressEvent, ProgressListener
+from ci_swarm.runtime import run_sync
 from ci_swarm.schedule import Job, JobResult, SchedEvent, Scheduler
 from ci_swarm.workspace import Workspace
 
-EXIT_OK, EXIT_CONFLICTS, EXIT_FAILED = 0, 2, 3
 T = TypeVar("T")
 
 
@@ -72,32 +70,6 @@ class RunOptions:
 
 class AgentFailed(Exception):
     """Raised inside a scheduler job so the scheduler records the subtask as failed."""
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
-
-
-def integration_branch(prefix: str, run_id: str) -> str:
-    return f"{prefix}/{run_id}"
-
-
-def agent_branch(prefix: str, run_id: str, subtask_id: str) -> str:
-    # git cannot hold refs/heads/swarm/<id> and refs/heads/swarm/<id>/<sub> at once (a ref is not a directory)
-    return f"{prefix}/{run_id}-agents/{subtask_id}"
-
-
-def commit_message(sub: Subtask, run_id: str, note: str = "") -> str:
-    title = f"{sub.role}: {sub.title or sub.id}"
-    if note:
-        title = f"{title} [{note}]"
-    body = sub.instructions.strip()
-    trailers = f"{TRAILER}: {sub.id}\n{ROLE_TRAILER}: {sub.role}\nSwarm-Run: {run_id}"
-    return f"{title}\n\n{body}\n\n{trailers}\n" if body else f"{title}\n\n{trailers}\n"
-
-
-def agent_identity(sub: Subtask) -> git.Identity:
-    return git.Identity(f"ci-swarm {sub.role} ({sub.id})", git.SWARM_EMAIL)
 
 
 @dataclass
@@ -206,7 +178,7 @@ class Orchestrator:
         job_started = time.monotonic()  # the scheduler's timeout covers the worktree add too
         ws = Workspace(tree, branch, start, sub.id, sub.paths)
         try:
-            await _in_thread(self._add_worktree, tree, branch, start)
+            await in_thread(self._add_worktree, tree, branch, start)
         except (
             asyncio.CancelledError
         ):  # cancelled while the worktree was being made: it was finished, drop it
@@ -227,13 +199,13 @@ class Orchestrator:
             raise
         except BaseException:
             self._stop_clock(sub)
-            await _in_thread(self._commit, sub, ws, "crashed")
+            await in_thread(self._commit, sub, ws, "crashed")
             self._defer_removal(ws)
             raise
         self._stop_clock(sub)
         self.p.outcome[sub.id] = outcome
         if not outcome.ok:
-            await _in_thread(self._commit, sub, ws, "failed")
+            await in_thread(self._commit, sub, ws, "failed")
             self._defer_removal(ws)
             raise AgentFailed(outcome.error or "agent reported failure")
         # the agent's slot is free now; committing and queueing for the merge happen beside the next agent
@@ -242,7 +214,7 @@ class Orchestrator:
 
     async def _land(self, sub: Subtask, ws: Workspace) -> None:
         """Commit a finished agent's work, queue it for the merge, remove its worktree."""
-        await _in_thread(self._commit, sub, ws, "")
+        await in_thread(self._commit, sub, ws, "")
         self._defer_removal(ws)
         self.ok[sub.id] = sub.id in self.p.commit
         if self.ok[sub.id]:
@@ -437,32 +409,6 @@ class Orchestrator:
         )
 
 
-async def _in_thread(fn: Callable[..., None], *args: Any) -> None:
-    """Run blocking git work in the loop's executor. If cancelled meanwhile, wait for the work anyway when it
-    had started, so that a branch, worktree or commit is never left half-made; work that had not started yet
-    is simply dropped (it never runs)."""
-    loop = asyncio.get_running_loop()
-    job: concurrent.futures.Future[None] = concurrent.futures.Future()
-
-    def call() -> None:
-        if not job.set_running_or_notify_cancel():
-            return  # cancelled before it started
-        try:
-            fn(*args)
-        except BaseException as exc:
-            job.set_exception(exc)
-        else:
-            job.set_result(None)
-
-    loop.run_in_executor(None, call)
-    try:
-        await asyncio.wrap_future(job)
-    except asyncio.CancelledError:
-        if not job.cancelled():  # it was running: let it finish (its result is not needed)
-            concurrent.futures.wait([job])
-        raise
-
-
 def topological_order(plan: Plan) -> tuple[str, ...]:
     """Plan order, except that a subtask always comes after its dependencies (stable)."""
     placed: list[str] = []
@@ -488,33 +434,6 @@ async def run_plan(
     return await Orchestrator(plan, options, agents, listener, request).run()
 
 
-def run_sync(main: Callable[[], Awaitable[T]], on_interrupt: Callable[[], None] | None = None) -> T:
-    """Run ``main()`` in a fresh event loop; SIGINT / SIGTERM cancel it. The orchestrator turns that
-    cancellation into a report of what was done; anywhere else (planning, say) it becomes Interrupted."""
-
-    async def wrapper() -> T:
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        installed = []
-        if threading.current_thread() is threading.main_thread() and task is not None:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
-                    loop.add_signal_handler(sig, _cancel, task, on_interrupt)
-                    installed.append(sig)
-                except (NotImplementedError, RuntimeError):
-                    pass
-        try:
-            return await main()
-        finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-
-    try:
-        return asyncio.run(wrapper())
-    except asyncio.CancelledError as exc:
-        raise Interrupted("interrupted before any agent work was committed") from exc
-
-
 def run_plan_sync(
     plan: Plan,
     options: RunOptions,
@@ -525,24 +444,3 @@ def run_plan_sync(
 ) -> RunReport:
     """Run a plan in a fresh event loop; SIGINT / SIGTERM cancel the run cleanly and still return a report."""
     return run_sync(lambda: run_plan(plan, options, agents, listener, request), on_interrupt)
-
-
-def _cancel(task: asyncio.Task[Any], on_interrupt: Callable[[], None] | None) -> None:
-    if on_interrupt:
-        on_interrupt()
-    task.cancel()
-
-
-def exit_code(report: RunReport) -> int:
-    """0 success · 2 success with conflicts recorded · 3 some subtasks did not succeed · 130 interrupted."""
-    if report.interrupted:
-        return 130
-    if report.failed:
-        return EXIT_FAILED
-    if report.conflicts:
-        return EXIT_CONFLICTS
-    return EXIT_OK
-
-
-def default_workers() -> int:
-    return max(2, (os.cpu_count() or 2))

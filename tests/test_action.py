@@ -22,7 +22,7 @@ from ci_swarm.config import Budget, Config, config_from_text
 from ci_swarm.errors import PlanError, UsageError
 from ci_swarm.github.event import SELF_MARKER
 from ci_swarm.models import AgentSpec
-from ci_swarm.run import agent_branch
+from ci_swarm.naming import agent_branch
 from ci_swarm.testing.anthropic_script import ScriptedSubtask, edit_file_call, task_script, write_file_call
 from ci_swarm.testing.fake_anthropic import FakeAnthropic
 from tests.act_helpers import (

@@ -8,10 +8,10 @@ import pytest
 
 from ci_swarm import git
 from ci_swarm.agents import make_agent_factory
-from ci_swarm.errors import PlanError, RepoError
+from ci_swarm.errors import PlanError, RepoError, exit_code
 from ci_swarm.models import AgentSpec, MergeOrder, MergeStatus, Plan, RunReport, SubtaskStatus
 from ci_swarm.ports import ProgressEvent
-from ci_swarm.run import RunOptions, exit_code, run_plan_sync
+from ci_swarm.run import RunOptions, run_plan_sync
 from tests.helpers import make_repo, parents, plan_of, scripted, show, snapshot
 
 BASE_FILES = {
@@ -273,7 +273,7 @@ def test_cancelled_git_work_that_never_started_is_dropped_and_started_work_is_fi
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from ci_swarm.run import _in_thread
+    from ci_swarm.concurrency import in_thread as _in_thread
 
     ran: list[str] = []
     gate = threading.Event()
