@@ -455,13 +455,14 @@ class Action:
 
     def publisher(self, config: Config, run: Run, job: Job) -> Any:
         from ci_swarm.github.publish import Target
+        from ci_swarm.merge_only import remerge
 
         if run.pr is not None:
             target = Target(run.repo, pr=run.pr.number, comment_id=run.comment_id)
         else:
             target = Target(run.repo, issue=run.issue, comment_id=run.comment_id)
         template = f"{config.branch_prefix}/maintenance/{job.name}" if job.name else "{integration_branch}"
-        return self.github.publisher(target, branch_template=template)
+        return self.github.publisher(target, branch_template=template, remerge=remerge)
 
     def resolve_base(self, repo: Path, run: Run) -> tuple[str, str]:
         """The branch the work starts from and its commit, fetched from the repository's clone URL."""

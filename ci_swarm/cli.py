@@ -373,6 +373,7 @@ def _publisher(full_name: str, issue: int | None, pr: int | None, repo: Path, ba
     import os
 
     from ci_swarm.github.publish import Publisher, Target
+    from ci_swarm.merge_only import remerge
 
     if full_name.count("/") != 1 or not all(full_name.split("/")):
         raise errors.UsageError(f"--publish takes OWNER/NAME, got {full_name!r}")
@@ -387,7 +388,11 @@ def _publisher(full_name: str, issue: int | None, pr: int | None, repo: Path, ba
         git.current_branch(root) if base == "HEAD" else base if git.branch_exists(root, base) else None
     )
     return Publisher(
-        api, token, Target(full_name, issue=issue, pr=pr), base_branch=None if pr else base_branch
+        api,
+        token,
+        Target(full_name, issue=issue, pr=pr),
+        base_branch=None if pr else base_branch,
+        remerge=remerge,
     )
 
 

@@ -1,15 +1,32 @@
-"""`ci-swarm merge BRANCH... --base REV`: the merge phase alone, on existing branches, same report."""
+"""The merge queue run over commits that already exist: ``ci-swarm merge`` and publishing's re-merge.
+
+* :func:`merge_report` / :func:`merge_branches` — ``ci-swarm merge BRANCH... --base REV``: the merge phase
+  alone, on existing branches, with the run's report.
+* :func:`remerge` — a finished run's merges re-run, in their order, onto a new tip (publishing calls it,
+  through the :class:`ci_swarm.ports.Remerge` it is given, when the target branch moved while the swarm ran).
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
 
 from ci_swarm import git
-from ci_swarm.merge import merge_branches
-from ci_swarm.models import MergePolicy, RunReport, RunStats, SubtaskRecord, SubtaskStatus
-from ci_swarm.naming import new_run_id
+from ci_swarm.errors import GitError, RepoError
+from ci_swarm.merge import MergeQueue
+from ci_swarm.models import (
+    MergePolicy,
+    MergeRecord,
+    MergeStatus,
+    Overlap,
+    RunReport,
+    RunStats,
+    SubtaskRecord,
+    SubtaskStatus,
+)
+from ci_swarm.naming import ROLE_TRAILER, TRAILER, new_run_id
 
 
 def merge_report(
@@ -47,4 +64,68 @@ def merge_report(
         merges=merges,
         overlap=overlaps,
         merge_policy=policy,
+    )
+
+
+def merge_branches(
+    repo: Path, branches: Sequence[str], base: str, integration_branch: str, policy: MergePolicy
+) -> tuple[str, tuple[MergeRecord, ...], tuple[Overlap, ...]]:
+    """Create ``integration_branch`` at ``base`` and merge ``branches`` onto it in order.
+
+    A branch's subtask id is its tip's ``Swarm-Subtask`` trailer, else the last component of its name
+    (made unique with the full name when two collide); its role the ``Swarm-Role`` trailer, else
+    "agent"; its start the merge base with ``base``. Returns (tip, merge records, overlap rows).
+    """
+    base_commit = git.rev_parse(repo, base)
+    plan = [_branch_info(repo, name, base_commit) for name in branches]
+    ids: dict[str, str] = {}
+    for name, (sub_id, _, _, _) in zip(branches, plan, strict=True):
+        ids[name] = name if sub_id in ids.values() else sub_id
+    roles = {ids[name]: role for name, (_, role, _, _) in zip(branches, plan, strict=True)}
+    git.create_branch(repo, integration_branch, base_commit)
+    queue = MergeQueue(repo, integration_branch, base_commit, policy, roles)
+    records = tuple(
+        queue.merge(ids[name], commit, start, order)
+        for order, (name, (_, _, commit, start)) in enumerate(zip(branches, plan, strict=True), start=1)
+    )
+    return queue.tip, records, queue.overlaps
+
+
+def _branch_info(repo: Path, name: str, base_commit: str) -> tuple[str, str, str, str]:
+    """(subtask id, role, commit, start commit) of one branch; RepoError naming an unknown one."""
+    commit = git.try_rev_parse(repo, name)
+    if commit is None:
+        raise RepoError(f"unknown branch {name!r} in {repo}")
+    try:
+        start = git.merge_base(repo, base_commit, commit)
+    except GitError as exc:
+        raise RepoError(f"branch {name!r} shares no history with the base {base_commit[:12]}") from exc
+    sub_id = git.trailer(repo, commit, TRAILER) or PurePosixPath(name).name
+    role = git.trailer(repo, commit, ROLE_TRAILER) or "agent"
+    return sub_id, role, commit, start
+
+
+def remerge(repo: Path, report: RunReport, tip: str) -> RunReport:
+    """``report``'s merges re-run, in their order, onto ``tip`` on the branch
+    ``<integration branch>-onto-<tip[:10]>`` (created at ``tip`` if missing); skipped merges stay out."""
+    branch = f"{report.integration_branch}-onto-{tip[:10]}"
+    if not git.branch_exists(repo, branch):
+        git.create_branch(repo, branch, tip)
+    roles = {s.id: s.role for s in report.subtasks}
+    queue = MergeQueue(repo, branch, tip, report.merge_policy, roles)
+    subs = {s.id: s for s in report.subtasks}
+    merges = []
+    for order, m in enumerate(sorted(report.merges, key=lambda m: m.order), 1):
+        sub = subs.get(m.subtask)
+        if sub is None or not sub.commit or m.status is MergeStatus.SKIPPED:
+            continue
+        merges.append(queue.merge(sub.id, sub.commit, sub.start_commit, order))
+    note = f"re-merged onto {tip[:10]} (the target branch moved while the swarm ran)"
+    return replace(
+        report,
+        integration_branch=branch,
+        integration_commit=queue.tip,
+        merges=tuple(merges),
+        overlap=queue.overlaps,
+        notes=(*report.notes, note),
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ci_swarm.models import AgentOutcome, Plan, Request, Subtask
+from ci_swarm.models import AgentOutcome, Plan, Request, RunReport, Subtask
 from ci_swarm.workspace import Workspace
 
 
@@ -57,3 +57,11 @@ class ProgressEvent:
 
 class ProgressListener(Protocol):
     def __call__(self, event: ProgressEvent) -> None: ...
+
+
+class Remerge(Protocol):
+    """Publishing's re-merge: ``report``'s merges re-run, in their order, onto ``tip`` (the target branch
+    moved while the swarm ran); the report as re-merged. The core's is :func:`ci_swarm.merge_only.remerge`;
+    the entry points give it to the publisher, which never imports the merge queue."""
+
+    def __call__(self, repo: Path, report: RunReport, tip: str) -> RunReport: ...

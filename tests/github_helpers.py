@@ -18,6 +18,7 @@ import pytest
 from ci_swarm import git
 from ci_swarm.github.client import RetrySettings
 from ci_swarm.github.publish import Publisher, Target
+from ci_swarm.merge_only import remerge
 from ci_swarm.models import (
     Conflict,
     MergeRecord,
@@ -65,6 +66,7 @@ class Hub:
         kwargs.setdefault("retry", FAST_RETRY)
         kwargs.setdefault("progress_interval", 0.05)
         kwargs.setdefault("env", {})
+        kwargs.setdefault("remerge", remerge)
         return Publisher(self.fake.base_url, token or self.token, target or Target(self.name), **kwargs)
 
     def remote_sha(self, branch: str) -> str | None:

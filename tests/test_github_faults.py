@@ -165,12 +165,12 @@ def test_target_that_keeps_moving_gives_up_after_bounded_attempts(hub: Hub) -> N
     git.run(hub.bare, "branch", "swarm/r1", "main")
     calls: list[str] = []
 
-    def remerge(rep: RunReport, tip: str) -> RunReport:
+    def remerge(repo: Path, rep: RunReport, tip: str) -> RunReport:
         calls.append(tip)
         _upstream_edit(hub, "swarm/r1")  # and someone pushes again before we do
-        from ci_swarm.github.publish import remerge_onto
+        from ci_swarm.merge_only import remerge as core_remerge
 
-        return remerge_onto(hub.work)(rep, tip)
+        return core_remerge(repo, rep, tip)
 
     pub = hub.publisher(push_attempts=3, remerge=remerge)
     with pytest.raises(ForgeError, match=r"kept moving \(3 attempts\)"):

@@ -9,16 +9,12 @@ from pathlib import Path
 import pytest
 
 from ci_swarm import git
+from ci_swarm.diff3 import MARKER_SIZE, Block, fix_eof, parse_diff3
 from ci_swarm.errors import RepoError
-from ci_swarm.merge import (
-    MARKER_SIZE,
-    Block,
-    MergeQueue,
-    fix_eof,
-    merge_branches,
-    parse_diff3,
-)
+from ci_swarm.merge import MergeQueue
+from ci_swarm.merge_only import merge_branches
 from ci_swarm.models import ConflictKind, MergePolicy, MergeRecord, MergeStatus, OverlapKind
+from ci_swarm.resolve import Stage, other
 from tests.merge_helpers import Content, branch, commit, edit_lines, init_repo, lines, random_edit, read
 
 INTEGRATION = "swarm/run1"
@@ -581,3 +577,11 @@ def test_rename_with_a_conflicting_edit_is_resolved_hunk_by_hunk_at_the_new_name
     )
     assert read(repo, queue.tip, "new.py") == edit_lines(body, {5: "x5", 20: "y20"})
     assert records[1].predicted_conflicts == ("old.py",)
+
+
+def test_stages_are_named_as_git_numbers_them_and_sides_swap() -> None:
+    assert (Stage.BASE, Stage.OURS, Stage.THEIRS) == (1, 2, 3)
+    assert other(Stage.OURS) is Stage.THEIRS
+    assert other(Stage.THEIRS) is Stage.OURS
+    with pytest.raises(ValueError, match="base"):
+        other(Stage.BASE)

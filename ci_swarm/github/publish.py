@@ -2,7 +2,7 @@
 
 ::
 
-    pub = Publisher(api_url, token, Target("owner/name", issue=12))
+    pub = Publisher(api_url, token, Target("owner/name", issue=12), remerge=remerge)
     progress = pub.start(request, run_id, plan.subtasks)      # 👀 + the live progress comment
     report = run_plan_sync(plan, options, agents, progress, request)
     result = pub.publish(repo, report, progress)               # push, PR, review, final comment, 🚀/😕
@@ -10,29 +10,31 @@
 From an issue (or the CLI): a PR from the run's branch into the base, created or updated. From a PR: the
 commits go onto the PR's own branch (same repository only), the PR body is left alone, and the summary
 goes into the progress comment. Every PyGithub error is mapped to a one-line ForgeError at this boundary.
+When the target branch moved while the swarm ran, the run is re-merged onto the new tip by the injected
+``remerge`` (:class:`ci_swarm.ports.Remerge`; the entry points pass :func:`ci_swarm.merge_only.remerge`).
 """
 
 from __future__ import annotations
 
-import importlib
+import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import github
 from github.PullRequest import PullRequest
 from github.Repository import Repository
 
-from ci_swarm import git
 from ci_swarm.errors import ForgeError, SwarmError
 from ci_swarm.github import review as rv
 from ci_swarm.github import runner
 from ci_swarm.github.client import DEFAULT_RETRY, RetrySettings, describe, forge_call, make_github, status_of
 from ci_swarm.github.progress import ProgressComment, initial_state, render, workflow_run_url
-from ci_swarm.github.pushing import Remerge, push_agents, push_integration
-from ci_swarm.models import MergeRecord, MergeStatus, Overlap, Request, RunReport, Subtask, Usage
+from ci_swarm.github.pushing import push_agents, push_integration
+from ci_swarm.models import Request, RunReport, Subtask, Usage
+from ci_swarm.ports import Remerge
 from ci_swarm.report import headline, to_markdown
 
 log = logging.getLogger(__name__)
@@ -70,47 +72,6 @@ class PublishResult:
     landed: bool = True  # False: pushed elsewhere (PR closed, fork) or nothing to propose
 
 
-class _Queue(Protocol):
-    @property
-    def tip(self) -> str: ...
-
-    @property
-    def overlaps(self) -> tuple[Overlap, ...]: ...
-
-    def merge(self, subtask_id: str, branch_commit: str, start_commit: str, order: int) -> MergeRecord: ...
-
-
-def remerge_onto(repo: Path) -> Remerge:
-    """Re-run a report's merges, in their order, onto a new tip (``ci_swarm.merge.MergeQueue``)."""
-
-    def remerge(report: RunReport, tip: str) -> RunReport:
-        branch = f"{report.integration_branch}-onto-{tip[:10]}"
-        if not git.branch_exists(repo, branch):
-            git.create_branch(repo, branch, tip)
-        roles = {s.id: s.role for s in report.subtasks}
-        queue: _Queue = importlib.import_module("ci_swarm.merge").MergeQueue(
-            repo, branch, tip, report.merge_policy, roles
-        )
-        subs = {s.id: s for s in report.subtasks}
-        merges = []
-        for order, m in enumerate(sorted(report.merges, key=lambda m: m.order), 1):
-            sub = subs.get(m.subtask)
-            if sub is None or not sub.commit or m.status is MergeStatus.SKIPPED:
-                continue
-            merges.append(queue.merge(sub.id, sub.commit, sub.start_commit, order))
-        note = f"re-merged onto {tip[:10]} (the target branch moved while the swarm ran)"
-        return replace(
-            report,
-            integration_branch=branch,
-            integration_commit=queue.tip,
-            merges=tuple(merges),
-            overlap=queue.overlaps,
-            notes=(*report.notes, note),
-        )
-
-    return remerge
-
-
 def pr_title(report: RunReport) -> str:
     request = report.request
     text = (request.title if request and request.title else report.task).strip().splitlines()
@@ -140,7 +101,7 @@ class Publisher:
         retry: RetrySettings = DEFAULT_RETRY,
         progress_interval: float = 5.0,
         push_attempts: int = 3,
-        remerge: Remerge | None = None,
+        remerge: Remerge,
         env: Mapping[str, str] | None = None,
         client: github.Github | None = None,
     ) -> None:
@@ -270,7 +231,7 @@ class Publisher:
     ) -> tuple[RunReport, tuple[str, ...], tuple[str, ...]]:
         url = self.repo.clone_url
         agents = push_agents(repo, url, report, self.token)
-        remerge = self._remerge or remerge_onto(repo)
+        remerge = functools.partial(self._remerge, repo)
         outcome = push_integration(repo, url, report, branch, self.token, remerge, self.push_attempts)
         return outcome.report, (branch, *agents), outcome.notes
 

@@ -15,6 +15,7 @@ from ci_swarm.github.client import forge_call, make_github
 from ci_swarm.github.event import PullRequestInfo
 from ci_swarm.github.publish import Publisher, Target
 from ci_swarm.github.pushing import fetch_tip
+from ci_swarm.ports import Remerge
 
 
 class GithubAccess:
@@ -115,13 +116,16 @@ class ActionGitHub:
         except GitError as exc:
             raise ForgeError(f"replacing {branch} on {self.full_name} failed: {exc}") from exc
 
-    def publisher(self, target: Target, *, branch_template: str, base_branch: str | None = None) -> Publisher:
+    def publisher(
+        self, target: Target, *, branch_template: str, remerge: Remerge, base_branch: str | None = None
+    ) -> Publisher:
         return Publisher(
             self.api_url,
             self.token,
             target,
             branch_template=branch_template,
             base_branch=base_branch,
+            remerge=remerge,
             env=self._env,
             client=self.gh,
         )
