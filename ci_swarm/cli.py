@@ -1,27 +1,38 @@
-"""The click CLI. Thin: parse, build options, call one function, map errors to exit codes."""
+"""The click CLI. Thin: parse, build options, call the service (:mod:`ci_swarm.service`), print, and map
+errors to exit codes."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 
 from ci_swarm import errors, git
-from ci_swarm.agents import make_agent_factory
 from ci_swarm.config import Config
 from ci_swarm.errors import exit_code
 from ci_swarm.models import AgentSpec, MergeOrder, MergePolicy, Plan, Request, RunReport
-from ci_swarm.naming import new_run_id
 from ci_swarm.plan import critical_path, load_plan, validate, waves
-from ci_swarm.ports import ProgressEvent
+from ci_swarm.ports import ModelSession, ProgressListener
 from ci_swarm.report import print_terminal, write_json, write_markdown
-from ci_swarm.run import RunOptions, run_plan
-from ci_swarm.runtime import run_sync
+from ci_swarm.run import RunOptions
+from ci_swarm.service import (
+    CommandPolicy,
+    RunRequest,
+    ServiceOptions,
+    Watch,
+    needs_model,
+    plan_request,
+    run_request,
+)
+
+if TYPE_CHECKING:
+    from ci_swarm.github.publish import Publisher
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -169,11 +180,12 @@ def _repo_config(source: PlanSource) -> Config:
     return load_config(root / ".github" / "ci-swarm.yml", missing_ok=True)
 
 
-def _llm_session(
+def _model_session(
     config: Config, source: PlanSource, max_usd: float | None = None, max_tokens: int | None = None
-) -> Any:
-    """One LLMSession (client, shared limiter, accounting, budget) for the whole command: the repository's
-    config (allowed commands, role prompts, budgets, models), overridden by the flags given."""
+) -> ModelSession:
+    """The factory the service calls when a run needs a model: one LLMSession (client, shared limiter,
+    accounting, budget) for the whole command, from the repository's config (allowed commands, role prompts,
+    budgets, models) overridden by the flags given."""
     from ci_swarm.llm.session import LLMSession, LLMSettings
 
     settings = LLMSettings.from_config(
@@ -185,12 +197,6 @@ def _llm_session(
         max_tokens=max_tokens,
     )
     return LLMSession.from_env(settings)
-
-
-def _uses_claude(plan: Plan | None, default: AgentSpec) -> bool:
-    if plan is None or default.kind == "claude":
-        return True
-    return any(s.agent is not None and s.agent.kind == "claude" for s in plan.subtasks)
 
 
 def _default_agent(source: PlanSource, has_key: bool, configured: AgentSpec | None = None) -> AgentSpec:
@@ -254,8 +260,7 @@ def run(
     config = _repo_config(source)
     default = _default_agent(source, bool(os.environ.get("ANTHROPIC_API_KEY")), config.agent)
     static = _static_plan(source, default)
-    llm = _llm_session(config, source, max_usd, max_tokens) if _uses_claude(static, default) else None
-    if llm is None and (max_usd is not None or max_tokens is not None):
+    if not needs_model(static, default) and (max_usd is not None or max_tokens is not None):
         warning = "ci-swarm: warning: --max-usd/--max-tokens limit Claude agents; this run has none"
         click.echo(warning, err=True)
     options = RunOptions(
@@ -266,90 +271,39 @@ def run(
         merge_order=MergeOrder(merge_order) if merge_order else None,
         fail_fast=fail_fast,
         serialize_overlaps=serialize_overlaps,
-        run_id=run_id or (new_run_id() if publish else None),  # the progress comment names it up front
+        run_id=run_id,  # with a publisher the service names one up front (the progress comment shows it)
         branch_prefix=branch_prefix or config.branch_prefix,
         default_agent=default,
     )
     task = source.task or (static.task if static else "")
     request = Request(task=task, source="cli", number=issue or pr)
     publisher = _publisher(publish, issue, pr, source.repo, source.base) if publish else None
-    report, comment = execute(
-        static, options, default, request, quiet=quiet, llm=llm, publisher=publisher, merge=config.merge
+    console = Console(stderr=True)
+    wiring = ServiceOptions(
+        commands=CommandPolicy(trust_plan_commands=True),
+        session=lambda: _model_session(config, source, max_usd, max_tokens),
+        progress=publisher,
+        watch=_terminal(console, quiet),
+        on_plan=lambda plan, planned: _print_plan(plan, console) if planned and not quiet else None,
     )
-    _write_reports(report, report_json, report_md)
+    outcome = run_request(RunRequest(request, options, static, merge=config.merge), wiring)
+    if not quiet:
+        print_terminal(outcome.report, console)
+    _write_reports(outcome.report, report_json, report_md)
     if publisher is not None:
-        result = publisher.publish(git.open_repo(source.repo), report, comment)
+        result = publisher.publish(git.open_repo(source.repo), outcome.report, outcome.progress)
         click.echo(f"published: {result.pr_url or result.branch}")
-    sys.exit(exit_code(report))
+    sys.exit(exit_code(outcome.report))
 
 
-def execute(
-    plan: Plan | None,
-    options: RunOptions,
-    default: AgentSpec,
-    request: Request,
-    *,
-    quiet: bool,
-    llm: Any = None,
-    publisher: Any = None,
-    merge: MergePolicy | None = None,
-    console: Console | None = None,
-) -> tuple[RunReport, Any]:
-    """Plan (with Claude when ``plan`` is None) and run, in one event loop with one LLM session. With a
-    publisher, the progress comment is started once the plan is known and follows the run.
-    Returns the report and the progress comment (or None)."""
+def _terminal(console: Console, quiet: bool) -> Watch:
+    """The live table on a terminal (plain lines otherwise); nothing with --quiet."""
     from ci_swarm.progress import TerminalProgress
 
-    console = console or Console(stderr=True)
-    extra = {"claude": llm.agent_backend()} if llm is not None else {}
-    factory = make_agent_factory(default, extra)
-    comment: Any = None
+    def watch(plan: Plan) -> AbstractContextManager[ProgressListener | None]:
+        return nullcontext(None) if quiet else TerminalProgress(console, plan.subtasks)
 
-    async def go() -> RunReport:
-        nonlocal comment
-        try:
-            chosen = plan or await llm.planner().plan(request, git.open_repo(options.repo))
-            if plan is None and merge is not None:  # a planned plan follows the repository's merge policy
-                chosen = replace(chosen, merge=merge)
-            if plan is None and not quiet:
-                _print_plan(chosen, console)
-            if publisher is not None:
-                usage = llm.usage if llm is not None else None
-                comment = publisher.start(request, options.run_id, chosen.subtasks, usage=usage)
-            with TerminalProgress(console, chosen.subtasks, live=False if quiet else None) as terminal:
-                listeners = [listener for listener in (None if quiet else terminal, comment) if listener]
-
-                def listener(event: ProgressEvent) -> None:
-                    for each in listeners:
-                        each(event)
-
-                return await run_plan(chosen, options, factory, listener, request)
-        finally:
-            if llm is not None:
-                await llm.aclose()
-
-    report = run_sync(go)
-    if llm is not None:
-        report = replace(
-            report,
-            usage=llm.usage(),
-            notes=report.notes + tuple(llm.notes()),
-            budget_stopped=report.budget_stopped or llm.budget_reason() is not None,
-        )
-    if not quiet:
-        print_terminal(report, console)
-    return report, comment
-
-
-def _plan_only(llm: Any, request: Request, repo: Path) -> Plan:
-    async def go() -> Plan:
-        try:
-            plan: Plan = await llm.planner().plan(request, git.open_repo(repo))
-            return plan
-        finally:
-            await llm.aclose()
-
-    return run_sync(go)
+    return watch
 
 
 def _print_plan(plan: Plan, console: Console) -> None:
@@ -368,7 +322,7 @@ def _write_reports(report: RunReport, report_json: Path | None, report_md: Path 
         write_markdown(report, report_md)
 
 
-def _publisher(full_name: str, issue: int | None, pr: int | None, repo: Path, base: str) -> Any:
+def _publisher(full_name: str, issue: int | None, pr: int | None, repo: Path, base: str) -> Publisher:
     """A Publisher for ``--publish OWNER/NAME`` (token from GITHUB_TOKEN, API from GITHUB_API_URL)."""
     import os
 
@@ -405,8 +359,8 @@ def plan_cmd(source: PlanSource) -> None:
     """Validate a plan (or ask Claude for one) and print its waves and critical path."""
     config = _repo_config(source)
     default = _default_agent(source, False, config.agent)
-    plan = _static_plan(source, default) or _plan_only(
-        _llm_session(config, source), Request(task=source.task or ""), source.repo
+    plan = _static_plan(source, default) or plan_request(
+        Request(task=source.task or ""), source.repo, lambda: _model_session(config, source)
     )
     warnings = validate(plan, max_subtasks=source.max_subtasks)
     click.echo(f"plan: {plan.task}")

@@ -16,12 +16,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from ci_swarm import git
-from ci_swarm.agents import make_agent_factory
-from ci_swarm.models import AgentSpec, Request, RunReport, SubtaskStatus
+from ci_swarm.models import Request, RunReport, SubtaskStatus
 from ci_swarm.plan import plan_from_dict
 from ci_swarm.progress import TerminalProgress
 from ci_swarm.report import print_terminal
-from ci_swarm.run import RunOptions, run_plan_sync
+from ci_swarm.run import RunOptions
+from ci_swarm.service import CommandPolicy, RunRequest, ServiceOptions, run_request
 
 SAMPLE_FILES = {
     "README.md": """# acme-greeter
@@ -173,9 +173,11 @@ def run_demo(
         f"deployer), at most {max_agents} at once; the tester waits for the builder's merge\n"
     )
     options = RunOptions(repo=repo, base="main", max_agents=max_agents, workdir=root / "worktrees")
-    factory = make_agent_factory(AgentSpec("scripted"))
-    with TerminalProgress(console, plan.subtasks) as progress:
-        report = run_plan_sync(plan, options, factory, progress, Request(plan.task, source="demo"))
+    wiring = ServiceOptions(  # the demo's plan is ours; its scripted agents need no model
+        commands=CommandPolicy(trust_plan_commands=True),
+        watch=lambda chosen: TerminalProgress(console, chosen.subtasks),
+    )
+    report = run_request(RunRequest(Request(plan.task, source="demo"), options, plan), wiring).report
     console.print()
     print_terminal(report, console)
     _timeline(report, console)

@@ -1,17 +1,19 @@
-"""The seams the core defines and adapters implement (agents, planners, progress listeners).
+"""The seams the core defines and adapters implement (agents, planners, progress listeners, the model
+session, the publisher and its progress comment).
 
-The core (plan, schedule, merge, report, run) only ever sees these Protocols; the anthropic and
-PyGithub adapters live in ``ci_swarm.llm``, ``ci_swarm.agents.claude`` and ``ci_swarm.github``.
+The core (plan, schedule, merge, report, run, service) only ever sees these Protocols; the anthropic and
+PyGithub adapters live in ``ci_swarm.llm``, ``ci_swarm.agents.claude`` and ``ci_swarm.github``, and the entry
+points (``cli.py``, ``action.py``) create them through small factories imported inside functions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ci_swarm.models import AgentOutcome, Plan, Request, RunReport, Subtask
+from ci_swarm.models import AgentOutcome, AgentSpec, Plan, Request, RunReport, Subtask, Usage
 from ci_swarm.workspace import Workspace
 
 
@@ -65,3 +67,80 @@ class Remerge(Protocol):
     the entry points give it to the publisher, which never imports the merge queue."""
 
     def __call__(self, repo: Path, report: RunReport, tip: str) -> RunReport: ...
+
+
+class ProgressComment(ProgressListener, Protocol):
+    """A progress listener that lives somewhere else (the sticky GitHub comment): finished once, with a
+    final Markdown text, the final usage and the phase (``finished`` / ``interrupted``)."""
+
+    @property
+    def failures(self) -> tuple[str, ...]:
+        """Edits that failed (the run went on); the publisher names the last one."""
+        ...
+
+    def finish(self, extra: str = "", *, usage: Usage | None = None, phase: str = "finished") -> None: ...
+
+
+class ProgressStarter(Protocol):
+    """Starts the progress comment once the plan is known (what the service needs of a publisher)."""
+
+    def start(
+        self,
+        request: Request | None,
+        run_id: str,
+        subtasks: Iterable[Subtask | str],
+        usage: Callable[[], Usage] | None = None,
+    ) -> ProgressComment: ...
+
+
+class Published(Protocol):
+    """What publishing a run produced: the branch, the pull request, and the report as published (re-merged
+    when the target moved; None: the run's own report)."""
+
+    @property
+    def report(self) -> RunReport | None: ...
+
+    @property
+    def branch(self) -> str: ...
+
+    @property
+    def pr_number(self) -> int | None: ...
+
+    @property
+    def pr_url(self) -> str: ...
+
+
+class Publisher(ProgressStarter, Protocol):
+    """Puts a run on the forge: its progress comment, the push and pull request, reactions."""
+
+    def publish(
+        self, repo: Path, report: RunReport, progress: ProgressComment | None = None
+    ) -> Published: ...
+
+    def react(self, content: str) -> None: ...
+
+    def branch_name(self, report: RunReport) -> str: ...
+
+
+class ModelSession(Protocol):
+    """One model client for a whole run (planner and agents share its limiter, usage ledger and budget).
+    Created only when a run needs a model; closed inside the event loop that used it."""
+
+    @property
+    def budget_stopped(self) -> bool:
+        """True once the budget stopped an agent (its partial work is committed, not merged)."""
+        ...
+
+    def planner(self) -> Planner: ...
+
+    def agent_backend(self) -> Callable[[AgentSpec], Agent]: ...
+
+    def usage(self) -> Usage: ...
+
+    def notes(self) -> tuple[str, ...]:
+        """Lines for the report: the budget stop, models without a known price."""
+        ...
+
+    def budget_reason(self) -> str | None: ...
+
+    async def aclose(self) -> None: ...

@@ -27,12 +27,13 @@ import github
 from github.PullRequest import PullRequest
 from github.Repository import Repository
 
+from ci_swarm import ports
 from ci_swarm.errors import ForgeError, SwarmError
 from ci_swarm.github import review as rv
-from ci_swarm.github import runner
 from ci_swarm.github.client import DEFAULT_RETRY, RetrySettings, describe, forge_call, make_github, status_of
 from ci_swarm.github.progress import ProgressComment, initial_state, render, workflow_run_url
 from ci_swarm.github.pushing import push_agents, push_integration
+from ci_swarm.github.runner import emit_job as emit_job  # its home is runner.py; kept importable from here
 from ci_swarm.models import Request, RunReport, Subtask, Usage
 from ci_swarm.ports import Remerge
 from ci_swarm.report import headline, to_markdown
@@ -186,7 +187,7 @@ class Publisher:
     # --- publish -------------------------------------------------------------------------------
 
     def publish(
-        self, repo: Path, report: RunReport, progress: ProgressComment | None = None
+        self, repo: Path, report: RunReport, progress: ports.ProgressComment | None = None
     ) -> PublishResult:
         """Push, open/update the PR (or push onto the PR), post the conflict review, finish the comment."""
         try:
@@ -334,17 +335,3 @@ class Publisher:
         plan = rv.plan_review(report.conflicts, files)
         posted = rv.post_review(pr, head, plan, self.token)
         return posted.line_comments, posted.file_comments, posted.body_notes, posted.reviews
-
-
-def emit_job(
-    report: RunReport, result: PublishResult | None, env: Mapping[str, str] | None = None, out: Any = None
-) -> None:
-    """Job summary, outputs, agent log groups and error annotations (when running in GitHub Actions)."""
-    final = result.report if result and result.report else report
-    outputs = runner.run_outputs(
-        final,
-        branch=result.branch if result else "",
-        pr_number=result.pr_number if result else None,
-        pr_url=result.pr_url if result else "",
-    )
-    runner.emit_run(final, to_markdown(final), outputs, env, out)

@@ -18,6 +18,8 @@ from typing import TextIO
 
 from ci_swarm.errors import UsageError
 from ci_swarm.models import RunReport, SubtaskStatus
+from ci_swarm.ports import Published
+from ci_swarm.report import to_markdown
 
 OutputValue = str | int | float | bool | None
 
@@ -157,3 +159,22 @@ def emit_run(
             error(f"subtask {sub.id} {sub.status.value}: {reason}", title="ci-swarm", out=out)
     append_summary(summary_markdown, env)
     set_outputs(outputs, env)
+
+
+def emit_job(
+    report: RunReport,
+    result: Published | None,
+    env: Mapping[str, str] | None = None,
+    out: TextIO | None = None,
+) -> RunReport:
+    """A job's end: :func:`emit_run` for the report as published (``result.report`` when publishing re-merged
+    it, else ``report``) with the outputs naming the branch and pull request. Returns that report."""
+    final = result.report if result is not None and result.report is not None else report
+    outputs = run_outputs(
+        final,
+        branch=result.branch if result is not None else "",
+        pr_number=result.pr_number if result is not None else None,
+        pr_url=result.pr_url if result is not None else "",
+    )
+    emit_run(final, to_markdown(final), outputs, env, out)
+    return final

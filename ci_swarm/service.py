@@ -1,0 +1,233 @@
+"""The one application service both entry points call: a request or a plan in, a run and its accounted
+report out.
+
+``run_request`` is the flow ``ci-swarm run``, the GitHub Action and the demo share: decide whether the run
+needs a model (:func:`needs_model`), build the model session only then (through the factory the entry point
+wires in), plan when there is no plan, validate (warnings returned and handed to ``on_warning``), check agent
+kinds and command agents (:class:`CommandPolicy`), start the progress comment, run the orchestrator inside
+one event loop, close the session, and fold its usage, notes and budget stop into the report, once.
+
+The service is core: it sees the model session and the publisher only through :mod:`ci_swarm.ports`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext, suppress
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ci_swarm import git
+from ci_swarm.agents import Backend, check_agent_kinds, make_agent_factory
+from ci_swarm.agents.tools import command_allowed
+from ci_swarm.config import DEFAULT_PATH
+from ci_swarm.errors import UsageError
+from ci_swarm.models import AgentSpec, MergePolicy, Plan, Request, RunReport
+from ci_swarm.naming import new_run_id
+from ci_swarm.plan import command_argv, validate
+from ci_swarm.ports import ModelSession, ProgressComment, ProgressEvent, ProgressListener, ProgressStarter
+from ci_swarm.run import RunOptions, run_plan
+from ci_swarm.runtime import run_sync
+
+MODEL_AGENT = "claude"  # the agent kind that talks to the model
+
+SessionFactory = Callable[[], ModelSession]
+Watch = Callable[[Plan], AbstractContextManager[ProgressListener | None]]
+
+
+def needs_model(plan: Plan | None, default: AgentSpec) -> bool:
+    """The one rule: a run needs a model when there is no plan yet (the planner writes it) or when any
+    subtask's agent — its own, else the default — is a Claude agent. A default nobody uses needs nothing."""
+    if plan is None:
+        return True
+    return any((sub.agent or default).kind == MODEL_AGENT for sub in plan.subtasks)
+
+
+@dataclass(frozen=True)
+class CommandPolicy:
+    """Which ``command`` agents a plan may name. Command agents are external programs ci-swarm cannot
+    confine.
+
+    ``trust_plan_commands=True`` (the CLI): the person running ci-swarm wrote or chose the plan on their own
+    machine, and the Claude planner cannot choose agent backends, so any command runs.
+    ``trust_plan_commands=False`` (the Action: plans come from issue and comment text): a subtask may name a
+    command agent only when its argv is allowed by ``allowed_commands`` of the repository's config (the
+    default agent comes from the maintainers' config or inputs and is trusted), and no command agent runs
+    while a credential sits in ``.git/config`` (``actions/checkout`` persists one unless
+    ``persist-credentials: false``): the agent could read it from its worktree.
+    """
+
+    trust_plan_commands: bool
+    allowed_commands: tuple[tuple[str, ...], ...] = ()
+    config_source: str = DEFAULT_PATH  # named in the refusal
+
+
+def check_commands(plan: Plan, default: AgentSpec, policy: CommandPolicy, repo: Path) -> None:
+    """UsageError when ``policy`` does not let ``plan`` run one of its command agents."""
+    if policy.trust_plan_commands:
+        return
+    commands = [(sub, sub.agent) for sub in plan.subtasks if (sub.agent or default).kind == "command"]
+    for sub, spec in commands:
+        if spec is None:  # the default agent: trusted
+            continue
+        argv = command_argv(spec.options, f"subtask {sub.id!r}")
+        if not command_allowed(argv, policy.allowed_commands):
+            raise UsageError(
+                f"subtask {sub.id!r} would run {' '.join(argv[:3])!r}, which allowed_commands in "
+                f"{policy.config_source} does not allow (a plan may only run allowed commands)"
+            )
+    if commands and git.config_keys(repo, r"^http\..*extraheader$"):
+        raise UsageError(
+            "a command agent could read the token actions/checkout left in .git/config: "
+            "set `persist-credentials: false` on the checkout step"
+        )
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One run: the request, the plan (None: the model plans ``request``) and the orchestrator's options
+    (``options.default_agent`` is the agent of subtasks that name none)."""
+
+    request: Request
+    options: RunOptions
+    plan: Plan | None = None
+    merge: MergePolicy | None = None  # a planned plan follows this merge policy (the repository's)
+    max_subtasks: int | None = None  # for validation
+
+
+def _ignore_plan(plan: Plan, planned: bool) -> None:
+    return None
+
+
+def _ignore_warning(warning: str) -> None:
+    return None
+
+
+def _ignore_progress(progress: ProgressComment) -> None:
+    return None
+
+
+def _no_watch(plan: Plan) -> AbstractContextManager[ProgressListener | None]:
+    return nullcontext(None)
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    """How an entry point wires the service: its command policy, its adapters (created only when used) and
+    what it shows along the way."""
+
+    commands: CommandPolicy
+    session: SessionFactory | None = None  # the model session's factory (None: no model available)
+    progress: ProgressStarter | None = None  # the publisher: starts the progress comment
+    watch: Watch = _no_watch  # the entry's own listener for the plan (terminal table, log lines)
+    on_plan: Callable[[Plan, bool], None] = _ignore_plan  # the plan is known (and was planned: True)
+    on_warning: Callable[[str], None] = _ignore_warning  # a validation warning
+    on_progress: Callable[[ProgressComment], None] = _ignore_progress  # started: failures are told there
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """The accounted report, the progress comment (None without a publisher) and the plan's warnings."""
+
+    report: RunReport
+    progress: ProgressComment | None
+    warnings: tuple[str, ...] = ()
+
+
+def run_request(job: RunRequest, wiring: ServiceOptions) -> RunOutcome:
+    """Plan (when needed), check, run and account: planning and the run share one event loop, so the
+    model session (its connection pool, the shared limiter) lives and dies in the loop that uses it."""
+    options = job.options
+    if wiring.progress is not None and options.run_id is None:  # the progress comment names it up front
+        options = replace(options, run_id=new_run_id())
+    default = options.default_agent
+    session = open_session(wiring.session) if needs_model(job.plan, default) else None
+    progress: ProgressComment | None = None
+    warnings: tuple[str, ...] = ()
+
+    async def plan_and_run() -> RunReport:
+        nonlocal progress, warnings
+        try:
+            plan = job.plan or await _plan(job.request, options.repo, session, job.merge)
+            warnings = tuple(validate(plan, max_subtasks=job.max_subtasks))
+            for warning in warnings:
+                wiring.on_warning(warning)
+            backends: dict[str, Backend] = {}
+            if session is not None:
+                backends[MODEL_AGENT] = session.agent_backend()
+            check_agent_kinds(plan, default, backends)
+            check_commands(plan, default, wiring.commands, options.repo)
+            wiring.on_plan(plan, job.plan is None)
+            if wiring.progress is not None:
+                usage = session.usage if session is not None else None
+                progress = wiring.progress.start(
+                    job.request, options.run_id or "", plan.subtasks, usage=usage
+                )
+                wiring.on_progress(progress)
+            with wiring.watch(plan) as watcher:
+                listener = fan_out(watcher, progress)
+                factory = make_agent_factory(default, backends)
+                return await run_plan(plan, options, factory, listener, job.request)
+        finally:
+            if session is not None:
+                with suppress(Exception):  # closing never hides the run's own outcome
+                    await session.aclose()
+
+    report = run_sync(plan_and_run)
+    return RunOutcome(account(report, session), progress, warnings)
+
+
+def plan_request(
+    request: Request, repo: Path, session: SessionFactory | None, merge: MergePolicy | None = None
+) -> Plan:
+    """Only the planning part of :func:`run_request` (``ci-swarm plan --task``), in its own event loop."""
+    model = open_session(session)
+
+    async def go() -> Plan:
+        try:
+            return await _plan(request, repo, model, merge)
+        finally:
+            with suppress(Exception):
+                await model.aclose()
+
+    return run_sync(go)
+
+
+def open_session(factory: SessionFactory | None) -> ModelSession:
+    if factory is None:
+        raise UsageError("this run needs a model (a Claude agent or the planner), and none is configured")
+    return factory()
+
+
+async def _plan(
+    request: Request, repo: Path, session: ModelSession | None, merge: MergePolicy | None
+) -> Plan:
+    """The model's plan for ``request``; it follows ``merge`` (the repository's policy) when given."""
+    if session is None:  # needs_model() said no: there was a plan
+        raise AssertionError("planning without a model session")
+    plan = await session.planner().plan(request, git.open_repo(repo))
+    return plan if merge is None else replace(plan, merge=merge)
+
+
+def account(report: RunReport, session: ModelSession | None) -> RunReport:
+    """The session's usage, notes (budget stop, unpriced models) and budget stop, folded into the report.
+    ``budget_stopped`` means the budget stopped an agent, not merely that usage reached the limit."""
+    if session is None:
+        return report
+    return replace(
+        report,
+        usage=session.usage(),
+        notes=report.notes + tuple(session.notes()),
+        budget_stopped=report.budget_stopped or session.budget_stopped,
+    )
+
+
+def fan_out(*listeners: ProgressListener | None) -> ProgressListener:
+    """One listener calling each given one in turn (None: skipped)."""
+    active = [listener for listener in listeners if listener is not None]
+
+    def listen(event: ProgressEvent) -> None:
+        for listener in active:
+            listener(event)
+
+    return listen
