@@ -11,6 +11,7 @@
     ├── GitError          (exit 5)  a git command failed (command, exit code, output)
     ├── LLMError          (exit 6)  the model API failed (auth, exhausted retries, bad output)
     ├── ForgeError        (exit 7)  the GitHub API or a push failed
+    ├── SecretFound       (exit 7)  a commit to be pushed holds a secret (named by place, never value)
     └── Interrupted       (exit 130) Ctrl-C / SIGTERM
 
 Exit codes of a completed run (see README):
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ci_swarm.models import RunReport
+    from ci_swarm.secretscan import Finding
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -89,6 +91,23 @@ class LLMError(SwarmError):
 
 class ForgeError(SwarmError):
     exit_code = EXIT_FORGE
+
+
+class SecretFound(SwarmError):
+    """A commit about to be pushed contains a secret; nothing was pushed. Carries the findings (commit,
+    file, line, kind), never a value; the message is one line naming the first few places.
+
+    Exit 7, like ForgeError, because it is a publishing failure: the run itself completed and its work is
+    kept on the local branches, and callers already read 7 as "the work was not (fully) published". Not 4,
+    which promises that bad input stopped the run before anything ran. Not a ForgeError subclass, so the
+    publisher's retry paths for API and push failures never retry it: pushing again cannot help.
+    """
+
+    exit_code = EXIT_FORGE
+
+    def __init__(self, message: str, findings: tuple[Finding, ...] = ()) -> None:
+        super().__init__(message)
+        self.findings = findings
 
 
 class Interrupted(SwarmError):

@@ -516,3 +516,55 @@ def push(repo: Path, url: str, refspecs: Sequence[str], token: str = "", *, forc
 def fetch(repo: Path, url: str, refspecs: Sequence[str], token: str = "") -> None:
     env, secrets = _auth(token, url)
     run(repo, "fetch", "--quiet", "--no-tags", url, *refspecs, env=env, secrets=secrets)
+
+
+# --- reading what a push would carry (secretscan.py) -------------------------------------------
+
+
+def _range_args(base: str | None, tip: str) -> list[str]:
+    return ["--end-of-options", tip] if base is None else ["--end-of-options", f"^{base}", tip]
+
+
+def _run_quiet(repo: Path, *args: str, input: bytes | None = None, secrets: Sequence[str] = ()) -> bytes:
+    """stdout of a command whose output may hold secrets: a failure's GitError carries stderr only."""
+    result = run(repo, *args, input=input, ok=tuple(range(256)), secrets=secrets)
+    if result.returncode != 0:
+        raise GitError(args[:2], result.returncode, "", _redact(result.stderr, secrets))
+    return result.stdout
+
+
+def log_patches(repo: Path, base: str | None, tip: str, secrets: Sequence[str] = ()) -> bytes:
+    """Each commit of ``base..tip`` (all of ``tip`` when ``base`` is None), oldest first, as a line
+    ``\\x01<commit id>`` followed by its own zero-context patch against its first parent (a root commit
+    against the empty tree): one process for the whole range. Full blob ids, ``a/`` ``b/`` prefixes, no
+    renames, textconv, external drivers or colour, whatever the user's config."""
+    args = ["log", "--reverse", "--root", "--diff-merges=first-parent", "-p", "-U0", "--format=format:%x01%H"]
+    args += ["--no-color", "--no-ext-diff", "--no-textconv", "--no-renames", "--full-index", "--no-relative"]
+    args += ["--src-prefix=a/", "--dst-prefix=b/", "--submodule=short", "--no-show-signature"]
+    return _run_quiet(repo, *args, *_range_args(base, tip), secrets=secrets)
+
+
+def log_messages(repo: Path, base: str | None, tip: str, secrets: Sequence[str] = ()) -> bytes:
+    """``<commit id>\\n<message>\\0`` for each commit of ``base..tip``, oldest first, in one process."""
+    args = ["log", "--reverse", "-z", "--format=%H%n%B", "--no-show-signature"]
+    return _run_quiet(repo, *args, *_range_args(base, tip), secrets=secrets)
+
+
+def read_blobs(repo: Path, oids: Sequence[str], secrets: Sequence[str] = ()) -> dict[str, bytes]:
+    """The raw bytes of each blob (missing ones left out), through one ``cat-file --batch`` process."""
+    if not oids:
+        return {}
+    data = _run_quiet(
+        repo, "cat-file", "--batch", input="".join(f"{o}\n" for o in oids).encode(), secrets=secrets
+    )
+    blobs: dict[str, bytes] = {}
+    pos = 0
+    while pos < len(data):
+        end = data.index(b"\n", pos)
+        header = data[pos:end].decode("ascii", "replace").split()
+        pos = end + 1
+        if len(header) == 3:
+            size = int(header[2])
+            blobs[header[0]] = data[pos : pos + size]
+            pos += size + 1
+    return blobs
