@@ -452,3 +452,41 @@ def test_a_20k_file_initial_commit_is_one_log_process(
     findings = scan_range(repo, None, tip, [SECRET])
     assert findings == (Finding(tip, "dir45/f12345.txt", 3, "run secret"),)
     assert [c[0] for c in calls] == ["log", "log"]
+
+
+def test_empty_and_mode_only_commits_keep_the_stream_in_step(repo: Path) -> None:
+    base = git.head_commit(repo)
+    git.run(repo, "commit", "--quiet", "--allow-empty", "-m", "empty", env=USER.env())
+    (repo / "src/app.py").chmod(0o755)
+    mode_only = commit(repo, {})
+    git.run(repo, "commit", "--quiet", "--allow-empty", "-m", "empty again", env=USER.env())
+    sha = commit(repo, {"after.txt": f"{SECRET}\n"})
+    assert git.changed_files(repo, f"{mode_only}^", mode_only) == ("src/app.py",)
+    assert scan_range(repo, base, sha, [SECRET]) == (Finding(sha, "after.txt", 1, "run secret"),)
+
+
+def test_files_git_diffs_as_binary_by_attribute_are_read_raw(repo: Path) -> None:
+    base = git.head_commit(repo)
+    sha = commit(repo, {".gitattributes": "*.dat -diff\n", "data/x.dat": f"a\nb\n{SECRET}\n"})
+    assert b"Binary files" in git.run(repo, "show", sha).stdout
+    findings = scan_range(repo, base, sha, [SECRET])
+    assert findings == (Finding(sha, "data/x.dat", 3, "run secret", BINARY),)
+
+
+def test_the_same_secret_in_many_binaries_reads_each_blob_once(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = git.head_commit(repo)
+    sha = commit(repo, {f"b{i}.bin": b"\0" + SECRET.encode() for i in range(3)})
+    inputs: list[bytes] = []
+    real_run = git.run
+
+    def spy(cwd: Path, *args: str, **kwargs: Any) -> git.Result:
+        if args[0] == "cat-file":
+            inputs.append(kwargs["input"])
+        return real_run(cwd, *args, **kwargs)
+
+    monkeypatch.setattr(git, "run", spy)
+    findings = scan_range(repo, base, sha, [SECRET])
+    assert [(f.path, f.where) for f in findings] == [(f"b{i}.bin", BINARY) for i in range(3)]
+    assert len(inputs) == 1 and inputs[0].count(b"\n") == 1
