@@ -52,9 +52,10 @@ class Finding:
     where: str = CONTENT
 
     def __str__(self) -> str:
-        place = f"commit message line {self.line}" if self.where == MESSAGE else f"{self.path}:{self.line}"
+        path = "".join(c if c.isprintable() else repr(c)[1:-1] for c in self.path)  # one line, always
+        place = f"commit message line {self.line}" if self.where == MESSAGE else f"{path}:{self.line}"
         if self.where == FILE_NAME:
-            place = f"file name {self.path}"
+            place = f"file name {path}"
         return f"{self.commit[:12]} {place}: {self.kind}" + (" (binary file)" if self.where == BINARY else "")
 
 

@@ -222,7 +222,9 @@ def test_content_in_a_merge_resolution_is_scanned(repo: Path) -> None:
 def test_awkward_file_names(repo: Path, name: str) -> None:
     base = git.head_commit(repo)
     sha = commit(repo, {f"d/{name}": f"x\n{SECRET}\n"})
-    assert scan_range(repo, base, sha, [SECRET]) == (Finding(sha, f"d/{name}", 2, "run secret"),)
+    findings = scan_range(repo, base, sha, [SECRET])
+    assert findings == (Finding(sha, f"d/{name}", 2, "run secret"),)
+    assert "\n" not in str(findings[0]) and "\t" not in str(findings[0])
 
 
 def test_added_lines_that_look_like_headers_are_content(repo: Path) -> None:
