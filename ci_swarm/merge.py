@@ -69,6 +69,7 @@ class MergeQueue:
         self._merged: list[_Merged] = []
         self._overlaps: list[Overlap] = []
         self._position = {base_commit: 0, tip: 0}  # integration commit -> merges it contains
+        self._foreign: set[str] = set()  # starts that contain none of this queue's merges
 
     @property
     def tip(self) -> str:
@@ -106,9 +107,24 @@ class MergeQueue:
     # --- prediction -----------------------------------------------------------------------------
 
     def _merged_since(self, start: str) -> list[_Merged]:
+        """The merges ``start`` does not contain. Known for the queue's own commits; otherwise the merges
+        form a chain (each the previous one's child), so those ``start`` contains are a prefix: found by
+        bisection, and a start without the first one is remembered (it will not gain later ones)."""
         if start in self._position:
             return self._merged[self._position[start] :]
-        return [m for m in self._merged if not git.is_ancestor(self.repo, m.merge, start)]
+        if start in self._foreign or not self._merged:
+            return list(self._merged)
+        if not git.is_ancestor(self.repo, self._merged[0].merge, start):
+            self._foreign.add(start)
+            return list(self._merged)
+        low, high = 1, len(self._merged)  # merged[:low] are ancestors of start; merged[high:] are not
+        while low < high:
+            middle = (low + high) // 2
+            if git.is_ancestor(self.repo, self._merged[middle].merge, start):
+                low = middle + 1
+            else:
+                high = middle
+        return self._merged[low:]
 
     def _predict(
         self, rows: list[Overlap], start: str, tip: str, mine: Mapping[str, FileChange], subtask_id: str

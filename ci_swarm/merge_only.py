@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from ci_swarm import git
@@ -29,6 +29,15 @@ from ci_swarm.models import (
 from ci_swarm.naming import ROLE_TRAILER, TRAILER, new_run_id
 
 
+@dataclass(frozen=True)
+class _Branch:
+    name: str
+    subtask: str
+    role: str
+    commit: str
+    start: str  # its merge base with the base
+
+
 def merge_report(
     repo: Path, branches: Sequence[str], base: str, integration: str | None, policy: MergePolicy
 ) -> RunReport:
@@ -36,20 +45,21 @@ def merge_report(
     run_id = new_run_id()
     branch = integration or f"swarm/merge-{run_id}"
     started = time.time()
-    tip, merges, overlaps = merge_branches(repo, branches, base_commit, branch, policy)
+    found = _branches(repo, branches, base_commit)
+    tip, merges, overlaps = _merge(repo, found, base_commit, branch, policy)
     wall = time.time() - started
     records = tuple(
         SubtaskRecord(
             id=m.subtask,
             role="agent",
-            title=name,
+            title=b.name,
             status=SubtaskStatus.SUCCEEDED,
-            branch=name,
-            start_commit=git.merge_base(repo, base_commit, name),
-            commit=git.rev_parse(repo, name),
-            files=git.changed_files(repo, git.merge_base(repo, base_commit, name), name),
+            branch=b.name,
+            start_commit=b.start,
+            commit=b.commit,
+            files=git.changed_files(repo, b.start, b.commit),
         )
-        for name, m in zip(branches, merges, strict=True)
+        for b, m in zip(found, merges, strict=True)
     )
     stats = RunStats(wall, 0.0, 0.0, 0.0, 0.0, 1, 1)
     return RunReport(
@@ -77,22 +87,31 @@ def merge_branches(
     "agent"; its start the merge base with ``base``. Returns (tip, merge records, overlap rows).
     """
     base_commit = git.rev_parse(repo, base)
-    plan = [_branch_info(repo, name, base_commit) for name in branches]
-    ids: dict[str, str] = {}
-    for name, (sub_id, _, _, _) in zip(branches, plan, strict=True):
-        ids[name] = name if sub_id in ids.values() else sub_id
-    roles = {ids[name]: role for name, (_, role, _, _) in zip(branches, plan, strict=True)}
+    return _merge(repo, _branches(repo, branches, base_commit), base_commit, integration_branch, policy)
+
+
+def _merge(
+    repo: Path, branches: Sequence[_Branch], base_commit: str, integration_branch: str, policy: MergePolicy
+) -> tuple[str, tuple[MergeRecord, ...], tuple[Overlap, ...]]:
     git.create_branch(repo, integration_branch, base_commit)
-    queue = MergeQueue(repo, integration_branch, base_commit, policy, roles)
+    queue = MergeQueue(repo, integration_branch, base_commit, policy, {b.subtask: b.role for b in branches})
     records = tuple(
-        queue.merge(ids[name], commit, start, order)
-        for order, (name, (_, _, commit, start)) in enumerate(zip(branches, plan, strict=True), start=1)
+        queue.merge(b.subtask, b.commit, b.start, order) for order, b in enumerate(branches, start=1)
     )
     return queue.tip, records, queue.overlaps
 
 
-def _branch_info(repo: Path, name: str, base_commit: str) -> tuple[str, str, str, str]:
-    """(subtask id, role, commit, start commit) of one branch; RepoError naming an unknown one."""
+def _branches(repo: Path, names: Sequence[str], base_commit: str) -> list[_Branch]:
+    """Each branch read once (see :func:`merge_branches`); a colliding subtask id becomes the full name."""
+    found: list[_Branch] = []
+    for name in names:
+        b = _branch(repo, name, base_commit)
+        found.append(replace(b, subtask=name) if b.subtask in {f.subtask for f in found} else b)
+    return found
+
+
+def _branch(repo: Path, name: str, base_commit: str) -> _Branch:
+    """One branch's subtask id, role, commit and start; RepoError naming an unknown one."""
     commit = git.try_rev_parse(repo, name)
     if commit is None:
         raise RepoError(f"unknown branch {name!r} in {repo}")
@@ -102,7 +121,7 @@ def _branch_info(repo: Path, name: str, base_commit: str) -> tuple[str, str, str
         raise RepoError(f"branch {name!r} shares no history with the base {base_commit[:12]}") from exc
     sub_id = git.trailer(repo, commit, TRAILER) or PurePosixPath(name).name
     role = git.trailer(repo, commit, ROLE_TRAILER) or "agent"
-    return sub_id, role, commit, start
+    return _Branch(name, sub_id, role, commit, start)
 
 
 def remerge(repo: Path, report: RunReport, tip: str) -> RunReport:

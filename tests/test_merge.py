@@ -124,6 +124,32 @@ def test_dependent_started_from_tip_sees_no_overlap_with_its_dependency(tmp_path
     assert read(repo, queue.tip, "f.txt") == edit_lines(TEN, {3: "z3", 4: "z4"})
 
 
+def test_a_start_built_on_a_merge_is_compared_with_the_later_merges_only(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"f.txt": lines(20)})
+    queue = make_queue(repo, base)
+    tips = []
+    for n, sub in enumerate("abcd", start=1):  # disjoint edits: lines 1, 5, 9, 13
+        queue.merge(sub, agent(repo, base, sub, {"f.txt": edit_lines(lines(20), {4 * n - 3: sub})}), base, n)
+        tips.append(queue.tip)
+    start = commit(repo, tips[1], {"other.txt": "someone built on top of b's merge\n"})
+    w = agent(repo, start, "w", {"f.txt": edit_lines(read(repo, start, "f.txt") or "", {17: "w"})})
+    before = len(queue.overlaps)
+    record = queue.merge("w", w, start, 5)
+    assert record.status is MergeStatus.CLEAN
+    assert [(o.a, o.b) for o in queue.overlaps[before:]] == [("c", "w"), ("d", "w")]
+
+
+def test_a_start_outside_the_queue_is_compared_with_every_merge(tmp_path: Path) -> None:
+    repo, base = setup(tmp_path, {"f.txt": lines(20)})
+    moved = commit(repo, base, {"NOTES.md": "the target moved\n"})
+    git.create_branch(repo, "swarm/moved", moved)
+    queue = MergeQueue(repo, "swarm/moved", moved, MergePolicy(), {})
+    for n, sub in enumerate("abc", start=1):
+        queue.merge(sub, agent(repo, base, sub, {"f.txt": edit_lines(lines(20), {4 * n - 3: sub})}), base, n)
+    assert [(o.a, o.b) for o in queue.overlaps] == [("a", "b"), ("a", "c"), ("b", "c")]
+    assert read(repo, queue.tip, "NOTES.md") == "the target moved\n"
+
+
 # --- content conflicts ------------------------------------------------------------------------------
 
 
