@@ -22,7 +22,8 @@ import yaml
 
 from ci_swarm import git
 from ci_swarm.testing.fake_github import FakeGitHub
-from tests.helpers import USER, make_repo
+from tests.fixtures import commit, make_repo
+from tests.fixtures.env import sealed_subset
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = Path(__file__).parent / "data" / "events"
@@ -137,7 +138,7 @@ class World:
 
     def pull_request(self, branch: str, files: Mapping[str, str], title: str = "Improve the demo") -> Any:
         """Push ``branch`` (one commit changing ``files``) to the fake and open a pull request from it."""
-        push_branch(self.bare, self.tmp / f"pr-{branch}", branch, files, title)
+        push_branch(self.bare, branch, files, title)
         return self.repo().create_pull(base="main", head=branch, title=title, body="Please review.")
 
     # --- events and the runner environment ---
@@ -173,8 +174,7 @@ class World:
         event_path = self.tmp / f"event-{event_name}.json"
         event_path.write_text(json.dumps(payload))
         env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": os.environ.get("HOME", str(self.tmp)),
+            **sealed_subset(os.environ),  # PATH, and the test's sealed HOME and git configuration
             "GITHUB_ACTIONS": "true",
             "GITHUB_EVENT_NAME": event_name,
             "GITHUB_EVENT_PATH": str(event_path),
@@ -193,15 +193,8 @@ class World:
 
     def commit_to_default(self, files: Mapping[str, str], message: str = "configure") -> None:
         """A commit on the fake's main (and the checkout follows it, as a new workflow run would)."""
-        clone = self.tmp / "maintainer-clone"
-        if not clone.exists():
-            git.run(self.tmp, "clone", "--quiet", str(self.bare), str(clone))
-        git.run(clone, "pull", "--quiet", "--ff-only")
-        for path, content in files.items():
-            (clone / path).parent.mkdir(parents=True, exist_ok=True)
-            (clone / path).write_text(content)
-        git.commit_all(clone, f"{message}\n", USER)
-        git.run(clone, "push", "--quiet", "origin", "HEAD:refs/heads/main")
+        main = git.rev_parse(self.bare, "refs/heads/main")
+        git.update_ref(self.bare, "refs/heads/main", commit(self.bare, main, files, message), main)
         git.run(self.workspace, "pull", "--quiet", "--ff-only", str(self.bare), "main")
 
 
@@ -304,15 +297,9 @@ def fake_github_process(root: Path, source: Path, name: str = REPO) -> Iterator[
             child.wait()
 
 
-def push_branch(bare: Path, work: Path, branch: str, files: Mapping[str, str], message: str) -> None:
-    """Someone pushes ``branch`` with one commit changing ``files`` (straight into the bare repo)."""
-    git.run(work.parent, "clone", "--quiet", str(bare), str(work))
-    git.run(work, "checkout", "--quiet", "-b", branch)
-    for path, content in files.items():
-        (work / path).parent.mkdir(parents=True, exist_ok=True)
-        (work / path).write_text(content)
-    git.commit_all(work, f"{message}\n", USER)
-    git.run(work, "push", "--quiet", "origin", f"{branch}:refs/heads/{branch}")
+def push_branch(bare: Path, branch: str, files: Mapping[str, str], message: str) -> None:
+    """Someone pushes ``branch``: one commit on main changing ``files``, made straight in the bare repo."""
+    git.update_ref(bare, f"refs/heads/{branch}", commit(bare, "refs/heads/main", files, message))
 
 
 def user_repo(path: Path, files: Mapping[str, str], name: str = REPO) -> Path:

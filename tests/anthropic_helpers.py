@@ -1,4 +1,5 @@
-"""Helpers for the Claude / LLM tests: real git repos and worktrees, the fake Anthropic API, sessions.
+"""Helpers for the Claude / LLM tests: worktrees on real git repos (built with :mod:`tests.fixtures`), the
+fake Anthropic API, sessions.
 
 For the lead's ``ci-swarm run --task`` end-to-end test: :func:`three_subtask_script` is a scripted model that
 plans 3 subtasks (code, tests, docs) whose agents edit files with the tools; :func:`serve_fake` starts it
@@ -32,7 +33,6 @@ from ci_swarm.testing.fake_anthropic import FakeAnthropic, RequestRecord
 from ci_swarm.workspace import Workspace
 
 T = TypeVar("T")
-USER = git.Identity("Test User", "test@example.com")
 KEY = "sk-ant-test"
 
 SAMPLE_FILES: Mapping[str, str] = {
@@ -45,17 +45,6 @@ SAMPLE_FILES: Mapping[str, str] = {
 
 def arun(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
-
-
-def make_repo(path: Path, files: Mapping[str, str] = SAMPLE_FILES) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    git.run(path, "init", "--quiet", "--initial-branch=main")
-    for name, content in files.items():
-        target = path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content, encoding="utf-8")
-    git.commit_all(path, "initial\n", USER)
-    return path
 
 
 def make_workspace(repo: Path, subtask: Subtask, tmp: Path) -> Workspace:

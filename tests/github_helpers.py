@@ -31,7 +31,8 @@ from ci_swarm.models import (
     Usage,
 )
 from ci_swarm.testing.fake_github import FakeGitHub
-from tests.helpers import make_repo
+from tests.fixtures import Files, commit, make_repo
+from tests.fixtures.repos import tree_with
 
 TOKEN = "ghs_Fak3T0kenThatMustNeverBePrinted42"
 REPO = "octo/app"
@@ -41,7 +42,6 @@ BASE_FILES = {
     "src/app.py": "".join(f"line {i}\n" for i in range(1, 41)),
     "src/old.py": "print('old')\n",
 }
-Files = Mapping[str, str | None]  # path -> content, None = delete
 
 
 @dataclass
@@ -75,7 +75,7 @@ class Hub:
     def remote_commit(self, branch: str, files: Files, message: str = "upstream change") -> str:
         """Someone else pushes to ``branch`` of the remote (a commit made directly in the bare repo)."""
         tip = git.rev_parse(self.bare, f"refs/heads/{branch}")
-        new = commit_files(self.bare, tip, files, message)
+        new = commit(self.bare, tip, files, message)
         git.update_ref(self.bare, f"refs/heads/{branch}", new, tip)
         return new
 
@@ -90,37 +90,13 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
         yield Hub(fake, work, bare)
 
 
-# --- commits without a checkout -----------------------------------------------------------------
-
-
-def _apply(repo: Path, env: Mapping[str, str], files: Files) -> None:
-    """Write or delete paths in a temporary index (``--index-info`` works in bare repositories too)."""
-    lines = []
-    for path, content in files.items():
-        if content is None:
-            lines.append(f"0 {git.ZERO_OID}\t{path}\n")
-        else:
-            lines.append(f"100644 {git.write_blob(repo, content.encode())}\t{path}\n")
-    git.run(repo, "update-index", "--index-info", input="".join(lines).encode(), env=env)
-
-
-def commit_files(repo: Path, parent: str, files: Files, message: str, parents: Sequence[str] = ()) -> str:
-    """A commit on ``parent``'s tree with ``files`` written or deleted (object DB only)."""
-    tree = git.rev_parse(repo, parent) + "^{tree}"
-    with git.temp_index(repo, tree) as env:
-        _apply(repo, env, files)
-        new_tree = git.write_tree(repo, env)
-    return git.commit_tree(repo, new_tree, list(parents) or [parent], message)
+# --- merges without a checkout ------------------------------------------------------------------
 
 
 def merge_commit(repo: Path, tip: str, other: str, message: str, resolved: Files | None = None) -> str:
     """A real two-parent merge of ``other`` into ``tip``; ``resolved`` replaces conflicted paths."""
     merged = git.merge_tree(repo, tip, other)
-    if merged.clean and not resolved:
-        return git.commit_tree(repo, merged.tree, [tip, other], message)
-    with git.temp_index(repo, merged.tree) as env:
-        _apply(repo, env, resolved or {})
-        tree = git.write_tree(repo, env)
+    tree = tree_with(repo, merged.tree, resolved) if resolved else merged.tree
     return git.commit_tree(repo, tree, [tip, other], message)
 
 
@@ -158,10 +134,10 @@ def make_run(
     subs, merges = [], []
     for order, agent in enumerate(agents, 1):
         branch = f"swarm/{run_id}-agents/{agent.id}"
-        commit = commit_files(
+        agent_commit = commit(
             work, base_commit, agent.files, f"{agent.role}: {agent.id}\n\nSwarm-Subtask: {agent.id}\n"
         )
-        git.create_branch(work, branch, commit)
+        git.create_branch(work, branch, agent_commit)
         subs.append(
             SubtaskRecord(
                 agent.id,
@@ -170,7 +146,7 @@ def make_run(
                 agent.status,
                 branch=branch,
                 start_commit=base_commit,
-                commit=commit,
+                commit=agent_commit,
                 started_at=1000.0 + order,
                 finished_at=1002.0 + order,
                 seconds=2.0,
@@ -182,7 +158,9 @@ def make_run(
         if agent.status is not SubtaskStatus.SUCCEEDED:
             continue
         mine = tuple((conflicts or {}).get(agent.id, ()))
-        tip = merge_commit(work, tip, commit, f"Merge subtask {agent.id}", (resolved or {}).get(agent.id))
+        tip = merge_commit(
+            work, tip, agent_commit, f"Merge subtask {agent.id}", (resolved or {}).get(agent.id)
+        )
         status = MergeStatus.CONFLICTED if mine else MergeStatus.CLEAN
         merges.append(MergeRecord(agent.id, order, status, tip, (), mine, 0.01))
     git.create_branch(work, integration, tip)

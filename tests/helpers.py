@@ -1,37 +1,17 @@
-"""Small builders for real git repositories and plans used across the engine tests."""
+"""Small builders for plans, views of real repositories, and the CLI as a subprocess, used across the
+engine tests (repositories themselves come from :mod:`tests.fixtures`)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ci_swarm import git
 from ci_swarm.models import Plan
 from ci_swarm.plan import plan_from_dict
-
-USER = git.Identity("Test User", "test@example.com")
-
-
-def make_repo(path: Path, files: Mapping[str, str | bytes], branch: str = "main") -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    git.run(path, "init", "--quiet", f"--initial-branch={branch}")
-    write_files(path, files)
-    git.commit_all(path, "initial\n", USER)
-    return path
-
-
-def write_files(root: Path, files: Mapping[str, str | bytes]) -> None:
-    for name, content in files.items():
-        target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            target.write_bytes(content)
-        else:
-            target.write_text(content, encoding="utf-8", newline="")
 
 
 def scripted(
@@ -82,8 +62,9 @@ def parents(repo: Path, commit: str) -> list[str]:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without credentials or service endpoints (ANTHROPIC_*, GITHUB_*), so a
-    test's CLI run talks to nothing it did not set up; ``extra`` adds the ones the test wants."""
+    """This process's (sealed, see tests/conftest.py) environment without credentials or service endpoints
+    (ANTHROPIC_*, GITHUB_*) a test may have set, so a test's CLI run talks to nothing it did not set up;
+    ``extra`` adds the ones the test wants."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "GITHUB_"))}
     env.update(extra)
     return env

@@ -1,4 +1,5 @@
-"""Builders for the merge engine's tests: real repositories, commits made straight in the object database."""
+"""Helpers for the merge engine's tests: branches, reads, line-edited texts and random edits (repositories and
+commits come from :mod:`tests.fixtures`)."""
 
 from __future__ import annotations
 
@@ -7,48 +8,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ci_swarm import git
-
-USER = git.Identity("Test User", "test@example.com")
-Content = str | bytes | tuple[str, str | bytes] | None  # text, bytes, (mode, content) or None = delete
-
-
-def init_repo(path: Path, files: Mapping[str, str | bytes], branch: str = "main") -> tuple[Path, str]:
-    """A repository with a real checkout on ``branch`` holding ``files``; (repo, base commit)."""
-    path.mkdir(parents=True, exist_ok=True)
-    git.run(path, "init", "--quiet", f"--initial-branch={branch}")
-    git.run(path, "config", "core.autocrlf", "false")
-    for name, content in files.items():
-        target = path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content if isinstance(content, bytes) else content.encode())
-    git.run(path, "add", "--all")
-    git.run(path, "commit", "--quiet", "--no-verify", "-m", "base", env=USER.env())
-    return path, git.head_commit(path)
-
-
-def commit(
-    repo: Path,
-    parent: str,
-    changes: Mapping[str, Content],
-    message: str = "change",
-    *,
-    subtask: str | None = None,
-    role: str | None = None,
-) -> str:
-    """A commit on top of ``parent`` with ``changes`` applied, made without touching any checkout."""
-    tree = git.out(repo, "rev-parse", f"{parent}^{{tree}}")
-    with git.temp_index(repo, tree) as env:
-        for path, content in changes.items():
-            if content is None:
-                git.index_remove(repo, env, path)
-                continue
-            mode, data = content if isinstance(content, tuple) else ("100644", content)
-            blob = git.write_blob(repo, data if isinstance(data, bytes) else data.encode())
-            git.index_set(repo, env, path, mode, blob)
-        new_tree = git.write_tree(repo, env)
-    trailers = [f"Swarm-Subtask: {subtask}"] * bool(subtask) + [f"Swarm-Role: {role}"] * bool(role)
-    text = message + ("\n\n" + "\n".join(trailers) if trailers else "") + "\n"
-    return git.commit_tree(repo, new_tree, [parent], text, USER)
 
 
 def branch(repo: Path, name: str, commit_id: str) -> str:

@@ -339,7 +339,7 @@ def test_swarm_comment_on_a_fork_pr_is_refused_with_a_reply_and_pushes_nothing(
     PR (read through the API) does; nothing runs, nothing is pushed anywhere, and a reply explains why."""
     fork_bare = world.fake.add_fork("someone/demo", world.name)
     world.fake.add_token("ghp_SomeoneForkT0ken", "someone", actions=False)
-    push_branch(fork_bare, world.tmp / "someone-clone", "patch", {"src/feature.py": "value = 1\n"}, "Feature")
+    push_branch(fork_bare, "patch", {"src/feature.py": "value = 1\n"}, "Feature")
     as_someone = Github(
         auth=Auth.Token("ghp_SomeoneForkT0ken"),
         base_url=world.fake.base_url,

@@ -128,17 +128,12 @@ def test_swarm_comment_on_a_pr_with_uses_dot(
 ) -> None:
     workdir = project_copy(tmp_path / "project")
     shutil.copy(ACT_WORKFLOWS / "swarm-comment.yml", workdir / "swarm-comment.yml")
-    git.run(workdir, "init", "--quiet", "--initial-branch=main")
     user_repo_files = {p.relative_to(workdir).as_posix() for p in workdir.rglob("*") if p.is_file()}
     assert "action.yml" in user_repo_files
-    git.run(workdir, "add", "-A")
-    git.run(workdir, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "--quiet", "-m", "initial")
-    git.run(workdir, "remote", "add", "origin", f"https://github.com/{REPO}.git")
+    user_repo(workdir, {})
 
     with fake_github_process(tmp_path / "fake-root", workdir) as fake:
-        push_branch(
-            fake.bare, tmp_path / "contributor", "feature", {"src/feature.py": "VALUE = 1\n"}, "feature"
-        )
+        push_branch(fake.bare, "feature", {"src/feature.py": "VALUE = 1\n"}, "feature")
         remote = fake.repo()
         pr = remote.create_pull(base="main", head="feature", title="Add VALUE", body="A feature.")
         head_before = pr.head.sha

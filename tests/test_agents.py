@@ -22,6 +22,7 @@ from ci_swarm.plan import freeze
 from ci_swarm.ports import Agent, AgentContext
 from ci_swarm.schedule import Job, Scheduler
 from ci_swarm.workspace import Workspace
+from tests.fixtures import make_repo
 
 PY = sys.executable
 
@@ -29,13 +30,7 @@ PY = sys.executable
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
     """A real repository with one commit and a worktree on its own branch, outside the checkout."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git.run(repo, "init", "-q", "-b", "main")
-    (repo / "README.md").write_text("# demo\n\nhello world\n")
-    (repo / "old.py").write_text("print('old')\n")
-    git.run(repo, "add", ".")
-    git.run(repo, "commit", "-q", "-m", "init", env=git.SWARM_IDENTITY.env())
+    repo = make_repo(tmp_path / "repo", {"README.md": "# demo\n\nhello world\n", "old.py": "print('old')\n"})
     base = git.head_commit(repo)
     git.create_branch(repo, "swarm/t/a", base)
     tree = tmp_path / "worktrees" / "a"

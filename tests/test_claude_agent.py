@@ -24,14 +24,15 @@ from ci_swarm.testing.anthropic_script import (
 from ci_swarm.testing.fake_anthropic import FakeAnthropic
 from tests.anthropic_helpers import (
     KEY,
+    SAMPLE_FILES,
     arun,
     context,
-    make_repo,
     make_workspace,
     session_for,
     settings,
     tool_results,
 )
+from tests.fixtures import make_repo
 
 FINISH = {"tool": "finish", "input": {"summary": "done"}}
 CODE = Subtask("code", "builder", "Add greet()", "write src/greet.py", paths=("src/**",))
@@ -71,7 +72,7 @@ def run_one(
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    return make_repo(tmp_path / "repo")
+    return make_repo(tmp_path / "repo", SAMPLE_FILES)
 
 
 def test_agent_edits_files_with_the_tools_and_finishes(repo: Path, tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ from ci_swarm import git
 from ci_swarm.agents import make_agent_factory
 from ci_swarm.models import AgentSpec, MergeStatus, Request, RunReport, SubtaskStatus
 from ci_swarm.run import RunOptions, run_plan
-from tests.anthropic_helpers import arun, make_repo, serve_fake, session_for, three_subtask_script
+from tests.anthropic_helpers import SAMPLE_FILES, arun, serve_fake, session_for, three_subtask_script
+from tests.fixtures import make_repo
 
 CLAUDE = AgentSpec("claude")
 
@@ -39,7 +40,7 @@ def swarm(repo: Path, tmp: Path, name: str, **overrides: Any) -> tuple[RunReport
 
 
 def test_task_run_plans_three_subtasks_edits_and_merges(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", SAMPLE_FILES)
     report, seen = swarm(repo, tmp_path, "run")
     assert [s.id for s in report.subtasks] == ["code", "tests", "docs"]
     assert all(s.status is SubtaskStatus.SUCCEEDED for s in report.subtasks), [
@@ -63,11 +64,11 @@ def test_task_run_plans_three_subtasks_edits_and_merges(tmp_path: Path) -> None:
 
 
 def test_the_budget_stops_the_run_and_finished_work_is_still_merged(tmp_path: Path) -> None:
-    measured, _ = swarm(make_repo(tmp_path / "a"), tmp_path, "measure", max_concurrency=1)
+    measured, _ = swarm(make_repo(tmp_path / "a", SAMPLE_FILES), tmp_path, "measure", max_concurrency=1)
     first = {s.id: s.usage.tokens for s in measured.subtasks}
     planner_tokens = _planner_tokens(tmp_path)
     budget = planner_tokens + first["code"]  # used up exactly when `code` finishes
-    repo = make_repo(tmp_path / "b")
+    repo = make_repo(tmp_path / "b", SAMPLE_FILES)
     report, seen = swarm(repo, tmp_path, "budget", max_concurrency=1, max_tokens=budget)
     status = {s.id: s.status for s in report.subtasks}
     assert status["code"] is SubtaskStatus.SUCCEEDED
@@ -82,7 +83,7 @@ def test_the_budget_stops_the_run_and_finished_work_is_still_merged(tmp_path: Pa
 
 def _planner_tokens(tmp: Path) -> int:
     """The planner's tokens for the same request (the report holds the subtasks' usage, not the planner's)."""
-    repo = make_repo(tmp / "planner-only")
+    repo = make_repo(tmp / "planner-only", SAMPLE_FILES)
     with serve_fake(three_subtask_script()) as fake:
         session = session_for(fake)
 

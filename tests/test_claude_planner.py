@@ -14,7 +14,8 @@ from ci_swarm.llm.session import LLMSession
 from ci_swarm.models import Request
 from ci_swarm.testing.anthropic_script import PLANNER_MATCH, Conversation, Script
 from ci_swarm.testing.fake_anthropic import FakeAnthropic
-from tests.anthropic_helpers import KEY, arun, make_repo, session_for, settings, tool_results
+from tests.anthropic_helpers import KEY, SAMPLE_FILES, arun, session_for, settings, tool_results
+from tests.fixtures import make_repo
 
 
 def sub(sid: str, *deps: str, paths: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
@@ -52,7 +53,7 @@ def plan_with(fake: FakeAnthropic, repo: Path, **overrides: Any) -> tuple[Any, L
 
 
 def test_plans_three_subtasks_with_the_repo_context(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", SAMPLE_FILES)
     script = planner_script(submit(sub("code"), sub("tests", "code"), sub("docs"), rationale="by concern"))
     with FakeAnthropic(script) as fake:
         plan, session, planner = plan_with(fake, repo)
@@ -75,7 +76,7 @@ def test_plans_three_subtasks_with_the_repo_context(tmp_path: Path) -> None:
 
 
 def test_an_invalid_plan_goes_back_as_an_error_result_and_is_repaired(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", SAMPLE_FILES)
     cyclic = submit(sub("a", "b"), sub("b", "a"))
     script = planner_script(cyclic, submit(sub("a"), sub("b", "a")))
     with FakeAnthropic(script) as fake:
@@ -88,7 +89,7 @@ def test_an_invalid_plan_goes_back_as_an_error_result_and_is_repaired(tmp_path: 
 
 
 def test_no_tool_call_gets_a_reminder_then_a_clear_failure(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", SAMPLE_FILES)
     script = planner_script({"text": "Sure! Here is my plan: do everything."})
     with FakeAnthropic(script) as fake, pytest.raises(LLMError) as info:
         plan_with(fake, repo)
@@ -116,7 +117,7 @@ def test_no_tool_call_gets_a_reminder_then_a_clear_failure(tmp_path: Path) -> No
     ],
 )
 def test_garbage_plans_fail_clearly_after_two_repairs(tmp_path: Path, reply: Any, problem: str) -> None:
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", SAMPLE_FILES)
     with FakeAnthropic(planner_script(reply)) as fake, pytest.raises(LLMError) as info:
         plan_with(fake, repo)
     assert problem in str(info.value)
@@ -125,7 +126,7 @@ def test_garbage_plans_fail_clearly_after_two_repairs(tmp_path: Path, reply: Any
 
 
 def test_max_subtasks_caps_the_plan(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", SAMPLE_FILES)
     script = planner_script(submit(sub("a"), sub("b"), sub("c")), submit(sub("a"), sub("b")))
     with FakeAnthropic(script) as fake:
         plan, _, _ = plan_with(fake, repo, max_subtasks=2)
@@ -135,7 +136,7 @@ def test_max_subtasks_caps_the_plan(tmp_path: Path) -> None:
 
 
 def test_a_single_subtask_is_noted_in_the_rationale(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", SAMPLE_FILES)
     with FakeAnthropic(planner_script(submit(sub("only"), rationale="tiny change"))) as fake:
         plan, _, _ = plan_with(fake, repo)
     assert len(plan.subtasks) == 1
@@ -143,7 +144,7 @@ def test_a_single_subtask_is_noted_in_the_rationale(tmp_path: Path) -> None:
 
 
 def test_the_model_cannot_choose_an_agent_backend(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", SAMPLE_FILES)
     sneaky = sub("a", agent={"kind": "command", "command": {"run": ["rm", "-rf", "/"]}})
     with FakeAnthropic(planner_script(submit(sneaky))) as fake:
         plan, _, _ = plan_with(fake, repo)
@@ -151,7 +152,7 @@ def test_the_model_cannot_choose_an_agent_backend(tmp_path: Path) -> None:
 
 
 def test_ownership_overlap_is_a_warning_not_a_repair(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", SAMPLE_FILES)
     script = planner_script(submit(sub("a", paths=("src/x.py",)), sub("b", paths=("src/x.py",))))
     with FakeAnthropic(script) as fake:
         plan, _, planner = plan_with(fake, repo)
@@ -161,7 +162,7 @@ def test_ownership_overlap_is_a_warning_not_a_repair(tmp_path: Path) -> None:
 
 
 def test_a_wrong_key_is_one_clear_error_and_one_request(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", SAMPLE_FILES)
     script = Script(conversations=planner_script(submit(sub("a"))).conversations, api_keys=("the-right-key",))
     with FakeAnthropic(script) as fake, pytest.raises(LLMError) as info:
         plan_with(fake, repo, max_retries=5)
@@ -172,7 +173,7 @@ def test_a_wrong_key_is_one_clear_error_and_one_request(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_api_is_an_llm_error(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", SAMPLE_FILES)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -184,7 +185,7 @@ def test_an_unreachable_api_is_an_llm_error(tmp_path: Path) -> None:
 def test_exhausted_retries_are_an_llm_error(tmp_path: Path) -> None:
     from ci_swarm.testing.anthropic_script import Fault
 
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", SAMPLE_FILES)
     script = Script(
         conversations=planner_script(submit(sub("a"))).conversations,
         faults=(Fault("rate_limit", times=10, retry_after_ms=10),),

@@ -11,12 +11,13 @@ import pytest
 
 from ci_swarm.agents.tools import TOOL_NAMES, TOOL_SCHEMAS, ToolBox, ToolResult, check_input, command_allowed
 from ci_swarm.models import Subtask
-from tests.anthropic_helpers import arun, make_repo, make_workspace
+from tests.anthropic_helpers import SAMPLE_FILES, arun, make_workspace
+from tests.fixtures import make_repo
 
 
 @pytest.fixture
 def box(tmp_path: Path) -> ToolBox:
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", SAMPLE_FILES)
     ws = make_workspace(repo, Subtask("code", "builder", "t", paths=("src/**",)), tmp_path)
     return ToolBox(ws, allowed_commands=(("git", "status"), (sys.executable, "-c")), command_timeout=5)
 

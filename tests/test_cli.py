@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 from ci_swarm import git
 from ci_swarm.cli import cli
-from tests.helpers import clean_env, make_repo, run_cli, scripted
+from tests.fixtures import make_repo
+from tests.helpers import clean_env, run_cli, scripted
 
 ROOT = Path(__file__).resolve().parents[1]
 

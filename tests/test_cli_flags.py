@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from ci_swarm import git
-from tests.helpers import make_repo, run_cli, scripted
+from tests.fixtures import make_repo
+from tests.helpers import run_cli, scripted
 
 FILES = {"README.md": "# r\n\nline\n", "conf.txt": "value = 1\n"}
 

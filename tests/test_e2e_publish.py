@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from ci_swarm import git
-from tests.helpers import USER, clean_env, make_repo, run_cli, scripted
+from tests.fixtures import USER, make_repo
+from tests.helpers import clean_env, run_cli, scripted
 
 TOKEN = "ghp_LaptopT0kenThatMustNeverBePrinted7"
 FILES = {"README.md": "# demo\n\nintro\n", "conf.txt": "a = 1\nb = 2\nc = 3\nd = 4\ne = 5\n"}

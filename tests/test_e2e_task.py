@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from ci_swarm import git
-from tests.anthropic_helpers import KEY, make_repo, three_subtask_script, write_script
+from tests.anthropic_helpers import KEY, SAMPLE_FILES, three_subtask_script, write_script
+from tests.fixtures import make_repo
 from tests.helpers import clean_env, run_cli
 
 
@@ -49,7 +50,7 @@ def cli(*args: str, base_url: str, key: str = KEY) -> subprocess.CompletedProces
 
 
 def test_run_task_plans_and_runs_claude_agents_and_merges(fake_api: str, tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", SAMPLE_FILES)
     out = tmp_path / "run.json"
     proc = cli(
         "run",
@@ -84,7 +85,7 @@ def test_run_task_plans_and_runs_claude_agents_and_merges(fake_api: str, tmp_pat
 
 
 def test_plan_task_only_shows_the_plan(fake_api: str, tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", SAMPLE_FILES)
     proc = cli("plan", "--task", "add greet() with tests and docs", "--repo", str(repo), base_url=fake_api)
     assert proc.returncode == 0, proc.stderr
     assert "code [builder]" in proc.stdout and "docs [documenter]" in proc.stdout
@@ -92,7 +93,7 @@ def test_plan_task_only_shows_the_plan(fake_api: str, tmp_path: Path) -> None:
 
 
 def test_wrong_key_is_one_clear_error(fake_api: str, tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", SAMPLE_FILES)
     proc = cli("run", "--task", "anything", "--repo", str(repo), base_url=fake_api, key="sk-ant-wrong")
     assert proc.returncode == 6, proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

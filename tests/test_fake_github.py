@@ -18,8 +18,8 @@ import pytest
 from ci_swarm import git
 from ci_swarm.errors import GitError
 from ci_swarm.testing.fake_github import FakeGitHub
-from tests.github_helpers import BASE_FILES, TOKEN, Hub, commit_files, hub
-from tests.helpers import make_repo
+from tests.fixtures import commit, make_repo
+from tests.github_helpers import BASE_FILES, TOKEN, Hub, hub
 
 __all__ = ["hub"]
 
@@ -227,7 +227,7 @@ def fork_pr(hub: Hub, tmp_path: Path) -> tuple[Any, Path]:
     hub.fake.add_token(FORK_TOKEN, "someone", actions=False)
     fork_url = hub.gh(FORK_TOKEN).get_repo("someone/app").clone_url
     app = BASE_FILES["src/app.py"].replace("line 5\n", "five\n")
-    tip = commit_files(hub.work, git.rev_parse(hub.work, "main"), {"src/app.py": app}, "five")
+    tip = commit(hub.work, git.rev_parse(hub.work, "main"), {"src/app.py": app}, "five")
     git.push(hub.work, fork_url, [f"{tip}:refs/heads/patch"], FORK_TOKEN)
     upstream = hub.gh(FORK_TOKEN).get_repo(hub.name)
     return upstream.create_pull(
@@ -262,7 +262,7 @@ def test_pull_request_from_a_fork_has_githubs_head(hub: Hub, tmp_path: Path) -> 
 def test_a_fork_pull_request_follows_its_branch_and_keeps_githubs_rules(hub: Hub, tmp_path: Path) -> None:
     pr, fork_bare = fork_pr(hub, tmp_path)
     tip = git.rev_parse(fork_bare, "refs/heads/patch")
-    newer = commit_files(fork_bare, tip, {"more.txt": "more\n"}, "more")
+    newer = commit(fork_bare, tip, {"more.txt": "more\n"}, "more")
     git.update_ref(fork_bare, "refs/heads/patch", newer, tip)
     got = hub.repo().get_pull(pr.number)
     assert got.head.sha == newer
@@ -316,9 +316,7 @@ def test_large_push_with_chunked_body(hub: Hub) -> None:
 
     blob = os.urandom(3 * 1024 * 1024).hex()  # > http.postBuffer: git sends it chunked
     tip = git.rev_parse(hub.work, "main")
-    from tests.github_helpers import commit_files
-
-    big = commit_files(hub.work, tip, {"big.txt": blob}, "big")
+    big = commit(hub.work, tip, {"big.txt": blob}, "big")
     git.push(hub.work, hub.repo().clone_url, [f"{big}:refs/heads/big"], TOKEN)
     assert hub.remote_sha("big") == big
 

@@ -9,7 +9,7 @@ import pytest
 from ci_swarm import git
 from ci_swarm.errors import GitError
 from ci_swarm.testing.fake_github import FakeGitHub
-from tests.helpers import make_repo
+from tests.fixtures import make_repo
 
 TOKEN = "ghs_OursT0kenForThePushThatMustWin11"
 STALE = "ghs_CheckoutPersistedT0kenThatIsWrong"

@@ -26,12 +26,12 @@ from tests.anthropic_helpers import (
     SAMPLE_FILES,
     arun,
     context,
-    make_repo,
     make_workspace,
     session_for,
     settings,
     three_subtask_script,
 )
+from tests.fixtures import make_repo
 from tests.helpers import clean_env, run_cli
 
 AGENTS_MD = "Agents: run `make check` before finishing. Never touch vendor/.\n"
@@ -201,7 +201,7 @@ def run_agent(session: LLMSession, repo: Path, tmp: Path, sub: Subtask) -> None:
 
 
 def test_a_role_prompt_from_the_config_reaches_the_agents_system_prompt(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", SAMPLE_FILES)
     config = config_from_text(CONFIG)
     subs = [
         Subtask("code", "builder", "Add greet()", "write src/greet.py"),

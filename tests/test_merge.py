@@ -15,14 +15,16 @@ from ci_swarm.merge import MergeQueue
 from ci_swarm.merge_only import merge_branches
 from ci_swarm.models import ConflictKind, MergePolicy, MergeRecord, MergeStatus, OverlapKind
 from ci_swarm.resolve import Stage, other
-from tests.merge_helpers import Content, branch, commit, edit_lines, init_repo, lines, random_edit, read
+from tests.fixtures import Content, commit, make_repo
+from tests.merge_helpers import branch, edit_lines, lines, random_edit, read
 
 INTEGRATION = "swarm/run1"
 TEN = lines(10)
 
 
 def setup(tmp_path: Path, files: Mapping[str, str | bytes]) -> tuple[Path, str]:
-    repo, base = init_repo(tmp_path / "repo", files)
+    repo = make_repo(tmp_path / "repo", files)
+    base = git.head_commit(repo)
     git.create_branch(repo, INTEGRATION, base)
     return repo, base
 
@@ -499,7 +501,8 @@ def test_prediction_never_misses_what_the_queue_meets(tmp_path: Path) -> None:
 
 
 def test_merge_branches_reads_trailers_and_names(tmp_path: Path) -> None:
-    repo, base = init_repo(tmp_path / "repo", {"f.txt": TEN})
+    repo = make_repo(tmp_path / "repo", {"f.txt": TEN})
+    base = git.head_commit(repo)
     branch(repo, "feature/alpha", commit(repo, base, {"a.txt": "a\n"}))
     tagged = commit(repo, base, {"f.txt": edit_lines(TEN, {1: "b"})}, subtask="beta-id", role="tester")
     branch(repo, "work/beta", tagged)
@@ -517,7 +520,8 @@ def test_merge_branches_reads_trailers_and_names(tmp_path: Path) -> None:
 
 
 def test_merge_branches_refuses_unknown_branch_and_existing_integration(tmp_path: Path) -> None:
-    repo, base = init_repo(tmp_path / "repo", {"f.txt": TEN})
+    repo = make_repo(tmp_path / "repo", {"f.txt": TEN})
+    base = git.head_commit(repo)
     branch(repo, "ok", commit(repo, base, {"a.txt": "a\n"}))
     with pytest.raises(RepoError, match="unknown branch 'nope'"):
         merge_branches(repo, ["ok", "nope"], "main", "swarm/m", MergePolicy())
@@ -528,7 +532,8 @@ def test_merge_branches_refuses_unknown_branch_and_existing_integration(tmp_path
 
 
 def test_queue_needs_the_integration_branch(tmp_path: Path) -> None:
-    repo, base = init_repo(tmp_path / "repo", {"f.txt": TEN})
+    repo = make_repo(tmp_path / "repo", {"f.txt": TEN})
+    base = git.head_commit(repo)
     with pytest.raises(RepoError, match="does not exist"):
         MergeQueue(repo, "swarm/missing", base, MergePolicy(), {})
 
@@ -539,7 +544,7 @@ def test_queue_needs_the_integration_branch(tmp_path: Path) -> None:
 def test_parse_diff3_rebuilds_git_merge_file_ours_and_theirs(tmp_path: Path) -> None:
     """Choosing every block's ours (theirs) side reproduces ``merge-file --ours`` (``--theirs``)."""
     rng = random.Random(11)
-    repo, _ = init_repo(tmp_path / "repo", {"f.txt": "x\n"})
+    repo = make_repo(tmp_path / "repo", {"f.txt": "x\n"})
     labels = ("o-1", "b-1", "t-1")
     blocks = 0
     for case in range(60):

@@ -12,7 +12,8 @@ import pytest
 from ci_swarm import git
 from ci_swarm.models import Overlap, OverlapKind
 from ci_swarm.overlap import FileChange, FileStatus, Region, changes, classify, conflicting, predict, unquote
-from tests.merge_helpers import Content, commit, edit_lines, init_repo, lines, random_edit
+from tests.fixtures import Content, commit, make_repo
+from tests.merge_helpers import edit_lines, lines, random_edit
 
 TEN = lines(10)
 D, T, OV = OverlapKind.DISJOINT, OverlapKind.TOUCHING, OverlapKind.OVERLAPPING
@@ -21,7 +22,8 @@ D, T, OV = OverlapKind.DISJOINT, OverlapKind.TOUCHING, OverlapKind.OVERLAPPING
 def two_sides(
     tmp_path: Path, base: Mapping[str, str | bytes], a: Mapping[str, Content], b: Mapping[str, Content]
 ) -> tuple[Path, str, str, str]:
-    repo, base_commit = init_repo(tmp_path / "repo", base)
+    repo = make_repo(tmp_path / "repo", base)
+    base_commit = git.head_commit(repo)
     return repo, base_commit, commit(repo, base_commit, a), commit(repo, base_commit, b)
 
 
@@ -192,7 +194,8 @@ def test_whole_file_cases_match_git(
     conflicts: bool,
 ) -> None:
     plain = {k: v for k, v in base.items() if isinstance(v, str | bytes)}
-    repo, base_commit = init_repo(tmp_path / "repo", plain or {"keep.txt": "k\n"})
+    repo = make_repo(tmp_path / "repo", plain or {"keep.txt": "k\n"})
+    base_commit = git.head_commit(repo)
     start = commit(repo, base_commit, {k: v for k, v in base.items() if k not in plain})
     ta, tb = commit(repo, start, a), commit(repo, start, b)
     rows = predict(repo, start, ta, tb, "a", "b")
@@ -273,7 +276,8 @@ def test_predictor_agrees_with_git_on_random_edit_pairs(tmp_path: Path) -> None:
     rng = random.Random(20240611)
     cases = [_case(rng) for _ in range(200)]
     names = [f"c{i:03}.txt" for i in range(len(cases))]
-    repo, base = init_repo(tmp_path / "repo", {n: c[0] for n, c in zip(names, cases, strict=True)})
+    repo = make_repo(tmp_path / "repo", {n: c[0] for n, c in zip(names, cases, strict=True)})
+    base = git.head_commit(repo)
     ta = commit(repo, base, {n: c[1] for n, c in zip(names, cases, strict=True)})
     tb = commit(repo, base, {n: c[2] for n, c in zip(names, cases, strict=True)})
     truth = git_conflicts(repo, ta, tb)

@@ -12,7 +12,8 @@ from ci_swarm.errors import PlanError, RepoError, exit_code
 from ci_swarm.models import AgentSpec, MergeOrder, MergeStatus, Plan, RunReport, SubtaskStatus
 from ci_swarm.ports import ProgressEvent
 from ci_swarm.run import RunOptions, run_plan_sync
-from tests.helpers import make_repo, parents, plan_of, scripted, show, snapshot
+from tests.fixtures import make_repo
+from tests.helpers import parents, plan_of, scripted, show, snapshot
 
 BASE_FILES = {
     "README.md": "# proj\n\nintro\n\n## Usage\n\nuse it\n\n## Notes\n\nnone\n",

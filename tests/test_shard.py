@@ -9,6 +9,7 @@ from ci_swarm.errors import PlanError, UsageError
 from ci_swarm.models import AgentSpec
 from ci_swarm.plan import freeze, validate, waves
 from ci_swarm.shard import select, shard_plan, split
+from tests.fixtures import make_repo
 
 FILES = (
     "README.md",
@@ -93,13 +94,7 @@ def test_no_match_and_bad_arguments() -> None:
 
 
 def test_shards_from_a_real_repository(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git.run(repo, "init", "-q", "-b", "main")
-    for name in ("lib/x.py", "lib/y.py", "lib/sub/z.py", "docs/index.md"):
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / name).write_text(f"# {name}\n")
-    git.run(repo, "add", ".")
-    git.run(repo, "commit", "-q", "-m", "init", env=git.SWARM_IDENTITY.env())
+    names = ("lib/x.py", "lib/y.py", "lib/sub/z.py", "docs/index.md")
+    repo = make_repo(tmp_path / "repo", {name: f"# {name}\n" for name in names})
     plan = shard_plan(git.tree_files(repo), "lib/**/*.py", 2, "Rename foo to bar")
     assert [s.paths for s in plan.subtasks] == [("lib/sub/z.py", "lib/x.py"), ("lib/y.py",)]

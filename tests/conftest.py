@@ -1,0 +1,30 @@
+"""Every test runs sealed (see :mod:`tests.fixtures.env`): its own HOME and empty git configuration, none of
+the outer environment's credentials or CI variables, fixed commit dates."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.env import sealed
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One XDG cache for the session (per xdist worker): act and friends keep their downloads in it."""
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
+@pytest.fixture(autouse=True)
+def sealed_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory, shared_cache: Path
+) -> dict[str, str]:
+    """Replace ``os.environ`` with the sealed environment for the test (restored afterwards)."""
+    env = sealed(os.environ, tmp_path_factory.mktemp("home"), shared_cache)
+    for key in set(os.environ) - set(env):
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
