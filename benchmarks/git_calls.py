@@ -20,7 +20,8 @@ from ci_swarm import git
 from ci_swarm.merge import MergeQueue
 from ci_swarm.merge_only import merge_report, remerge
 from ci_swarm.models import MergePolicy
-from tests.merge_helpers import branch, commit, init_repo, lines
+from tests.fixtures import commit, make_repo
+from tests.merge_helpers import branch, lines
 
 N = 8
 INTEGRATION = "swarm/count"
@@ -52,7 +53,8 @@ def counting() -> Iterator[collections.Counter[str]]:
 
 def _base(tmp: Path) -> tuple[Path, str]:
     files = {f"f{i}.txt": lines(20) for i in range(N)}
-    return init_repo(tmp / "repo", {**files, "shared.txt": lines(20)})
+    repo = make_repo(tmp / "repo", {**files, "shared.txt": lines(20)})
+    return repo, git.head_commit(repo)
 
 
 def _edit(i: int, shared: bool) -> dict[str, str | bytes | None]:

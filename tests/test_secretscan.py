@@ -29,7 +29,7 @@ from ci_swarm.secretscan import (
     scan_range,
     secret_variants,
 )
-from tests.helpers import USER, make_repo, write_files
+from tests.fixtures import USER, make_repo, write_files
 
 SECRET = "s3cr3t-" + "Vq9ZLk2wPx"  # the run's secret (not token-shaped)
 ALNUM = string.ascii_letters + string.digits
