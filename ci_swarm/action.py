@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from ci_swarm import git
+from ci_swarm.agents import OPTION_VALIDATORS
 from ci_swarm.config import DEFAULT_PATH, Config
 from ci_swarm.errors import (
     EXIT_FAILED_SUBTASKS,
@@ -105,7 +106,7 @@ def plan_from_text(text: str, source: str, default_merge: MergePolicy | None = N
         raise PlanError(f"{source}: malformed YAML: {exc}") from exc
     if not isinstance(data, Mapping):
         raise PlanError(f"{source}: a plan must be a mapping with 'subtasks'")
-    plan = plan_from_dict(data, source=source)
+    plan = plan_from_dict(data, source=source, validators=OPTION_VALIDATORS)
     if default_merge is not None and "merge" not in data:
         plan = dataclasses.replace(plan, merge=default_merge)
     return plan if plan.task else dataclasses.replace(plan, task=source)
@@ -373,11 +374,12 @@ class Action:
 
     def model_session(self, config: Config) -> ModelSession:
         """The Claude session for a job that needs a model (the service decides when)."""
-        from ci_swarm.llm.session import LLMSession, LLMSettings
+        from ci_swarm.llm.factory import ClaudeSession
+        from ci_swarm.llm.session import LLMSettings
 
         settings = LLMSettings.from_config(config)
         environ = os.environ if self._env is None else self._env
-        return LLMSession.from_env(settings, environ)
+        return ClaudeSession.from_env(settings, environ)
 
 
 class _LazyAccess:

@@ -14,10 +14,12 @@ import click
 from rich.console import Console
 
 from ci_swarm import errors, git
+from ci_swarm.agents import OPTION_VALIDATORS
 from ci_swarm.config import Config
+from ci_swarm.dag import critical_path, waves
 from ci_swarm.errors import exit_code
 from ci_swarm.models import AgentSpec, MergeOrder, MergePolicy, Plan, Request, RunReport
-from ci_swarm.plan import critical_path, load_plan, validate, waves
+from ci_swarm.plan import load_plan, validate
 from ci_swarm.ports import ModelSession, ProgressListener
 from ci_swarm.report import print_terminal, write_json, write_markdown
 from ci_swarm.run import RunOptions
@@ -153,7 +155,7 @@ def _plan_source_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def _static_plan(source: PlanSource, agent: AgentSpec) -> Plan | None:
     """The plan from a file or the sharder; None when Claude must plan ``source.task``."""
     if source.plan_file is not None:
-        return load_plan(source.plan_file)
+        return load_plan(source.plan_file, validators=OPTION_VALIDATORS)
     if source.shard_glob:
         from ci_swarm.shard import shard_plan
 
@@ -186,7 +188,8 @@ def _model_session(
     """The factory the service calls when a run needs a model: one LLMSession (client, shared limiter,
     accounting, budget) for the whole command, from the repository's config (allowed commands, role prompts,
     budgets, models) overridden by the flags given."""
-    from ci_swarm.llm.session import LLMSession, LLMSettings
+    from ci_swarm.llm.factory import ClaudeSession
+    from ci_swarm.llm.session import LLMSettings
 
     settings = LLMSettings.from_config(
         config,
@@ -196,7 +199,7 @@ def _model_session(
         max_usd=max_usd,
         max_tokens=max_tokens,
     )
-    return LLMSession.from_env(settings)
+    return ClaudeSession.from_env(settings)
 
 
 def _default_agent(source: PlanSource, has_key: bool, configured: AgentSpec | None = None) -> AgentSpec:

@@ -40,7 +40,8 @@ from ci_swarm.models import (
     Usage,
 )
 from ci_swarm.naming import agent_branch, agent_identity, commit_message, integration_branch, new_run_id
-from ci_swarm.plan import serialize_overlaps, validate
+from ci_swarm.paths import serialize_overlaps
+from ci_swarm.plan import validate
 from ci_swarm.ports import AgentContext, AgentFactory, ProgressListener
 from ci_swarm.runtime import run_sync
 from ci_swarm.schedule import Job, JobResult, SchedEvent, Scheduler

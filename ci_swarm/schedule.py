@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from ci_swarm.dag import dag_critical_path
 from ci_swarm.errors import PlanError, UsageError
 from ci_swarm.models import RunStats, SubtaskStatus
-from ci_swarm.plan import dag_critical_path
 
 R = TypeVar("R")
 

@@ -19,12 +19,13 @@ from pathlib import Path
 
 from ci_swarm import git
 from ci_swarm.agents import Backend, check_agent_kinds, make_agent_factory
+from ci_swarm.agents.command import command_argv
 from ci_swarm.agents.tools import command_allowed
 from ci_swarm.config import DEFAULT_PATH
 from ci_swarm.errors import UsageError
 from ci_swarm.models import AgentSpec, MergePolicy, Plan, Request, RunReport
 from ci_swarm.naming import new_run_id
-from ci_swarm.plan import command_argv, validate
+from ci_swarm.plan import validate
 from ci_swarm.ports import ModelSession, ProgressComment, ProgressEvent, ProgressListener, ProgressStarter
 from ci_swarm.run import RunOptions, run_plan
 from ci_swarm.runtime import run_sync

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_swarm import git
+from ci_swarm.agents import OPTION_VALIDATORS
 from ci_swarm.models import Plan
 from ci_swarm.plan import plan_from_dict
 
@@ -39,7 +40,7 @@ def plan_of(*subtasks: dict[str, Any], merge: dict[str, Any] | None = None, task
     data: dict[str, Any] = {"version": 1, "task": task, "subtasks": list(subtasks)}
     if merge:
         data["merge"] = merge
-    return plan_from_dict(data, source="<test>")
+    return plan_from_dict(data, source="<test>", validators=OPTION_VALIDATORS)  # as the entry points do
 
 
 def snapshot(repo: Path) -> tuple[str, str, str, bytes]:

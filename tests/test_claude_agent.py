@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ci_swarm.agents.claude import CUT, CUT_TOOL, NUDGE, ClaudeAgent
+from ci_swarm.llm.factory import claude_backend
 from ci_swarm.llm.session import LLMSession
 from ci_swarm.models import AgentOutcome, AgentSpec, Subtask
 from ci_swarm.testing.anthropic_script import (
@@ -51,7 +52,7 @@ def run_agents(
 
     async def go() -> list[AgentOutcome]:
         try:
-            backend = session.agent_backend()
+            backend = claude_backend(session)
             runs = [
                 backend(AgentSpec("claude")).run(s, w, context(subtasks=subtasks))
                 for s, w in zip(subtasks, workspaces, strict=True)
@@ -163,7 +164,7 @@ def test_a_subtask_that_never_finishes_stops_at_max_turns(repo: Path, tmp_path: 
 def test_max_turns_can_come_from_the_agent_spec(repo: Path, tmp_path: Path) -> None:
     with FakeAnthropic(agent_script()) as fake:
         session = session_for(fake)
-        agent = session.agent_backend()(AgentSpec("claude", {"max_turns": 2, "model": "claude-haiku-4-5"}))
+        agent = claude_backend(session)(AgentSpec("claude", {"max_turns": 2, "model": "claude-haiku-4-5"}))
         assert isinstance(agent, ClaudeAgent)
         assert (agent.max_turns, agent.model) == (2, "claude-haiku-4-5")
         arun(session.aclose())

@@ -8,6 +8,7 @@ from typing import Any
 
 from ci_swarm import git
 from ci_swarm.agents import make_agent_factory
+from ci_swarm.llm.factory import claude_backend, claude_planner
 from ci_swarm.models import AgentSpec, MergeStatus, Request, RunReport, SubtaskStatus
 from ci_swarm.run import RunOptions, run_plan
 from tests.anthropic_helpers import SAMPLE_FILES, arun, serve_fake, session_for, three_subtask_script
@@ -23,8 +24,8 @@ def swarm(repo: Path, tmp: Path, name: str, **overrides: Any) -> tuple[RunReport
         async def go() -> RunReport:
             try:
                 request = Request("Add a greet() function with a test and docs")
-                plan = await session.planner().plan(request, repo)
-                agents = make_agent_factory(CLAUDE, extra={"claude": session.agent_backend()})
+                plan = await claude_planner(session).plan(request, repo)
+                agents = make_agent_factory(CLAUDE, extra={"claude": claude_backend(session)})
                 options = RunOptions(
                     repo=repo,
                     max_agents=overrides.get("max_concurrency", 3),
@@ -89,7 +90,9 @@ def _planner_tokens(tmp: Path) -> int:
 
         async def go() -> int:
             try:
-                await session.planner().plan(Request("Add a greet() function with a test and docs"), repo)
+                await claude_planner(session).plan(
+                    Request("Add a greet() function with a test and docs"), repo
+                )
                 return session.usage().tokens
             finally:
                 await session.aclose()

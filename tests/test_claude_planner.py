@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ci_swarm.errors import LLMError
+from ci_swarm.llm.factory import claude_planner
 from ci_swarm.llm.planner import SINGLE_SUBTASK_NOTE, ClaudePlanner
 from ci_swarm.llm.session import LLMSession
 from ci_swarm.models import Request
@@ -40,7 +41,7 @@ def planner_script(*replies: Any) -> Script:
 
 def plan_with(fake: FakeAnthropic, repo: Path, **overrides: Any) -> tuple[Any, LLMSession, ClaudePlanner]:
     session = session_for(fake, **overrides)
-    planner = session.planner()
+    planner = claude_planner(session)
     assert isinstance(planner, ClaudePlanner)
 
     async def go() -> Any:
@@ -179,7 +180,7 @@ def test_an_unreachable_api_is_an_llm_error(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     session = LLMSession(settings(max_retries=0), KEY, f"http://127.0.0.1:{port}")
     with pytest.raises(LLMError, match=r"cannot reach the Anthropic API \(http://127\.0\.0\.1"):
-        arun(session.planner().plan(Request("x"), repo))
+        arun(claude_planner(session).plan(Request("x"), repo))
 
 
 def test_exhausted_retries_are_an_llm_error(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from ci_swarm import git
 from ci_swarm.config import config_from_text
+from ci_swarm.llm.factory import claude_backend, claude_planner
 from ci_swarm.llm.planner import ClaudePlanner
 from ci_swarm.llm.prompts import ROLE_PROMPTS
 from ci_swarm.llm.session import LLMSession, LLMSettings
@@ -59,7 +60,7 @@ def plan_once(repo: Path, **overrides: Any) -> str:
     script = Script(conversations=(Conversation("planner", PLANNER_MATCH, (SUBMIT,)),))
     with FakeAnthropic(script) as fake:
         session = session_for(fake, **overrides)
-        planner = session.planner()
+        planner = claude_planner(session)
         assert isinstance(planner, ClaudePlanner)
 
         async def go() -> None:
@@ -192,7 +193,7 @@ def run_agent(session: LLMSession, repo: Path, tmp: Path, sub: Subtask) -> None:
 
     async def go() -> None:
         try:
-            outcome = await session.agent_backend()(AgentSpec("claude")).run(sub, workspace, context())
+            outcome = await claude_backend(session)(AgentSpec("claude")).run(sub, workspace, context())
             assert outcome.ok, outcome.error
         finally:
             await session.aclose()

@@ -9,8 +9,9 @@ import pytest
 
 from ci_swarm.config import Budget, Config
 from ci_swarm.errors import LLMError
+from ci_swarm.llm.accounting import BudgetStop
 from ci_swarm.llm.pricing import TokenCounts
-from ci_swarm.llm.session import BudgetStop, LLMSession, LLMSettings, WarmGate
+from ci_swarm.llm.session import LLMSession, LLMSettings, WarmGate
 from tests.anthropic_helpers import KEY, arun
 
 

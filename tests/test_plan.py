@@ -6,21 +6,13 @@ from typing import Any
 
 import pytest
 
+from ci_swarm.agents import OPTION_VALIDATORS
+from ci_swarm.agents.edits import parse_edits
+from ci_swarm.dag import concurrent_pairs, critical_path, waves
 from ci_swarm.errors import PathEscapeError, PlanError
 from ci_swarm.models import MergeOrder, Plan
-from ci_swarm.plan import (
-    check_edit_path,
-    concurrent_pairs,
-    critical_path,
-    globs_may_overlap,
-    load_plan,
-    ownership_overlaps,
-    parse_edits,
-    plan_from_dict,
-    serialize_overlaps,
-    validate,
-    waves,
-)
+from ci_swarm.paths import check_edit_path, globs_may_overlap, ownership_overlaps, serialize_overlaps
+from ci_swarm.plan import load_plan, plan_from_dict, validate
 
 PLANS = Path(__file__).parent / "data" / "plans"
 
@@ -97,7 +89,7 @@ def test_cycle_file_prints_cycle() -> None:
 
 def test_escape_file_refused_at_load() -> None:
     with pytest.raises(PlanError, match=r"subtask 'sneaky': edit #1: path '\.\./outside\.txt' leaves"):
-        load_plan(PLANS / "escape.yml")
+        load_plan(PLANS / "escape.yml", validators=OPTION_VALIDATORS)
 
 
 def test_empty_file_refused() -> None:
@@ -173,7 +165,7 @@ def test_structural_errors_name_the_key(data: dict[str, Any], message: str) -> N
 )
 def test_agent_option_errors(agent: dict[str, Any], message: str) -> None:
     with pytest.raises(PlanError) as info:
-        plan_from_dict({"subtasks": [sub("a", agent=agent)]})
+        plan_from_dict({"subtasks": [sub("a", agent=agent)]}, validators=OPTION_VALIDATORS)
     assert "subtask 'a'" in str(info.value)
     assert message in str(info.value)
 
@@ -192,7 +184,7 @@ def test_agent_option_errors(agent: dict[str, Any], message: str) -> None:
 def test_scripted_edit_paths_refused_at_load(path: str, message: str) -> None:
     agent = {"kind": "scripted", "edits": [{"write": path, "content": "x"}]}
     with pytest.raises(PlanError, match="edit #1") as info:
-        plan_from_dict({"subtasks": [sub("a", agent=agent)]})
+        plan_from_dict({"subtasks": [sub("a", agent=agent)]}, validators=OPTION_VALIDATORS)
     assert message in str(info.value)
     with pytest.raises(PathEscapeError):
         check_edit_path(path)
@@ -359,3 +351,63 @@ def test_serialize_overlaps_never_creates_a_cycle() -> None:
     assert ownership_overlaps(s) == ()
     assert s.subtask("q").depends_on == ("p",)
     assert s.subtask("r").depends_on == ()
+
+
+# --- backends validate their own options ------------------------------------------------------
+
+
+def test_the_core_knows_no_option_names() -> None:
+    """Without validators, plan.py checks the agent's shape but none of a backend's options."""
+    odd = {"kind": "scripted", "delay": -1, "edits": "nonsense", "anything": 1}
+    p = plan_from_dict({"subtasks": [sub("a", agent=odd)]})
+    assert p.subtask("a").agent is not None
+    assert validate(p) == ()
+    with pytest.raises(PlanError, match="subtask 'a': agent kind 'scripted': unknown option 'anything'"):
+        validate(p, validators=OPTION_VALIDATORS)
+
+
+def test_validators_are_looked_up_by_kind() -> None:
+    seen: list[tuple[dict[str, Any], str]] = []
+
+    def check(options: Any, where: str) -> None:
+        seen.append((dict(options), where))
+        if options.get("speed") != "fast":
+            raise PlanError(f"{where}: 'agent.speed' must be fast")
+
+    validators = {"mine": check}
+    ok = {"subtasks": [sub("a", agent={"kind": "mine", "speed": "fast"}), sub("b")]}
+    plan_from_dict(ok, source="p.yml", validators=validators)
+    assert seen == [({"speed": "fast"}, "p.yml: subtask 'a'")]
+    with pytest.raises(PlanError, match=r"p\.yml: subtask 'a': 'agent\.speed' must be fast"):
+        plan_from_dict(
+            {"subtasks": [sub("a", agent={"kind": "mine"})]}, source="p.yml", validators=validators
+        )
+
+
+@pytest.mark.parametrize(
+    ("agent", "message"),
+    [
+        ({"dealy": 1}, "agent kind 'scripted': unknown option 'dealy' (did you mean 'delay'?)"),
+        (
+            {"kind": "command", "run": ["ls"], "timout": 3},
+            "unknown option 'timout' (did you mean 'timeout'?)",
+        ),
+        ({"kind": "command", "run": ["ls"], "zzz": 3}, "unknown option 'zzz' (allowed: command, env, run"),
+        ({"kind": "claude", "max_turn": 3}, "unknown option 'max_turn' (did you mean 'max_turns'?)"),
+        ({"kind": "claude", "max_turns": 0}, "'agent.max_turns' must be a whole number above 0"),
+        ({"kind": "claude", "model": 4}, "'agent.model' must be a string"),
+        ({"crash": "yes"}, "'agent.crash' must be true or false"),
+    ],
+)
+def test_unknown_and_bad_options_are_named(agent: dict[str, Any], message: str) -> None:
+    with pytest.raises(PlanError) as info:
+        plan_from_dict({"subtasks": [sub("a", agent=agent)]}, source="p.yml", validators=OPTION_VALIDATORS)
+    assert str(info.value).startswith("p.yml: subtask 'a'")
+    assert message in str(info.value)
+
+
+def test_unknown_dependency_and_key_suggest_the_closest() -> None:
+    message = error_of({"subtasks": [sub("code"), sub("tests", "cod")]})
+    assert message == "subtask 'tests' depends on unknown 'cod' (did you mean 'code'?)"
+    with pytest.raises(PlanError, match=r"unknown key 'dependson' \(did you mean 'depends_on'\?\)"):
+        plan_from_dict({"subtasks": [sub("a", dependson=["b"])]})

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 
 from ci_swarm import git
+from ci_swarm.dag import waves
 from ci_swarm.errors import PlanError, UsageError
 from ci_swarm.models import AgentSpec
-from ci_swarm.plan import freeze, validate, waves
+from ci_swarm.plan import freeze, validate
 from ci_swarm.shard import select, shard_plan, split
 from tests.fixtures import make_repo
 

@@ -2,6 +2,10 @@
 
 Built in: ``scripted`` (simulated work and file edits) and ``command`` (an external CLI, no shell).
 Other backends (the Claude agent) are registered through ``extra``.
+
+Each backend validates its own ``agent:`` options; ``OPTION_VALIDATORS`` is the mapping of every kind this
+package knows (``claude`` included: its validator needs no SDK), to pass to ``plan.load_plan`` /
+``plan_from_dict`` / ``validate``. ``check_agent_kinds`` checks a plan's kinds and options before a run.
 """
 
 from __future__ import annotations
@@ -9,15 +13,24 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
+from ci_swarm.agents import claude, command, scripted
 from ci_swarm.agents.command import CommandAgent
 from ci_swarm.agents.scripted import ScriptedAgent
 from ci_swarm.errors import UsageError
 from ci_swarm.models import AgentSpec, Plan, Subtask
+from ci_swarm.plan import Validators, check_agent, did_you_mean
 from ci_swarm.ports import Agent, AgentFactory
 
 Backend = Callable[[AgentSpec], Agent]
 
 BUILTIN: Mapping[str, Backend] = MappingProxyType({"scripted": ScriptedAgent, "command": CommandAgent})
+OPTION_VALIDATORS: Validators = MappingProxyType(
+    {
+        "scripted": scripted.check_options,
+        "command": command.check_options,
+        "claude": claude.check_options,
+    }
+)
 _NO_EXTRA: Mapping[str, Backend] = MappingProxyType({})
 
 
@@ -37,17 +50,28 @@ def make_agent_factory(default: AgentSpec, extra: Mapping[str, Backend] = _NO_EX
 
 
 def check_agent_kinds(plan: Plan, default: AgentSpec, extra: Mapping[str, Backend] = _NO_EXTRA) -> None:
-    """Fail before the run starts when a subtask (or the default) names an agent kind nobody provides."""
+    """Fail before the run starts when a subtask (or the default) names an agent kind nobody provides
+    (UsageError), or options its backend refuses (PlanError)."""
     backends = {**BUILTIN, **extra}
     for sub in plan.subtasks:
-        kind = (sub.agent or default).kind
-        if kind not in backends:
-            raise UsageError(_unknown(kind, sub.id, backends))
+        spec = sub.agent or default
+        if spec.kind not in backends:
+            raise UsageError(_unknown(spec.kind, sub.id, backends))
+        check_agent(spec, f"subtask {sub.id!r}", OPTION_VALIDATORS)
 
 
 def _unknown(kind: str, subtask_id: str, backends: Mapping[str, Backend]) -> str:
     known = ", ".join(sorted(backends))
-    return f"unknown agent kind {kind!r} for subtask {subtask_id!r} (available: {known})"
+    hint = did_you_mean(kind, backends)
+    return f"unknown agent kind {kind!r} for subtask {subtask_id!r} (available: {known}){hint}"
 
 
-__all__ = ["BUILTIN", "Backend", "CommandAgent", "ScriptedAgent", "check_agent_kinds", "make_agent_factory"]
+__all__ = [
+    "BUILTIN",
+    "OPTION_VALIDATORS",
+    "Backend",
+    "CommandAgent",
+    "ScriptedAgent",
+    "check_agent_kinds",
+    "make_agent_factory",
+]

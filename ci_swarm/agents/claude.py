@@ -13,24 +13,33 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from anthropic.types import Message
-
+from ci_swarm.agents import options as opt
 from ci_swarm.agents.tools import TOOL_SCHEMAS, ToolBox, ToolResult
 from ci_swarm.errors import LLMError
 from ci_swarm.llm import prompts
-from ci_swarm.llm.planner import content_params
-from ci_swarm.llm.session import BudgetStop, prefix_key
+from ci_swarm.llm.accounting import BudgetStop
+from ci_swarm.llm.wire import content_params, prefix_key
 from ci_swarm.models import AgentOutcome, AgentSpec, Subtask
 from ci_swarm.ports import AgentContext
 from ci_swarm.workspace import Workspace
 
 if TYPE_CHECKING:
+    from anthropic.types import Message
+
     from ci_swarm.llm.session import LLMSession
 
 _CACHE = {"type": "ephemeral"}
 NUDGE = "Continue with the tools; when the subtask is done, call finish with a short summary."
 CUT = "Your reply was cut off at max_tokens. Continue in smaller steps (e.g. several edit_file calls)."
 CUT_TOOL = "Not run: your reply was cut off at max_tokens inside this call. Send it again in smaller parts."
+OPTIONS = frozenset({"model", "max_turns"})
+
+
+def check_options(options: Mapping[str, Any], where: str) -> None:
+    """plan.OptionsValidator for ``kind: claude`` (no SDK needed)."""
+    opt.known_options(options, "claude", OPTIONS, where)
+    opt.text(options, "model", where)
+    opt.positive_int(options, "max_turns", where)
 
 
 class ClaudeAgent:

@@ -17,10 +17,11 @@ import os
 import re
 import signal
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
+from ci_swarm.agents import options as opt
 from ci_swarm.errors import PlanError
 from ci_swarm.models import AgentOutcome, AgentSpec, Subtask
-from ci_swarm.plan import command_argv, command_env
 from ci_swarm.ports import AgentContext
 from ci_swarm.workspace import Workspace, scrub_env
 
@@ -29,6 +30,40 @@ LOG_TAIL = 56_000  # … and from the end
 KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL
 DRAIN_WAIT = 2.0  # seconds to collect output after the process exited
 _PLACEHOLDER = re.compile(r"\{(instructions|title|id|role|task|paths)\}")
+OPTIONS = frozenset({"run", "command", "timeout", "env"})
+
+
+def check_options(options: Mapping[str, Any], where: str) -> None:
+    """plan.OptionsValidator for ``kind: command``."""
+    opt.known_options(options, "command", OPTIONS, where)
+    command_argv(options, where)
+    opt.seconds(options, "timeout", where)
+    command_env(options, where)
+
+
+def command_argv(options: Mapping[str, Any], where: str = "<agent>") -> tuple[str, ...]:
+    """The command agent's argv (``run:`` or ``command: {run: ...}``): a non-empty list of strings."""
+    run = options.get("run")
+    nested = options.get("command")
+    if run is None and isinstance(nested, Mapping):
+        run = nested.get("run")
+    if not isinstance(run, Sequence) or isinstance(run, str) or not run:
+        raise PlanError(f"{where}: command agent needs 'run': a non-empty list of arguments (no shell)")
+    if not all(isinstance(a, str) for a in run):
+        raise PlanError(f"{where}: command agent 'run' must contain only strings")
+    return tuple(run)
+
+
+def command_env(options: Mapping[str, Any], where: str = "<agent>") -> dict[str, str]:
+    """Extra environment for the command agent; names that look like secrets are refused."""
+    env = options.get("env") or {}
+    if not isinstance(env, Mapping) or not all(isinstance(v, str) for v in env.values()):
+        raise PlanError(f"{where}: command agent 'env' must map names to strings")
+    env = {str(k): v for k, v in env.items()}
+    secret = sorted(set(env) - set(scrub_env(env)))
+    if secret:
+        raise PlanError(f"{where}: command agent 'env' may not pass secrets to an agent: {secret[0]}")
+    return env
 
 
 def substitute(argv: Sequence[str], values: Mapping[str, str]) -> tuple[str, ...]:

@@ -9,12 +9,27 @@ A path leaving the worktree is a recorded failure with the PathEscapeError messa
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from typing import Any
 
+from ci_swarm.agents import options as opt
+from ci_swarm.agents.edits import Edit, parse_edits
 from ci_swarm.errors import PathEscapeError, PlanError, SwarmError
 from ci_swarm.models import AgentOutcome, AgentSpec, Subtask
-from ci_swarm.plan import Edit, parse_edits
 from ci_swarm.ports import AgentContext
 from ci_swarm.workspace import Workspace
+
+OPTIONS = frozenset({"delay", "edits", "fail", "crash", "hang"})
+
+
+def check_options(options: Mapping[str, Any], where: str) -> None:
+    """plan.OptionsValidator for ``kind: scripted``."""
+    opt.known_options(options, "scripted", OPTIONS, where)
+    opt.seconds(options, "delay", where)
+    parse_edits(options.get("edits"), where)
+    opt.text(options, "fail", where, "a string (the failure reason)")
+    opt.flag(options, "crash", where)
+    opt.flag(options, "hang", where)
 
 
 class EditFailed(SwarmError):

@@ -10,10 +10,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from ci_swarm.errors import LLMError
 from ci_swarm.llm.pricing import PriceTable, TokenCounts
 from ci_swarm.models import Usage
 
 PLANNER_KEY = "planner"
+
+
+class BudgetStop(LLMError):
+    """The swarm budget was used up before this request could go out."""
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from anthropic.types import Message
-
 from ci_swarm.errors import LLMError, PlanError
 from ci_swarm.llm import prompts
 from ci_swarm.llm.accounting import PLANNER_KEY
+from ci_swarm.llm.wire import content_params
 from ci_swarm.models import Plan, Request
 from ci_swarm.plan import plan_from_dict, validate
 
 if TYPE_CHECKING:
+    from anthropic.types import Message
+
     from ci_swarm.llm.session import LLMSession
 
 MAX_REPAIRS = 2
@@ -141,17 +142,3 @@ class ClaudePlanner:
 
 def _result(tool_use_id: str, text: str, *, error: bool) -> dict[str, Any]:
     return {"type": "tool_result", "tool_use_id": tool_use_id, "content": text, "is_error": error}
-
-
-def content_params(message: Message) -> list[dict[str, Any]]:
-    """A response's content as request blocks, to send back as the assistant turn."""
-    blocks: list[dict[str, Any]] = []
-    for block in message.content:
-        if block.type == "text":
-            if block.text:  # the API refuses empty text blocks
-                blocks.append({"type": "text", "text": block.text})
-        elif block.type == "tool_use":
-            blocks.append({"type": "tool_use", "id": block.id, "name": block.name, "input": block.input})
-        else:
-            blocks.append(block.model_dump(mode="json", exclude_none=True))
-    return blocks or [{"type": "text", "text": "(empty)"}]

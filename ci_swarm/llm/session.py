@@ -1,28 +1,27 @@
 """One LLM session per run: the AsyncAnthropic client, the ONE shared limiter, the ledger and the budget.
 
-The CLI / Action builds ``LLMSession.from_env(settings)`` once, hands ``session.planner()`` to the run and
-registers ``session.agent_backend()`` as agent kind ``claude``; every planner and agent request goes through
-:meth:`LLMSession.create`, so limits, retries, usage, cost and the budget are shared by the whole swarm.
+The CLI / Action builds ``LLMSession.from_env(settings)`` once, hands ``factory.claude_planner(session)`` to
+the run and registers ``factory.claude_backend(session)`` as agent kind ``claude``; every planner and agent
+request goes through :meth:`LLMSession.create`, so limits, retries, usage, cost and the budget are shared by
+the whole swarm. The session knows nothing of its consumers: they take the session.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import os
 import random
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Self
 
 import anthropic
 from anthropic.types import Message
 
 from ci_swarm.config import Config
 from ci_swarm.errors import LLMError
-from ci_swarm.llm.accounting import Budget, Ledger
+from ci_swarm.llm.accounting import Budget, BudgetStop, Ledger
 from ci_swarm.llm.client import (
     CURRENT_CALL,
     CallState,
@@ -33,8 +32,7 @@ from ci_swarm.llm.client import (
 )
 from ci_swarm.llm.limiter import RateLimiter
 from ci_swarm.llm.pricing import PriceTable, TokenCounts
-from ci_swarm.models import EMPTY, AgentSpec, Usage
-from ci_swarm.ports import Agent, Planner
+from ci_swarm.models import EMPTY, Usage
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
 _NO_KEY = (
@@ -89,10 +87,6 @@ class LLMSettings:
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
-class BudgetStop(LLMError):
-    """The swarm budget was used up before this request could go out."""
-
-
 class WarmGate:
     """The first request with a given cacheable prefix goes alone; the others with the same prefix wait for
     it to finish, then read that prefix from the cache instead of all writing it at once."""
@@ -143,28 +137,12 @@ class LLMSession:
         )
 
     @classmethod
-    def from_env(cls, settings: LLMSettings, environ: Mapping[str, str] = os.environ) -> LLMSession:
+    def from_env(cls, settings: LLMSettings, environ: Mapping[str, str] = os.environ) -> Self:
         """``ANTHROPIC_API_KEY`` (required) and ``ANTHROPIC_BASE_URL`` (optional: e.g. the fake API)."""
         key = environ.get("ANTHROPIC_API_KEY", "").strip()
         if not key:
             raise LLMError(_NO_KEY)
         return cls(settings, key, environ.get("ANTHROPIC_BASE_URL", "").strip() or None)
-
-    # --- the ports ---------------------------------------------------------------------------------
-
-    def planner(self) -> Planner:
-        from ci_swarm.llm.planner import ClaudePlanner
-
-        return ClaudePlanner(self)
-
-    def agent_backend(self) -> Callable[[AgentSpec], Agent]:
-        """For ``make_agent_factory(default, extra={"claude": session.agent_backend()})``."""
-        from ci_swarm.agents.claude import ClaudeAgent
-
-        def backend(spec: AgentSpec) -> Agent:
-            return ClaudeAgent(self, spec)
-
-        return backend
 
     # --- one request -------------------------------------------------------------------------------
 
@@ -246,8 +224,3 @@ class LLMSession:
 
     async def aclose(self) -> None:
         await self.client.close()
-
-
-def prefix_key(*parts: Any) -> str:
-    """An identity for a cacheable prompt prefix (model, tools, shared system block)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
