@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
+from ci_swarm.dag import topological_order
 from ci_swarm.errors import SwarmError
 from ci_swarm.ledger import Ledger
 from ci_swarm.merge import MergeQueue
@@ -68,14 +69,3 @@ class MergeConsumer:
         merged = record.status is not MergeStatus.SKIPPED
         self._emit("merge_finished", sub_id, record.status.value, f"{len(record.conflicts)} conflict(s)")
         self._release(sub_id, merged, "" if merged else f"merge of {sub_id} failed")
-
-
-def topological_order(plan: Plan) -> tuple[str, ...]:
-    """Plan order, except that a subtask always comes after its dependencies (stable)."""
-    placed: list[str] = []
-    remaining = list(plan.subtasks)
-    while remaining:
-        ready = next(s for s in remaining if all(d in placed for d in s.depends_on))
-        placed.append(ready.id)
-        remaining.remove(ready)
-    return tuple(placed)
