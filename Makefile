@@ -1,18 +1,30 @@
-# The README's two commands: `make demo` and `make test`. Both bootstrap .venv on a fresh machine.
+# The README's two commands: `make demo` and `make test`. Both bootstrap .venv on a fresh machine:
+# `make demo` installs only the runtime dependencies, `make test` the dev extras too.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
+# pytest-xdist workers: the tests mostly wait on git and subprocesses, so more workers than cores pays
+WORKERS ?= 4
 
 .PHONY: demo test lint typecheck pytest actionlint bench clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	touch $(STAMP)
 
-demo: $(STAMP)
+# runtime dependencies only (what `make demo` needs)
+$(RUNTIME): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $(RUNTIME)
+
+# runtime + dev extras (tests, linters, type checker); covers the runtime stamp too
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP) $(RUNTIME)
+
+demo: $(RUNTIME)
 	$(BIN)/ci-swarm demo
 
 test: lint typecheck actionlint pytest
@@ -28,7 +40,7 @@ actionlint: $(STAMP)
 	$(BIN)/actionlint -shellcheck= .github/workflows/*.yml
 
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(WORKERS) --dist worksteal
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

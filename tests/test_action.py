@@ -541,7 +541,8 @@ def test_plan_text_errors_name_the_source_and_line() -> None:
 
 def test_pr_closed_while_the_swarm_runs(world: World) -> None:
     pr = world.pull_request("feature", {"src/feature.py": "value = 1\n"})
-    plan = swarm_plan(write_sub("slow", "src/slow.py", "slow = 1\n", delay=1.5))
+    # the agent outlasts the closer by far, even on a loaded machine (the close must land mid-run)
+    plan = swarm_plan(write_sub("slow", "src/slow.py", "slow = 1\n", delay=8))
 
     def close_when_started() -> None:
         deadline = time.monotonic() + 20

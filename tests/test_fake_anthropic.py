@@ -374,8 +374,10 @@ def test_latency_fault_delays_one_response() -> None:
             await create(c, [user("greet a")])
             return t1 - t0, time.monotonic() - t1
 
-        slow, fast = arun(go())
-    assert slow > fast  # a ratio measured side by side, not a wall-clock bound
+        slow, _ = arun(go())
+        faults = [r.fault for r in fake.requests]
+    assert faults == ["latency", ""]  # only the first response carried the fault
+    assert slow >= 0.3  # it was held back at least that long (a lower bound: load cannot break it)
 
 
 def test_rate_limit_is_enforced_with_429_and_headers() -> None:
