@@ -7,11 +7,15 @@ from typing import Any
 
 import pytest
 
+from ci_swarm.agents.claude import ClaudeAgent
 from ci_swarm.config import Budget, Config
 from ci_swarm.errors import LLMError
 from ci_swarm.llm.accounting import BudgetStop
+from ci_swarm.llm.factory import ClaudeSession
+from ci_swarm.llm.planner import ClaudePlanner
 from ci_swarm.llm.pricing import TokenCounts
 from ci_swarm.llm.session import LLMSession, LLMSettings, WarmGate
+from ci_swarm.models import AgentSpec
 from tests.anthropic_helpers import KEY, arun
 
 
@@ -69,3 +73,17 @@ def test_budget_stop_is_an_llm_error_and_notes_explain_it() -> None:
     notes = session.notes()
     assert notes[0].startswith("The budget stopped the swarm: budget reached")
     assert "No price known for model 'mystery-1'" in notes[1]
+
+
+def test_the_claude_session_hands_out_its_consumers_the_plain_session_does_not() -> None:
+    session = ClaudeSession.from_env(LLMSettings(model="m-1"), {"ANTHROPIC_API_KEY": KEY})
+    assert isinstance(session, ClaudeSession)
+    assert isinstance(session.planner(), ClaudePlanner)
+    agent = session.agent_backend()(AgentSpec("claude", {"max_turns": 3}))
+    assert isinstance(agent, ClaudeAgent)
+    assert (agent.model, agent.max_turns) == ("m-1", 3)
+    plain = LLMSession(LLMSettings(), KEY, "http://127.0.0.1:9")
+    assert not hasattr(plain, "planner")
+    assert not hasattr(plain, "agent_backend")
+    arun(session.aclose())
+    arun(plain.aclose())
