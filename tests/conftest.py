@@ -3,12 +3,11 @@ the outer environment's credentials or CI variables, fixed commit dates."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.env import sealed
+from tests.fixtures.env import seal
 
 
 @pytest.fixture(scope="session")
@@ -22,9 +21,4 @@ def sealed_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory, shared_cache: Path
 ) -> dict[str, str]:
     """Replace ``os.environ`` with the sealed environment for the test (restored afterwards)."""
-    env = sealed(os.environ, tmp_path_factory.mktemp("home"), shared_cache)
-    for key in set(os.environ) - set(env):
-        monkeypatch.delenv(key)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return env
+    return seal(monkeypatch, tmp_path_factory.mktemp("home"), shared_cache)

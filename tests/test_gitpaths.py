@@ -10,6 +10,7 @@ import pytest
 from ci_swarm import git
 from ci_swarm.errors import PathEscapeError
 from ci_swarm.gitpaths import check_tree_path, is_git_dir_name, is_gitmodules_name
+from tests.fixtures.env import seal
 
 ZWNJ, ZWJ, BOM, RLO, NDS = "\u200c", "\u200d", "\ufeff", "\u202e", "\u206f"
 
@@ -107,23 +108,12 @@ SYMLINK_ACCEPTED = [".gitmodulesx", "gitmod~5", "gitmodules", ".gitmodule", "sub
 SYMLINK_STRICTER = [".gitmodules./x"]
 
 
-def hermetic(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No user or system git config, a temp HOME (works with or without a global conftest doing it)."""
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / "gitconfig"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-
-
-@pytest.fixture(autouse=True)
-def _hermetic_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    hermetic(tmp_path_factory.mktemp("home"), monkeypatch)
-
-
 @pytest.fixture(scope="module")
 def git_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     repo = tmp_path_factory.mktemp("gitpaths-repo")
     with pytest.MonkeyPatch.context() as monkeypatch:
-        hermetic(tmp_path_factory.mktemp("home"), monkeypatch)
+        # module-scoped, so made before the conftest's per-test seal: seal it the same way
+        seal(monkeypatch, tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("cache"))
         git.run(repo, "init", "--quiet")
         yield repo, git.write_blob(repo, b"x\n")
 

@@ -40,14 +40,6 @@ def rand(n: int, alphabet: str = ALNUM) -> str:
     return "".join(RNG.choice(alphabet) for _ in range(n))
 
 
-@pytest.fixture(autouse=True)
-def _hermetic_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / "gitconfig"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "repo", {"README.md": "hello\n", "src/app.py": "one\ntwo\nthree\n"})
