@@ -79,7 +79,8 @@ def render(results: dict[str, Any]) -> str:
     lines = [
         "# Performance",
         "",
-        "Measured by `make bench` (`python -m benchmarks`), which rewrites this file.",
+        "Measured by `make bench` (`python -m benchmarks`), which rewrites this file (but for the",
+        "hand-measured test suite section at its end).",
         "Every comparison is measured side by side in one run and given as a ratio;",
         "absolute times are this machine's, for scale.",
         "",
@@ -96,6 +97,16 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+KEPT = "## Test suite"  # measured by hand (`make test`), carried over when the file is rewritten
+
+
+def kept(path: Path) -> str:
+    """The hand-measured sections at the end of ``path`` (from :data:`KEPT` on), if any."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    start = text.find(f"\n{KEPT}\n")
+    return text[start + 1 :] if start >= 0 else ""
+
+
 def main(argv: list[str]) -> int:
     wanted = argv or list(SUITES)
     results: dict[str, Any] = {}
@@ -103,7 +114,8 @@ def main(argv: list[str]) -> int:
         print(f"== {name}", flush=True)
         results[name] = importlib.import_module(SUITES[name]).main()
     if not argv:
-        (ROOT / "docs" / "performance.md").write_text(render(results), encoding="utf-8")
+        out = ROOT / "docs" / "performance.md"
+        out.write_text(render(results) + kept(out), encoding="utf-8")
         print("wrote docs/performance.md")
     return 0
 
