@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -21,8 +21,9 @@ from ci_swarm.action import Inputs, apply_inputs, default_agent, main, parse_inp
 from ci_swarm.config import Budget, Config, config_from_text
 from ci_swarm.errors import PlanError, UsageError
 from ci_swarm.github.event import SELF_MARKER
-from ci_swarm.models import AgentSpec
+from ci_swarm.models import AgentSpec, RunReport
 from ci_swarm.naming import agent_branch
+from ci_swarm.ports import Published
 from ci_swarm.testing.anthropic_script import ScriptedSubtask, edit_file_call, task_script, write_file_call
 from ci_swarm.testing.fake_anthropic import FakeAnthropic
 from tests.act_helpers import (
@@ -600,3 +601,55 @@ def test_sigterm_pushes_what_is_committed_and_says_cancelled(world: World) -> No
 
 def test_maintainer_fixture_is_a_writer(world: World) -> None:
     assert world.repo().get_collaborator_permission(MAINTAINER) == "write"
+
+
+# ------------------------------------------------------------------- the service both entries share
+
+
+def test_the_session_notes_reach_the_report_and_the_job_summary(world: World) -> None:
+    """The Action folds the model session's notes into the report as the CLI does (it used to drop them):
+    a model without a known price is named in the job summary."""
+    issue = world.issue("Docs", "The README needs a usage section.")
+    script = task_script(
+        (
+            ScriptedSubtask(
+                "docs",
+                "documenter",
+                "Document it",
+                paths=("README.md",),
+                calls=(edit_file_call("README.md", "Run it.", "Run it with care."),),
+            ),
+        )
+    )
+    with FakeAnthropic(script) as claude:
+        env = world.env("issue_comment", world.commented(issue.number, "/swarm document it", on_pr=False))
+        env.update(
+            ANTHROPIC_API_KEY="sk-ant-test", ANTHROPIC_BASE_URL=claude.base_url, CI_SWARM_MODEL="acme-1"
+        )
+        assert main(env) == 0
+    assert "No price known for model 'acme-1'" in world.summary.read_text()
+
+
+def test_a_claude_default_nobody_uses_needs_no_key(world: World) -> None:
+    """The default agent is claude (input), but every subtask of the written plan names its own agent: the
+    run needs no model, so no ANTHROPIC_API_KEY."""
+    issue = world.issue("Add a", swarm_plan(write_sub("a", "a.txt", "a\n")), labels=("swarm",))
+    assert main(world.env("issues", world.labeled(issue), agent="claude")) == 0
+    assert world.read_outputs()["failed"] == "0"
+
+
+def test_the_job_is_emitted_through_the_runner_module(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ci_swarm.github import runner
+
+    emitted: list[tuple[str, str]] = []
+    real = runner.emit_job
+
+    def spy(report: RunReport, result: Published | None, env: Mapping[str, str] | None = None) -> RunReport:
+        emitted.append((report.run_id, result.branch if result is not None else ""))
+        return real(report, result, env)
+
+    monkeypatch.setattr(runner, "emit_job", spy)
+    issue = world.issue("Add a", swarm_plan(write_sub("a", "a.txt", "a\n")), labels=("swarm",))
+    assert main(world.env("issues", world.labeled(issue))) == 0
+    ((run_id, branch),) = emitted
+    assert world.read_outputs()["run_id"] == run_id and world.read_outputs()["branch"] == branch

@@ -346,3 +346,31 @@ def test_report_fields_and_types_in_a_run_with_a_conflict(repo: Path, tmp_path: 
         "value = 3\n",
         "value = 1\n",
     )
+
+
+# --- the service: when a model is needed, which commands run --------------------------------------------
+
+
+def test_a_claude_default_nobody_uses_needs_no_key(repo: Path, tmp_path: Path) -> None:
+    """The default agent is claude (flag or repository config) but every subtask names its own agent: the
+    run needs no model, so no ANTHROPIC_API_KEY (it used to exit 6)."""
+    sub = scripted("a", edits=[{"write": "a.txt", "content": "a\n"}])
+    proc, data = run_plan(repo, tmp_path, sub, flags=("--agent", "claude"))
+    assert proc.returncode == 0, proc.stderr
+    assert statuses(data) == {"a": "succeeded"}
+    config = tmp_path / "swarm.yml"
+    config.write_text("agent: claude\n")
+    proc, data = run_plan(repo, tmp_path, sub, flags=("--config", str(config)))
+    assert proc.returncode == 0, proc.stderr
+    assert statuses(data) == {"a": "succeeded"}
+
+
+def test_the_cli_trusts_the_command_agents_of_its_plan(repo: Path, tmp_path: Path) -> None:
+    """On the CLI the plan is the user's own: a command agent runs even when the repository's
+    allowed_commands (which bind plans the Action reads from issues) does not list it."""
+    config = tmp_path / "swarm.yml"
+    config.write_text("allowed_commands:\n  - pytest\n")
+    command = {**scripted("cmd"), "agent": {"kind": "command", "run": ["sh", "-c", "echo hi > hi.txt"]}}
+    proc, data = run_plan(repo, tmp_path, command, flags=("--config", str(config)))
+    assert proc.returncode == 0, proc.stderr
+    assert git.try_read_blob(repo, data["integration_commit"], "hi.txt") == b"hi\n"
