@@ -241,7 +241,11 @@ def test_prepare_and_reclaim_never_give_away_foreign_files(open_dir: Path, work:
 # ── the kill policy ─────────────────────────────────────────────────────────────────────────────────
 
 
-@pytest.mark.parametrize("policy", [USER, NONE], ids=["user", "none"])
+# an account pool of its own (one account), so no other test's process can hold the uid checked below
+KILL_TEST = SandboxPolicy(user="ci-swarm-test-kill", pool_size=1)
+
+
+@pytest.mark.parametrize("policy", [KILL_TEST, NONE], ids=["user", "none"])
 def test_a_setsid_child_is_killed_at_the_timeout(policy: SandboxPolicy, work: Path) -> None:
     result = go(sh(SETSID_CHILD + "exec sleep 1000", work, timeout=5, writable_dirs=(work,)), policy)
     assert "ready" in result.output
