@@ -52,7 +52,11 @@ def test_run_publish_opens_a_pr_with_progress_and_an_anchored_conflict_review(
             "slow", "deployer", delay=0.4, edits=[{"replace": "conf.txt", "old": "c = 3", "new": "c = 300"}]
         ),
     ]
-    plan.write_text(yaml.safe_dump({"version": 1, "task": "Tune the config", "subtasks": subtasks}))
+    # merged in plan order: "slow" loses to "fast" however the machine's load orders their finishes
+    merge = {"order": "plan"}
+    plan.write_text(
+        yaml.safe_dump({"version": 1, "task": "Tune the config", "subtasks": subtasks, "merge": merge})
+    )
     proc = run_cli(
         "run", "--plan", str(plan), "--repo", str(repo), "--base", "main",
         "--publish", "octo/demo", "--issue", str(issue.number),
