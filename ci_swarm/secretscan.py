@@ -7,8 +7,9 @@ value**; :func:`ensure_no_secrets` raises :class:`~ci_swarm.errors.SecretFound` 
 What is scanned, per commit of the range (merges against their first parent, root commits against the
 empty tree): the lines its own diff adds, the names of the files it adds, its message, and — for files git
 calls binary — the raw bytes of the new blob. Two ``git log`` processes and at most one ``cat-file --batch``
-for the whole range, whatever its size: cost is linear in what the range adds. Lines a merge re-shows
-from its second parent are reported once (the first commit that added them).
+for the whole range, whatever its size: cost is linear in what the range adds. A place (file, line,
+kind) already reported for an earlier commit is not repeated: a merge re-shows, against its first parent,
+what its second parent added, and the commit that added it is the one to name.
 
 What is looked for:
 
