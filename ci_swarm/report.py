@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ci_swarm import neutral
+from ci_swarm.gantt import mermaid_gantt as mermaid_gantt
 from ci_swarm.models import (
     Conflict,
     MergeRecord,
@@ -135,25 +137,8 @@ def to_json(report: RunReport) -> str:
 
 
 # --- Markdown -----------------------------------------------------------------------------------
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
-    head = list(header)
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _fence(text: str, lang: str = "") -> str:
-    ticks = "```"
-    while ticks in text:
-        ticks += "`"
-    body = text if text.endswith("\n") or not text else text + "\n"
-    return f"{ticks}{lang}\n{body}{ticks}"
+# Every piece of text the run did not write itself (ids, roles, titles, reasons, summaries, file names,
+# the request, notes, the other side of a conflict) goes through ci_swarm.neutral.
 
 
 def headline(report: RunReport) -> str:
@@ -173,139 +158,111 @@ def headline(report: RunReport) -> str:
 def subtasks_table(report: RunReport) -> str:
     rows = [
         [
-            f"`{s.id}`",
-            s.role,
+            neutral.code_cell(s.id),
+            neutral.cell(s.role),
             f"{STATUS_ICON.get(s.status, '')} {s.status.value}",
             str(len(s.files)),
             f"{s.seconds:.1f}s",
             str(s.usage.tokens) if s.usage.tokens else "–",
             f"${s.usage.cost_usd:.4f}" if s.usage.cost_usd else "–",
-            s.error or s.summary,
+            neutral.cell(s.error or s.summary),
         ]
         for s in report.subtasks
     ]
-    return _table(["subtask", "role", "status", "files", "time", "tokens", "cost", "note"], rows)
+    return neutral.table(["subtask", "role", "status", "files", "time", "tokens", "cost", "note"], rows)
 
 
 def merges_table(report: RunReport) -> str:
     rows = [
         [
             str(m.order),
-            f"`{m.subtask}`",
+            neutral.code_cell(m.subtask),
             m.status.value,
-            m.commit[:10],
-            ", ".join(f"`{p}`" for p in m.predicted_conflicts) or "–",
+            neutral.cell(m.commit[:10]),
+            ", ".join(neutral.code_cell(p) for p in m.predicted_conflicts) or "–",
             str(len(m.conflicts)),
         ]
         for m in report.merges
     ]
-    return _table(["#", "subtask", "merge", "commit", "predicted conflicts", "conflicts"], rows)
+    return neutral.table(["#", "subtask", "merge", "commit", "predicted conflicts", "conflicts"], rows)
 
 
 def overlap_table(report: RunReport) -> str:
-    rows = [[f"`{o.a}`", f"`{o.b}`", f"`{o.path}`", o.kind.value] for o in report.overlap]
-    return _table(["a", "b", "path", "overlap"], rows)
+    code = neutral.code_cell
+    rows = [[code(o.a), code(o.b), code(o.path), o.kind.value] for o in report.overlap]
+    return neutral.table(["a", "b", "path", "overlap"], rows)
 
 
 def conflicts_section(conflicts: Iterable[Conflict]) -> str:
     out = []
     for i, c in enumerate(conflicts, 1):
         where = f"lines {c.lines[0]}–{c.lines[1]}" if c.lines[0] else "whole file"
+        reason = f" — {neutral.inline(c.reason)}" if c.reason else ""
+        kept, other = neutral.inline(c.kept_subtask), neutral.inline(c.subtask)
         out.append(
-            f"{i}. `{c.path}` ({c.kind.value}, {where}): kept **{c.kept_subtask}**, "
-            f"recorded **{c.subtask}**'s side" + (f" — {c.reason}" if c.reason else "")
+            f"{i}. {neutral.code_span(c.path)} ({c.kind.value}, {where}): kept **{kept}**, "
+            f"recorded **{other}**'s side{reason}"
         )
         out.append("")
         out.append("   <details><summary>the other side</summary>\n")
-        out.append("   " + _fence(c.other_text).replace("\n", "\n   "))
+        out.append("   " + neutral.fence(c.other_text).replace("\n", "\n   "))
         out.append("   </details>")
     return "\n".join(out)
 
 
-def mermaid_gantt(report: RunReport) -> str:
-    """A Mermaid timeline of the agents, in milliseconds since the first agent started."""
-    timed = [s for s in report.subtasks if s.started_at is not None and s.finished_at is not None]
-    lines = [
-        "```mermaid",
-        "gantt",
-        f"    title Agents of run {report.run_id}",
-        "    dateFormat x",
-        "    axisFormat %M:%S",
-    ]
-    if timed:
-        origin = min(s.started_at or 0.0 for s in timed)
-        lines.append("    section agents")
-        for s in timed:
-            start = int(((s.started_at or origin) - origin) * 1000)
-            end = max(start + 1, int(((s.finished_at or origin) - origin) * 1000))
-            tag = "" if s.status is SubtaskStatus.SUCCEEDED else "crit, "
-            lines.append(f"    {s.id} ({s.role}) :{tag}{s.id}, {start}, {end}")
-    lines.append("```")
-    return "\n".join(lines)
-
-
 def to_markdown(report: RunReport) -> str:
     st = report.stats
-    parts = [
-        f"## ci-swarm run `{report.run_id}`",
-        "",
-        f"**Task:** {report.task}" if report.task else "",
-        "",
-        headline(report),
-        "",
-        _table(
-            ["integration branch", "base", "commit", "agents (cap)", "max in flight", "efficiency"],
+    summary = neutral.table(
+        ["integration branch", "base", "commit", "agents (cap)", "max in flight", "efficiency"],
+        [
             [
-                [
-                    f"`{report.integration_branch}`",
-                    report.base[:10],
-                    report.integration_commit[:10],
-                    str(st.max_agents),
-                    str(st.max_in_flight),
-                    f"{st.efficiency:.2f}",
-                ]
-            ],
-        ),
-        "",
-    ]
+                neutral.code_cell(report.integration_branch),
+                neutral.cell(report.base[:10]),
+                neutral.cell(report.integration_commit[:10]),
+                str(st.max_agents),
+                str(st.max_in_flight),
+                f"{st.efficiency:.2f}",
+            ]
+        ],
+    )
+    parts = [f"## ci-swarm run {neutral.code_span(report.run_id)}"]
+    if report.task:
+        parts.append(f"**Task:** {neutral.block(report.task)}")
+    parts += [headline(report), summary]
     if report.rationale:
-        parts += ["**Plan:** " + report.rationale, ""]
-    for note in report.notes:
-        parts += [f"> {note}", ""]
-    parts += ["### Subtasks", "", subtasks_table(report), ""]
-    parts += ["### Timeline", "", mermaid_gantt(report), ""]
+        parts.append("**Plan:** " + neutral.block(report.rationale))
+    parts += [f"> {neutral.inline(note)}" for note in report.notes]
+    parts += ["### Subtasks", subtasks_table(report), "### Timeline", mermaid_gantt(report)]
     if report.merges:
-        parts += ["### Merges", "", merges_table(report), ""]
+        parts += ["### Merges", merges_table(report)]
     if report.overlap:
-        parts += ["### Overlap", "", overlap_table(report), ""]
+        parts += ["### Overlap", overlap_table(report)]
     if report.conflicts:
-        parts += ["### Conflicts", "", conflicts_section(report.conflicts), ""]
+        parts += ["### Conflicts", conflicts_section(report.conflicts)]
     outside = [(s.id, p) for s in report.subtasks for p in s.outside_paths]
     if outside:
-        rows = [[f"`{sub}`", f"`{path}`"] for sub, path in outside]
-        parts += ["### Writes outside owned paths", "", _table(["subtask", "path"], rows), ""]
+        rows = [[neutral.code_cell(sub), neutral.code_cell(path)] for sub, path in outside]
+        parts += ["### Writes outside owned paths", neutral.table(["subtask", "path"], rows)]
     if report.usage.requests:
-        u = report.usage
-        parts += [
-            "### Usage",
-            "",
-            _table(
-                ["requests", "retries", "input", "output", "cache read", "cache write", "cost"],
-                [
-                    [
-                        str(u.requests),
-                        str(u.retries),
-                        str(u.input_tokens),
-                        str(u.output_tokens),
-                        str(u.cache_read_tokens),
-                        str(u.cache_write_tokens),
-                        f"${u.cost_usd:.4f}",
-                    ]
-                ],
-            ),
-            "",
-        ]
-    return "\n".join(parts).replace("\n\n\n", "\n\n")
+        parts += ["### Usage", _usage_table(report.usage)]
+    return "\n\n".join(parts) + "\n"
+
+
+def _usage_table(u: Usage) -> str:
+    return neutral.table(
+        ["requests", "retries", "input", "output", "cache read", "cache write", "cost"],
+        [
+            [
+                str(u.requests),
+                str(u.retries),
+                str(u.input_tokens),
+                str(u.output_tokens),
+                str(u.cache_read_tokens),
+                str(u.cache_write_tokens),
+                f"${u.cost_usd:.4f}",
+            ]
+        ],
+    )
 
 
 # --- files and terminal -------------------------------------------------------------------------

@@ -5,12 +5,12 @@ from __future__ import annotations
 from ci_swarm.github.review import (
     PatchFile,
     anchor,
-    fence,
     plan_review,
     review_body,
     right_hunks,
 )
 from ci_swarm.models import Conflict, ConflictKind
+from ci_swarm.neutral import WORD_JOINER, fence
 
 # new file lines 8-12 (one hunk: 10 replaced) and 30-32 (another hunk: 31 added)
 PATCH = (
@@ -122,3 +122,21 @@ def test_review_body_stays_under_githubs_limit() -> None:
 def test_fence_outgrows_backticks_in_the_text() -> None:
     assert fence("a\n") == "```\na\n```"
     assert fence("```py\nx\n```\n", "suggestion").startswith("````suggestion\n")
+
+
+def test_hostile_names_and_reasons_are_neutralised_and_the_other_side_is_fenced() -> None:
+    other = "```\n@octocat Fixes #1\n~~~\n"
+    c = conflict((20, 20), path="we`ird|<b>.py", reason="@octocat <details> Fixes #1", other=other)
+    files = [PatchFile("we`ird|<b>.py", "modified", PATCH)]
+    (comment,) = plan_review([c], files).file_comments
+    headline = comment.body.splitlines()[0]
+    assert f"@{WORD_JOINER}octocat &lt;details&gt; Fixes #{WORD_JOINER}1" in headline
+    assert "````\n```\n@octocat Fixes #1\n~~~\n````" in comment.body  # verbatim, in a longer fence
+    note = plan_review([c], []).notes[0]
+    assert note.startswith("- ``we`ird|<b>.py`` (content")
+
+
+def test_no_suggestion_that_would_drop_hidden_characters() -> None:
+    c = conflict((10, 10), other="TEN\u202e\n")
+    ((comment,),) = plan_review([c], [PatchFile("src/app.py", "modified", PATCH)]).batches
+    assert not comment.suggestion and "\u202e" not in comment.body

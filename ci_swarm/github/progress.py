@@ -4,24 +4,28 @@
 loop's thread, so ``__call__`` only updates in-memory state and wakes a worker thread; the worker edits the
 comment at most once per ``min_interval`` seconds (so a 16-agent swarm does not hit GitHub's secondary rate
 limits), and :meth:`finish` always makes one final edit with the end state. A failed edit is logged and
-never stops the run.
+never stops the run. Subtask ids, roles, titles and failure messages are untrusted: they go through
+:mod:`ci_swarm.neutral`; ``extra`` is Markdown the publisher built the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ci_swarm import neutral
 from ci_swarm.models import Subtask, Usage
 from ci_swarm.ports import ProgressEvent
 
 log = logging.getLogger(__name__)
 MARKER = "<!-- ci-swarm:progress run={run_id} -->"
+_MARKER_UNSAFE = re.compile(r"[^\w.-]|-(?=-)")  # the run id in the marker cannot end the HTML comment
 MAX_COMMENT = 65_000
 ICONS = {
     "pending": "⏳",
@@ -103,7 +107,10 @@ def _duration(seconds: float) -> str:
 def _row_line(row: Row, now: float) -> str:
     done = row.status == "succeeded" and row.merge in ("clean", "conflicted", "")
     box = "[x]" if done and row.status == "succeeded" else "[ ]"
-    label = f"`{row.id}`" + (f" ({row.role})" if row.role else "") + (f" {row.title}" if row.title else "")
+    label = neutral.code_span(row.id)
+    label += (f" ({neutral.inline(row.role)})" if row.role else "") + (
+        f" {neutral.inline(row.title)}" if row.title else ""
+    )
     status = f"{ICONS.get(row.status, '•')} {row.status.replace('_', ' ')}"
     if row.status == "running" and row.started is not None:
         status += f" {_duration(now - row.started)}"
@@ -116,7 +123,8 @@ def _row_line(row: Row, now: float) -> str:
             "conflicted": " · merged with conflicts",
         }.get(row.merge, f" · {row.merge}")
     if row.message and row.status not in ("running", "succeeded"):
-        status += f" — {row.message.splitlines()[0][:200]}"
+        first = neutral.clean(row.message).strip().split("\n")[0]
+        status += f" — {neutral.inline(first[:200])}"
     return f"- {box} {label} — {status}"
 
 
@@ -136,8 +144,8 @@ def render(state: State, now: float | None = None) -> str:
     if state.cost_usd or state.tokens:
         facts.append(f"cost ${state.cost_usd:.4f} ({state.tokens} tokens)")
     lines = [
-        MARKER.format(run_id=state.run_id),
-        f"### 🐝 ci-swarm run `{state.run_id}` — {title}",
+        MARKER.format(run_id=_MARKER_UNSAFE.sub("_", state.run_id)),
+        f"### 🐝 ci-swarm run {neutral.code_span(state.run_id)} — {title}",
         "",
         " · ".join(facts),
         "",
@@ -146,9 +154,7 @@ def render(state: State, now: float | None = None) -> str:
     text = "\n".join(lines)
     if state.extra:
         text += "\n\n" + state.extra
-    if len(text) > MAX_COMMENT:
-        text = text[: MAX_COMMENT - 80] + "\n\n… (truncated: the full report is in the job summary)"
-    return text
+    return neutral.clip(text, MAX_COMMENT, "… (truncated: the full report is in the job summary)")
 
 
 def workflow_run_url(env: Mapping[str, str] | None = None) -> str:

@@ -12,6 +12,7 @@ commits go onto the PR's own branch (same repository only), the PR body is left 
 goes into the progress comment. Every PyGithub error is mapped to a one-line ForgeError at this boundary.
 When the target branch moved while the swarm ran, the run is re-merged onto the new tip by the injected
 ``remerge`` (:class:`ci_swarm.ports.Remerge`; the entry points pass :func:`ci_swarm.merge_only.remerge`).
+Titles, bodies, notes and errors carry untrusted text: it goes through :mod:`ci_swarm.neutral`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import github
 from github.PullRequest import PullRequest
 from github.Repository import Repository
 
-from ci_swarm import ports
+from ci_swarm import neutral, ports
 from ci_swarm.errors import ForgeError, SwarmError
 from ci_swarm.github import review as rv
 from ci_swarm.github.client import DEFAULT_RETRY, RetrySettings, describe, forge_call, make_github, status_of
@@ -74,19 +75,19 @@ class PublishResult:
 
 
 def pr_title(report: RunReport) -> str:
+    """One line of plain text: the request's title (or task), no mention, no closing reference."""
     request = report.request
-    text = (request.title if request and request.title else report.task).strip().splitlines()
-    title = text[0] if text else report.run_id
+    text = neutral.clean(request.title if request and request.title else report.task).strip().split("\n")
+    title = neutral.plain(text[0]) or neutral.plain(report.run_id)
     return f"ci-swarm: {title}"[:250]
 
 
 def pr_body(report: RunReport, issue: int | None) -> str:
-    body = to_markdown(report)
+    """The report (every untrusted text neutralised), clipped to GitHub's limit with its fences and
+    ``<details>`` closed, then the one live ``Closes #N``: ours, for the request's issue."""
     closes = f"\n\nCloses #{issue}\n" if issue else "\n"
-    if len(body) + len(closes) > MAX_BODY:
-        body = (
-            body[: MAX_BODY - len(closes) - 80] + "\n\n… (truncated: the full report is in the job summary)"
-        )
+    tail = "… (truncated: the full report is in the job summary)"
+    body = neutral.clip(to_markdown(report).rstrip("\n"), MAX_BODY - len(closes), tail)
     return body + closes
 
 
@@ -194,7 +195,7 @@ class Publisher:
             result = self._publish_pr(repo, report) if self.target.pr else self._publish_branch(repo, report)
         except SwarmError as err:
             if progress is not None:
-                progress.finish(f"**Publishing failed:** {err}", usage=report.usage)
+                progress.finish(f"**Publishing failed:** {neutral.inline(str(err))}", usage=report.usage)
             self.react("confused")
             raise
         final = result.report or report
@@ -216,13 +217,14 @@ class Publisher:
             ]
         if result.pr_url and not self.target.pr:
             lines.append(f"Pull request: #{result.pr_number} ({result.pr_url})")
-        lines.append(f"Branch: `{result.branch}` · agent branches pushed: {max(len(result.pushed) - 1, 0)}")
+        pushed = max(len(result.pushed) - 1, 0)
+        lines.append(f"Branch: {neutral.code_span(result.branch)} · agent branches pushed: {pushed}")
         if result.review_comments or result.file_comments or result.body_notes:
             lines.append(
                 f"Conflict review: {result.review_comments} line comment(s), {result.file_comments} file "
                 f"comment(s), {result.body_notes} in the review body"
             )
-        lines += [f"> {note}" for note in result.notes]
+        lines += [f"> {neutral.inline(note)}" for note in result.notes]
         if self.target.pr:
             lines += ["", "<details><summary>Run report</summary>", "", to_markdown(report), "", "</details>"]
         return "\n".join(lines)

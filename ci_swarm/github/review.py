@@ -14,6 +14,9 @@ against the PR's own file patches (parsed with unidiff) before posting:
 
 Very many conflicts are split over several reviews (``max_per_review`` threads each); file-level comments
 beyond ``max_file_comments`` and notes beyond the body limit are summarised.
+
+Subtask ids, reasons and file names are untrusted text: they go through :mod:`ci_swarm.neutral`; the other
+side is shown in a fence (or suggestion block) longer than any backtick or tilde run inside it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from github.PullRequest import PullRequest
 from unidiff.errors import UnidiffParseError
 from unidiff.patch import PatchSet
 
+from ci_swarm import neutral
 from ci_swarm.github.client import forge_call
 from ci_swarm.models import Conflict, ConflictKind
 
@@ -134,14 +138,6 @@ def anchor(hunks: Sequence[Hunk], start: int, end: int) -> tuple[int, int] | Non
     return best
 
 
-def fence(text: str, info: str = "") -> str:
-    ticks = "```"
-    while ticks in text:
-        ticks += "`"
-    body = text if not text or text.endswith("\n") else text + "\n"
-    return f"{ticks}{info}\n{body}{ticks}"
-
-
 def _quote(text: str) -> str:
     if len(text) <= MAX_QUOTE:
         return text
@@ -164,39 +160,48 @@ def _headline(c: Conflict) -> str:
         ConflictKind.BINARY: "both changed this binary file",
         ConflictKind.RENAME: "the sides renamed or deleted it differently",
     }.get(c.kind, "both changed it")
+    kept, other = neutral.inline(c.kept_subtask), neutral.inline(c.subtask)
     return (
-        f"**ci-swarm conflict** ({c.kind.value}) at {_where(c)}: subtasks **{c.kept_subtask}** (kept) and "
-        f"**{c.subtask}** collided — {why}."
+        f"**ci-swarm conflict** ({c.kind.value}) at {_where(c)}: subtasks **{kept}** (kept) and "
+        f"**{other}** collided — {neutral.inline(why)}."
     )
 
 
 def line_body(c: Conflict, suggest: bool) -> str:
+    other = neutral.inline(c.subtask)
     if suggest:
         return (
-            f"{_headline(c)}\n\n**{c.subtask}**'s version of these lines is below: "
-            f"commit the suggestion to take it instead.\n\n{fence(c.other_text, 'suggestion')}\n"
+            f"{_headline(c)}\n\n**{other}**'s version of these lines is below: "
+            f"commit the suggestion to take it instead.\n\n{neutral.fence(c.other_text, 'suggestion')}\n"
         )
-    return f"{_headline(c)}\n\n**{c.subtask}**'s side:\n\n{fence(_quote(c.other_text))}\n"
+    return f"{_headline(c)}\n\n**{other}**'s side:\n\n{neutral.fence(_quote(c.other_text))}\n"
 
 
 def file_body(c: Conflict) -> str:
-    other = c.other_text or "(deleted)"
-    return f"{_headline(c)}\n\n**{c.subtask}**'s side:\n\n{fence(_quote(other))}\n"
+    text = c.other_text or "(deleted)"
+    return f"{_headline(c)}\n\n**{neutral.inline(c.subtask)}**'s side:\n\n{neutral.fence(_quote(text))}\n"
+
+
+def _path_note(path: str, body: str) -> str:
+    """A body note for a comment that could not be placed: the file and the comment's headline."""
+    return f"- {neutral.code_span(path)}: {body.splitlines()[0]}"
 
 
 def note_line(c: Conflict, reason: str) -> str:
-    kept = f"kept **{c.kept_subtask}**, **{c.subtask}**'s side recorded"
-    return f"- `{c.path}` ({c.kind.value}, {_where(c)}): {kept} — {reason}"
+    kept = f"kept **{neutral.inline(c.kept_subtask)}**, **{neutral.inline(c.subtask)}**'s side recorded"
+    return f"- {neutral.code_span(c.path)} ({c.kind.value}, {_where(c)}): {kept} — {neutral.inline(reason)}"
 
 
 def _suggestable(c: Conflict, span: tuple[int, int]) -> bool:
-    """A suggestion replaces exactly the commented lines: only when they are exactly the kept text."""
+    """A suggestion replaces exactly the commented lines: only when they are exactly the kept text, and
+    the other side shows as it is (no invisible or bidirectional control the fence would strip)."""
     kept_lines = len(c.kept_text.splitlines())
     return (
         c.kind is ConflictKind.CONTENT
         and span == c.lines
         and kept_lines == c.lines[1] - c.lines[0] + 1
         and "\r" not in c.other_text
+        and neutral.clean(c.other_text) == c.other_text  # a suggestion never drops a hidden character
     )
 
 
@@ -229,7 +234,7 @@ def plan_review(
     for c in conflicts:
         _place(b, c, by_name)
     extra = b.files[max_file_comments:]
-    notes = b.notes + [f"- `{f.path}`: {f.body.splitlines()[0]}" for f in extra]
+    notes = b.notes + [_path_note(f.path, f.body) for f in extra]
     batches = tuple(tuple(b.lines[i : i + max_per_review]) for i in range(0, len(b.lines), max_per_review))
     return ReviewPlan(batches, tuple(b.files[:max_file_comments]), tuple(notes), len(conflicts))
 
@@ -292,7 +297,7 @@ def _file_comments(pr: PullRequest, commit_id: str, comments: Iterable[FileComme
         except GithubException as exc:
             if exc.status != 422:
                 raise
-            notes.append(f"- `{c.path}`: {c.body.splitlines()[0]}")
+            notes.append(_path_note(c.path, c.body))
     return posted, notes
 
 
