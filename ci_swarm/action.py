@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from ci_swarm import git
-from ci_swarm.agents import OPTION_VALIDATORS
+from ci_swarm.agents import AGENTS, OPTION_VALIDATORS
 from ci_swarm.config import DEFAULT_PATH, Config
 from ci_swarm.errors import (
     EXIT_FAILED_SUBTASKS,
@@ -269,6 +269,7 @@ class Action:
             return nullcontext(log_listener(time.monotonic()))
 
         return ServiceOptions(
+            agents=AGENTS,
             commands=CommandPolicy(
                 trust_plan_commands=False,
                 allowed_commands=config.allowed_commands,

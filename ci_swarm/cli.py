@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 
 from ci_swarm import errors, git
-from ci_swarm.agents import OPTION_VALIDATORS
+from ci_swarm.agents import AGENTS, OPTION_VALIDATORS
 from ci_swarm.config import Config
 from ci_swarm.dag import critical_path, waves
 from ci_swarm.errors import exit_code
@@ -283,6 +283,7 @@ def run(
     publisher = _publisher(publish, issue, pr, source.repo, source.base) if publish else None
     console = Console(stderr=True)
     wiring = ServiceOptions(
+        agents=AGENTS,
         commands=CommandPolicy(trust_plan_commands=True),
         session=lambda: _model_session(config, source, max_usd, max_tokens),
         progress=publisher,

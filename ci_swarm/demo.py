@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ci_swarm import git
+from ci_swarm.agents import AGENTS
 from ci_swarm.models import Request, RunReport, SubtaskStatus
 from ci_swarm.plan import plan_from_dict
 from ci_swarm.progress import TerminalProgress
@@ -174,6 +175,7 @@ def run_demo(
     )
     options = RunOptions(repo=repo, base="main", max_agents=max_agents, workdir=root / "worktrees")
     wiring = ServiceOptions(  # the demo's plan is ours; its scripted agents need no model
+        agents=AGENTS,
         commands=CommandPolicy(trust_plan_commands=True),
         watch=lambda chosen: TerminalProgress(console, chosen.subtasks),
     )

@@ -8,7 +8,7 @@ points (``cli.py``, ``action.py``) create them through small factories imported 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -37,6 +37,25 @@ class Agent(Protocol):
 
 class AgentFactory(Protocol):
     def __call__(self, subtask: Subtask) -> Agent: ...
+
+
+AgentBackend = Callable[[AgentSpec], Agent]
+
+
+class AgentKit(Protocol):
+    """The agent backends an entry point wires into the service (``ci_swarm.agents.AGENTS``): the core never
+    imports the agents package. ``extra`` adds backends made at run time (the Claude agent of a model
+    session)."""
+
+    def check(self, plan: Plan, default: AgentSpec, extra: Mapping[str, AgentBackend]) -> None:
+        """Fail before the run when a kind nobody provides or options its backend refuses are named."""
+        ...
+
+    def factory(self, default: AgentSpec, extra: Mapping[str, AgentBackend]) -> AgentFactory: ...
+
+    def command_argv(self, spec: AgentSpec, where: str) -> tuple[str, ...]:
+        """The argv a ``command`` agent would run (PlanError naming ``where`` when it has none)."""
+        ...
 
 
 class Planner(Protocol):
@@ -133,7 +152,7 @@ class ModelSession(Protocol):
 
     def planner(self) -> Planner: ...
 
-    def agent_backend(self) -> Callable[[AgentSpec], Agent]: ...
+    def agent_backend(self) -> AgentBackend: ...
 
     def usage(self) -> Usage: ...
 

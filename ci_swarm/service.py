@@ -18,15 +18,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ci_swarm import git
-from ci_swarm.agents import Backend, check_agent_kinds, make_agent_factory
-from ci_swarm.agents.command import command_argv
-from ci_swarm.agents.tools import command_allowed
+from ci_swarm.allowlist import command_allowed
 from ci_swarm.config import DEFAULT_PATH
 from ci_swarm.errors import UsageError
 from ci_swarm.models import AgentSpec, MergePolicy, Plan, Request, RunReport
 from ci_swarm.naming import new_run_id
 from ci_swarm.plan import validate
-from ci_swarm.ports import ModelSession, ProgressComment, ProgressEvent, ProgressListener, ProgressStarter
+from ci_swarm.ports import (
+    AgentBackend,
+    AgentKit,
+    ModelSession,
+    ProgressComment,
+    ProgressEvent,
+    ProgressListener,
+    ProgressStarter,
+)
 from ci_swarm.run import RunOptions, run_plan
 from ci_swarm.runtime import run_sync
 
@@ -63,7 +69,9 @@ class CommandPolicy:
     config_source: str = DEFAULT_PATH  # named in the refusal
 
 
-def check_commands(plan: Plan, default: AgentSpec, policy: CommandPolicy, repo: Path) -> None:
+def check_commands(
+    plan: Plan, default: AgentSpec, policy: CommandPolicy, repo: Path, agents: AgentKit
+) -> None:
     """UsageError when ``policy`` does not let ``plan`` run one of its command agents."""
     if policy.trust_plan_commands:
         return
@@ -71,7 +79,7 @@ def check_commands(plan: Plan, default: AgentSpec, policy: CommandPolicy, repo: 
     for sub, spec in commands:
         if spec is None:  # the default agent: trusted
             continue
-        argv = command_argv(spec.options, f"subtask {sub.id!r}")
+        argv = agents.command_argv(spec, f"subtask {sub.id!r}")
         if not command_allowed(argv, policy.allowed_commands):
             raise UsageError(
                 f"subtask {sub.id!r} would run {' '.join(argv[:3])!r}, which allowed_commands in "
@@ -118,6 +126,7 @@ class ServiceOptions:
     what it shows along the way."""
 
     commands: CommandPolicy
+    agents: AgentKit  # the agent backends (``ci_swarm.agents.AGENTS``)
     session: SessionFactory | None = None  # the model session's factory (None: no model available)
     progress: ProgressStarter | None = None  # the publisher: starts the progress comment
     watch: Watch = _no_watch  # the entry's own listener for the plan (terminal table, log lines)
@@ -153,11 +162,11 @@ def run_request(job: RunRequest, wiring: ServiceOptions) -> RunOutcome:
             warnings = tuple(validate(plan, max_subtasks=job.max_subtasks))
             for warning in warnings:
                 wiring.on_warning(warning)
-            backends: dict[str, Backend] = {}
+            backends: dict[str, AgentBackend] = {}
             if session is not None:
                 backends[MODEL_AGENT] = session.agent_backend()
-            check_agent_kinds(plan, default, backends)
-            check_commands(plan, default, wiring.commands, options.repo)
+            wiring.agents.check(plan, default, backends)
+            check_commands(plan, default, wiring.commands, options.repo, wiring.agents)
             wiring.on_plan(plan, job.plan is None)
             if wiring.progress is not None:
                 usage = session.usage if session is not None else None
@@ -167,7 +176,7 @@ def run_request(job: RunRequest, wiring: ServiceOptions) -> RunOutcome:
                 wiring.on_progress(progress)
             with wiring.watch(plan) as watcher:
                 listener = fan_out(watcher, progress)
-                factory = make_agent_factory(default, backends)
+                factory = wiring.agents.factory(default, backends)
                 return await run_plan(plan, options, factory, listener, job.request)
         finally:
             if session is not None:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from ci_swarm.agents.tools import TOOL_NAMES, TOOL_SCHEMAS, ToolBox, ToolResult, check_input, command_allowed
+from ci_swarm.agents.tools import TOOL_NAMES, TOOL_SCHEMAS, ToolBox, ToolResult, check_input
+from ci_swarm.allowlist import command_allowed
 from ci_swarm.models import Subtask
 from tests.anthropic_helpers import SAMPLE_FILES, arun, make_workspace
 from tests.fixtures import make_repo

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ci_swarm import git
-from ci_swarm.agents import ScriptedAgent
+from ci_swarm.agents import AGENTS, ScriptedAgent
 from ci_swarm.errors import UsageError
 from ci_swarm.models import (
     AgentSpec,
@@ -182,7 +182,7 @@ def test_needs_a_model_without_a_plan_or_with_a_claude_subtask() -> None:
 def test_a_scripted_plan_never_opens_a_session(repo: Path) -> None:
     factory = Factory()
     plan = plan_of(scripted("a", edits=[{"write": "new.txt", "content": "n\n"}]))
-    outcome = run_request(job(repo, plan, AgentSpec("claude")), ServiceOptions(TRUSTED, factory))
+    outcome = run_request(job(repo, plan, AgentSpec("claude")), ServiceOptions(TRUSTED, AGENTS, factory))
     assert factory.calls == 0
     assert [s.status for s in outcome.report.subtasks] == [SubtaskStatus.SUCCEEDED]
     assert git.try_read_blob(repo, outcome.report.integration_commit, "new.txt") == b"n\n"
@@ -191,7 +191,7 @@ def test_a_scripted_plan_never_opens_a_session(repo: Path) -> None:
 
 def test_a_run_that_needs_a_model_without_a_factory_is_a_usage_error(repo: Path) -> None:
     with pytest.raises(UsageError, match="needs a model"):
-        run_request(job(repo, None), ServiceOptions(TRUSTED))
+        run_request(job(repo, None), ServiceOptions(TRUSTED, AGENTS))
 
 
 # ------------------------------------------------------------------------------- planning and accounting
@@ -203,7 +203,7 @@ def test_the_session_plans_runs_claude_agents_is_closed_and_accounted_once(repo:
     factory = Factory(session)
     shown: list[tuple[str, bool]] = []
     wiring = ServiceOptions(
-        TRUSTED, factory, on_plan=lambda plan, was_planned: shown.append((plan.task, was_planned))
+        TRUSTED, AGENTS, factory, on_plan=lambda plan, was_planned: shown.append((plan.task, was_planned))
     )
     merge = MergePolicy(order=MergeOrder.COMPLETION, prefer=("builder",))
     outcome = run_request(replace(job(repo, None), merge=merge), wiring)
@@ -223,7 +223,7 @@ def test_the_session_plans_runs_claude_agents_is_closed_and_accounted_once(repo:
 
 
 def test_budget_stopped_means_an_agent_was_stopped_not_that_the_limit_was_reached(repo: Path) -> None:
-    report = run_request(job(repo, plan_of(scripted("a"))), ServiceOptions(TRUSTED)).report
+    report = run_request(job(repo, plan_of(scripted("a"))), ServiceOptions(TRUSTED, AGENTS)).report
     reached = FakeSession(reason="token budget reached", said=())
     assert account(report, reached).budget_stopped is False
     stopped = FakeSession(
@@ -245,7 +245,7 @@ def test_plan_request_plans_with_the_merge_policy_and_closes_the_session(repo: P
 def test_the_session_is_closed_when_the_run_fails_early(repo: Path) -> None:
     session = FakeSession(planned=plan_of({**scripted("a"), "agent": {"kind": "nobody"}}))
     with pytest.raises(UsageError, match="unknown agent kind 'nobody'"):
-        run_request(job(repo, None), ServiceOptions(TRUSTED, Factory(session)))
+        run_request(job(repo, None), ServiceOptions(TRUSTED, AGENTS, Factory(session)))
     assert session.closed == 1
 
 
@@ -255,7 +255,7 @@ def test_the_session_is_closed_when_the_run_fails_early(repo: Path) -> None:
 def test_warnings_are_returned_and_handed_to_the_entry(repo: Path) -> None:
     plan = plan_of(scripted("a", paths=("README.md",)), scripted("b", paths=("README.md",)))
     seen: list[str] = []
-    outcome = run_request(job(repo, plan), ServiceOptions(TRUSTED, on_warning=seen.append))
+    outcome = run_request(job(repo, plan), ServiceOptions(TRUSTED, AGENTS, on_warning=seen.append))
     assert outcome.warnings and list(outcome.warnings) == seen
     assert "README.md" in seen[0]
 
@@ -264,7 +264,7 @@ def test_the_progress_comment_is_started_with_a_run_id_and_follows_the_run(repo:
     starter = FakeStarter()
     given: list[ProgressComment] = []
     plan = plan_of(scripted("a"), scripted("b"))
-    wiring = ServiceOptions(TRUSTED, progress=starter, on_progress=given.append)
+    wiring = ServiceOptions(TRUSTED, AGENTS, progress=starter, on_progress=given.append)
     outcome = run_request(job(repo, plan), wiring)
     ((run_id, ids, usage),) = starter.started
     assert run_id and run_id == outcome.report.run_id  # named up front, the run uses it
@@ -283,20 +283,22 @@ def command_plan(*argv: str) -> Plan:
 
 def test_untrusted_plans_may_only_run_allowed_commands(repo: Path) -> None:
     with pytest.raises(UsageError, match=r"'false', which allowed_commands in cfg.yml does not allow"):
-        run_request(job(repo, command_plan("false")), ServiceOptions(UNTRUSTED))
+        run_request(job(repo, command_plan("false")), ServiceOptions(UNTRUSTED, AGENTS))
     assert git.out(repo, "branch", "--list", "swarm/*") == ""  # refused before anything ran
-    outcome = run_request(job(repo, command_plan("true")), ServiceOptions(UNTRUSTED))
+    outcome = run_request(job(repo, command_plan("true")), ServiceOptions(UNTRUSTED, AGENTS))
     assert [s.status for s in outcome.report.subtasks] == [SubtaskStatus.SUCCEEDED]
 
 
 def test_trusted_plans_run_any_command(repo: Path) -> None:
-    outcome = run_request(job(repo, command_plan("sh", "-c", "echo hi > hi.txt")), ServiceOptions(TRUSTED))
+    outcome = run_request(
+        job(repo, command_plan("sh", "-c", "echo hi > hi.txt")), ServiceOptions(TRUSTED, AGENTS)
+    )
     assert git.try_read_blob(repo, outcome.report.integration_commit, "hi.txt") == b"hi\n"
 
 
 def test_untrusted_command_agents_refuse_a_persisted_credential(repo: Path) -> None:
     git.run(repo, "config", "http.https://github.com/.extraheader", "AUTHORIZATION: basic xyz")
     with pytest.raises(UsageError, match="persist-credentials: false"):
-        run_request(job(repo, command_plan("true")), ServiceOptions(UNTRUSTED))
-    outcome = run_request(job(repo, command_plan("true")), ServiceOptions(TRUSTED))
+        run_request(job(repo, command_plan("true")), ServiceOptions(UNTRUSTED, AGENTS))
+    outcome = run_request(job(repo, command_plan("true")), ServiceOptions(TRUSTED, AGENTS))
     assert outcome.report.subtasks[0].status is SubtaskStatus.SUCCEEDED

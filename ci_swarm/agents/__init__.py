@@ -19,7 +19,7 @@ from ci_swarm.agents.scripted import ScriptedAgent
 from ci_swarm.errors import UsageError
 from ci_swarm.models import AgentSpec, Plan, Subtask
 from ci_swarm.plan import Validators, check_agent, did_you_mean
-from ci_swarm.ports import Agent, AgentFactory
+from ci_swarm.ports import Agent, AgentFactory, AgentKit
 
 Backend = Callable[[AgentSpec], Agent]
 
@@ -66,10 +66,27 @@ def _unknown(kind: str, subtask_id: str, backends: Mapping[str, Backend]) -> str
     return f"unknown agent kind {kind!r} for subtask {subtask_id!r} (available: {known}){hint}"
 
 
+class BuiltinAgents:
+    """The :class:`ci_swarm.ports.AgentKit` of this package: what the entry points give the service."""
+
+    def check(self, plan: Plan, default: AgentSpec, extra: Mapping[str, Backend]) -> None:
+        check_agent_kinds(plan, default, extra)
+
+    def factory(self, default: AgentSpec, extra: Mapping[str, Backend]) -> AgentFactory:
+        return make_agent_factory(default, extra)
+
+    def command_argv(self, spec: AgentSpec, where: str) -> tuple[str, ...]:
+        return tuple(command.command_argv(spec.options, where))
+
+
+AGENTS: AgentKit = BuiltinAgents()
+
 __all__ = [
+    "AGENTS",
     "BUILTIN",
     "OPTION_VALIDATORS",
     "Backend",
+    "BuiltinAgents",
     "CommandAgent",
     "ScriptedAgent",
     "check_agent_kinds",

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_swarm import git
+from ci_swarm.allowlist import command_allowed
 from ci_swarm.errors import GitError, PathEscapeError
 from ci_swarm.workspace import Workspace, matches_any, scrub_env
 
@@ -129,16 +130,6 @@ def _type_ok(prop: Mapping[str, Any], value: Any) -> bool:
 def _type_word(prop: Mapping[str, Any]) -> str:
     return {"string": "a string", "integer": "a positive integer"}.get(
         prop["type"], "a non-empty list of strings"
-    )
-
-
-def command_allowed(argv: Sequence[str], patterns: Sequence[Sequence[str]]) -> bool:
-    """True when some pattern is a prefix of ``argv`` (each element a glob: ``("pytest",)`` allows
-    ``pytest -q tests/``; ``("python", "-m", "pytest")`` allows only that module)."""
-    return any(
-        len(argv) >= len(p) and all(fnmatch.fnmatchcase(a, pe) for a, pe in zip(argv, p, strict=False))
-        for p in patterns
-        if p
     )
 
 
