@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,7 +89,7 @@ def test_label_with_a_plan_block_opens_a_pr_that_closes_the_issue(
     assert pr.html_url == out["pr_url"]
     assert sorted(f.filename for f in pr.get_files()) == ["README.md", "src/greet.py"]
     assert (out["conflicts"], out["failed"], out["tokens"]) == ("0", "0", "0")
-    assert float(out["speedup"]) > 0
+    assert re.fullmatch(r"\d+\.\d\d", out["speedup"])  # a figure, whatever the load (zero agent time: 0.00)
     # every agent branch is pushed too, and the label is gone so it can be added again
     assert {
         agent_branch("swarm", out["run_id"], "code"),
