@@ -132,16 +132,18 @@ class Orchestrator:
         try:
             outcome = await self.agents(sub).run(sub, ws, ctx)
         except asyncio.CancelledError:
-            self.ledger.update(sub.id, lambda s: s.stopped(time.time()))
+            self._stop_clock(sub)
             limit = self.options.timeout
             timed_out = limit is not None and time.monotonic() - job_started >= limit * 0.99
             self._collect(sub, ws, "timed out" if timed_out else "interrupted")  # lands while cancelled
             self.spaces.dispose(ws)
             raise
         except BaseException:
+            self._stop_clock(sub)
             await self._abandon(sub, ws, "crashed")
             raise
-        self.ledger.update(sub.id, lambda s: s.stopped(time.time()).returned(outcome))
+        self._stop_clock(sub)
+        self.ledger.update(sub.id, lambda s: s.returned(outcome))
         if not outcome.ok:
             await self._abandon(sub, ws, "failed")
             raise AgentFailed(outcome.error or "agent reported failure")
@@ -149,9 +151,11 @@ class Orchestrator:
         self.later.start(self._land(sub, ws))
         return outcome
 
+    def _stop_clock(self, sub: Subtask) -> None:
+        self.ledger.update(sub.id, lambda s: s.stopped(time.time()))
+
     async def _abandon(self, sub: Subtask, ws: Workspace, note: str) -> None:
         """Keep the work of an agent that failed on its branch (marked, never merged)."""
-        self.ledger.update(sub.id, lambda s: s if s.finished_at else s.stopped(time.time()))
         await in_thread(self._collect, sub, ws, note)
         self.later.start_in_thread(self.spaces.dispose, ws)
 

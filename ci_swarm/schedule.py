@@ -1,5 +1,6 @@
-"""The asyncio DAG scheduler: parallelism lives here alone. Generic: it runs ``work(job_id)`` coroutines
-and knows nothing of git, agents or merges.
+"""The asyncio DAG scheduler: which job runs when (and how many at once) is decided here alone; the
+threads that blocking work runs in are :mod:`ci_swarm.concurrency`'s. Generic: it runs ``work(job_id)``
+coroutines and knows nothing of git, agents or merges.
 
 A job starts when every dependency was *released* ok (``release`` is called by the orchestrator once a
 job's result is merged), at most ``max_parallel`` at a time, each under its own timeout. A failure never
