@@ -86,3 +86,15 @@ def test_very_long_final_text_is_truncated_under_githubs_limit() -> None:
     progress = ProgressComment(bodies.append, "r1", ["a"])
     progress.finish("x" * 100_000)
     assert len(bodies[-1]) <= 65_536 and "truncated" in bodies[-1]
+
+
+def test_untrusted_text_in_rows_and_run_id_is_neutralised() -> None:
+    subs = [Subtask("a", "@octocat", "<details> Fixes #1\n# heading")]
+    failed = ProgressEvent("subtask_finished", "a", "failed", "\n\n<!-- boom")
+    state = apply(initial_state("x-->y", subs), failed)
+    text = render(state, now=state.started)
+    marker, heading = text.splitlines()[:2]
+    assert marker == "<!-- ci-swarm:progress run=x_-_y -->" and marker.count("-->") == 1
+    assert heading.startswith("### 🐝 ci-swarm run `x-->y` —")
+    assert "- [ ] `a` (@\u2060octocat) &lt;details&gt; Fixes #\u20601 # heading — ❌ failed" in text
+    assert text.endswith("— &lt;!-- boom")

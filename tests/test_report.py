@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+import time
+from dataclasses import dataclass, replace
+
+import pytest
 
 from ci_swarm.models import (
     Conflict,
@@ -98,3 +103,145 @@ def test_gantt_bars_are_milliseconds_since_the_first_start() -> None:
     assert "dateFormat x" in gantt
     assert "    a (builder) :a, 0, 1500" in gantt
     assert "    b (tester) :crit, b, 200, 1700" in gantt  # a failed agent's bar is marked
+
+
+# --- the Gantt chart against Mermaid's gantt grammar ----------------------------------------------------
+# The lexer rules of mermaid's gantt.jison (case-insensitive, first matching rule wins), in its order.
+GANTT_LEXER = [
+    (r"accTitle\s*:\s*", "acc_title"),
+    (r"accDescr\s*:\s*", "acc_descr"),
+    (r"accDescr\s*\{\s*", "acc_descr_multiline"),
+    (r"%%(?!\{)[^\n]*", None),
+    (r"[^}]%%*[^\n]*", None),
+    (r"%%*[^\n]*[\n]*", None),
+    (r"[\n]+", "NL"),
+    (r"\s+", None),
+    (r"#[^\n]*", None),
+    (r'href[\s]+["]', "href"),
+    (r"call[\s]+", "call"),
+    (r"click[\s]+", "click"),
+    (r"gantt", "gantt"),
+    (r"dateFormat\s[^#\n;]+", "dateFormat"),
+    (r"inclusiveEndDates", "inclusiveEndDates"),
+    (r"topAxis", "topAxis"),
+    (r"axisFormat\s[^#\n;]+", "axisFormat"),
+    (r"tickInterval\s[^#\n;]+", "tickInterval"),
+    (r"includes\s[^#\n;]+", "includes"),
+    (r"excludes\s[^#\n;]+", "excludes"),
+    (r"todayMarker\s[^\n;]+", "todayMarker"),
+    (r"weekday\s[^#\n;]+", "weekday"),
+    (r"\d\d\d\d-\d\d-\d\d", "date"),
+    (r"title\s[^#\n;]+", "title"),
+    (r"accDescription\s[^#\n;]+", "accDescription"),
+    (r"section\s[^#:\n;]+", "section"),
+    (r"[^#:\n;]+", "taskTxt"),
+    (r":[^#\n;]+", "taskData"),
+    (r":", ":"),
+    (r".", "INVALID"),
+]
+TAGS = {"active", "done", "crit", "milestone"}
+
+
+def gantt_tokens(chart: str) -> list[tuple[str, str]]:
+    tokens, at = [], 0
+    rules = [(re.compile(rx, re.IGNORECASE), kind) for rx, kind in GANTT_LEXER]
+    while at < len(chart):
+        for rx, kind in rules:
+            m = rx.match(chart, at)
+            if m and m.end() > at:
+                if kind:
+                    tokens.append((kind, m.group(0)))
+                at = m.end()
+                break
+    return tokens
+
+
+@dataclass(frozen=True)
+class Task:
+    label: str
+    tags: tuple[str, ...]
+    key: str
+    start: int
+    end: int
+
+
+def parse_gantt(fenced: str) -> tuple[dict[str, str], list[Task]]:
+    """The chart's settings and tasks, or an AssertionError naming what Mermaid would reject."""
+    lines = fenced.split("\n")
+    assert lines[0] == "```mermaid" and lines[-1] == "```" and "`" not in "".join(lines[1:-1])
+    tokens = [t for t in gantt_tokens("\n".join(lines[1:-1])) if t[0] != "NL"]
+    assert tokens[0] == ("gantt", "gantt"), tokens[:1]
+    settings: dict[str, str] = {}
+    tasks: list[Task] = []
+    rest = tokens[1:]
+    while rest:
+        kind, text = rest.pop(0)
+        if kind in ("dateFormat", "axisFormat", "title", "section"):
+            settings[kind] = text.split(None, 1)[1].strip()
+            continue
+        assert kind == "taskTxt" and rest and rest[0][0] == "taskData", (kind, text, rest[:1])
+        items = [item.strip() for item in rest.pop(0)[1][1:].split(",")]
+        tags = tuple(i for i in items if i.lower() in TAGS)
+        assert items[: len(tags)] == list(tags), items  # tags first
+        key, start, end = items[len(tags) :]
+        assert re.fullmatch(r"[A-Za-z][\w-]*", key) and key.lower() not in TAGS | {"after", "until"}, key
+        tasks.append(Task(text.strip(), tags, key, int(start), int(end)))
+    keys = [t.key for t in tasks]
+    assert len(set(keys)) == len(keys), keys
+    assert all(t.start < t.end for t in tasks)
+    return settings, tasks
+
+
+def timed_report(*subs: tuple[str, str, float, float], run_id: str = "r1") -> RunReport:
+    base = report()
+    records = tuple(
+        replace(base.subtasks[1], id=sid, role=role, started_at=start, finished_at=end)
+        for sid, role, start, end in subs
+    )
+    return replace(base, run_id=run_id, subtasks=records)
+
+
+KEYWORD_IDS = ["section", "title", "click", "call", "gantt", "ganttish", "topaxis", "dateformat",
+               "excludes", "includes", "todaymarker", "tickinterval", "weekday", "crit", "done", "after",
+               "t1", "2024-01-01", "a:b#c;d%e", "x`y"]  # fmt: skip
+
+
+def test_gantt_parses_whatever_the_ids_and_roles() -> None:
+    subs = [(sid, "role; with: #colons %% and `ticks`\nclick x", 100.0 + i, 101.0 + i)
+            for i, sid in enumerate(KEYWORD_IDS)]  # fmt: skip
+    settings, tasks = parse_gantt(mermaid_gantt(timed_report(*subs, run_id="r1; section x")))
+    assert settings == {"title": "Agents of run r1_ section x", "dateFormat": "x", "axisFormat": "%M:%S",
+                        "section": "agents"}  # fmt: skip
+    assert len(tasks) == len(KEYWORD_IDS)
+    for n, (task, sid) in enumerate(zip(tasks, KEYWORD_IDS, strict=True), 1):
+        assert task.tags == ("crit",) and (task.start, task.end) == ((n - 1) * 1000, n * 1000)
+        assert task.key == f"t{n}" and task.label.startswith(f"t{n} "), sid  # every one is mapped
+
+
+def test_gantt_keeps_plain_ids_as_keys() -> None:
+    _, tasks = parse_gantt(mermaid_gantt(timed_report(("build-1", "builder", 5.0, 6.0))))
+    assert [(t.label, t.key) for t in tasks] == [("build-1 (builder)", "build-1")]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "axis", "origin"),
+    [(1.5, "%S.%L", 0), (59.0, "%M:%S", 0), (3599.0, "%M:%S", 0), (7200.0, "%H:%M", 1_000_000_000_000)],
+)
+def test_gantt_axis_fits_the_run_and_never_reads_the_time_zone(
+    seconds: float, axis: str, origin: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chart = mermaid_gantt(timed_report(("a", "r", 1e9, 1e9 + seconds)))
+    settings, (task,) = parse_gantt(chart)
+    assert settings["axisFormat"] == axis
+    assert (task.start, task.end) == (origin, origin + round(seconds * 1000))
+    for zone in ("Asia/Kolkata", "America/St_Johns", "UTC"):  # half-hour offsets too
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+        assert mermaid_gantt(timed_report(("a", "r", 1e9, 1e9 + seconds))) == chart
+    monkeypatch.delenv("TZ")
+    time.tzset()
+
+
+def test_gantt_without_timed_agents_is_still_a_chart() -> None:
+    settings, tasks = parse_gantt(mermaid_gantt(replace(report(), subtasks=())))
+    assert tasks == [] and settings["dateFormat"] == "x"
