@@ -10,29 +10,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from ci_swarm import models as m
 from ci_swarm.github.progress import apply, initial_state, render
 from ci_swarm.github.publish import pr_body, pr_title
 from ci_swarm.github.review import PatchFile, plan_review, review_body
-from ci_swarm.models import (
-    Conflict,
-    ConflictKind,
-    MergeRecord,
-    MergeStatus,
-    Overlap,
-    OverlapKind,
-    Request,
-    RunReport,
-    RunStats,
-    Subtask,
-    SubtaskRecord,
-    SubtaskStatus,
-)
 from ci_swarm.neutral import WORD_JOINER
 from ci_swarm.ports import ProgressEvent
 from ci_swarm.report import to_markdown
@@ -56,32 +43,35 @@ OUR_HTML = {
 }
 
 
-def hostile_report() -> RunReport:
+def hostile_report() -> m.RunReport:
     sub = {"branch": "swarm/r1-agents/x", "files": (FILE,), "seconds": 1.0}
+    ok, failed = m.SubtaskStatus.SUCCEEDED, m.SubtaskStatus.FAILED
     subtasks = (
-        SubtaskRecord("a", HOSTILE, HOSTILE, SubtaskStatus.SUCCEEDED, started_at=10.0, finished_at=11.0,
+        m.SubtaskRecord("a", HOSTILE, HOSTILE, ok, started_at=10.0, finished_at=11.0,
                       summary=HOSTILE, outside_paths=(FILE,), **sub),  # type: ignore[arg-type]
-        SubtaskRecord("section", "title", HOSTILE, SubtaskStatus.FAILED, started_at=10.5, finished_at=12.0,
+        m.SubtaskRecord("section", "title", HOSTILE, failed, started_at=10.5, finished_at=12.0,
                       error=HOSTILE, **sub),  # type: ignore[arg-type]
     )  # fmt: skip
-    conflict = Conflict(FILE, ConflictKind.CONTENT, "section", "a", (1, 2), "k\nk\n", OTHER_SIDE, "", HOSTILE)
-    return RunReport(
+    conflict = m.Conflict(
+        FILE, m.ConflictKind.CONTENT, "section", "a", (1, 2), "k\nk\n", OTHER_SIDE, "", HOSTILE
+    )
+    return m.RunReport(
         run_id="r1",
         task=HOSTILE,
         repo="/repo",
         base="b" * 40,
         integration_branch="swarm/r1",
         integration_commit="c" * 40,
-        stats=RunStats(2.0, 2.5, 1.2, 1.5, 0.7, 2, 2),
+        stats=m.RunStats(2.0, 2.5, 1.2, 1.5, 0.7, 2, 2),
         subtasks=subtasks,
         merges=(
-            MergeRecord("a", 1, MergeStatus.CLEAN, "f" * 40),
-            MergeRecord("section", 2, MergeStatus.CONFLICTED, "9" * 40, (FILE,), (conflict,)),
+            m.MergeRecord("a", 1, m.MergeStatus.CLEAN, "f" * 40),
+            m.MergeRecord("section", 2, m.MergeStatus.CONFLICTED, "9" * 40, (FILE,), (conflict,)),
         ),
-        overlap=(Overlap("a", "section", FILE, OverlapKind.OVERLAPPING),),
+        overlap=(m.Overlap("a", "section", FILE, m.OverlapKind.OVERLAPPING),),
         rationale=HOSTILE,
         notes=(HOSTILE,),
-        request=Request(HOSTILE, "issue", 7, title=HOSTILE),
+        request=m.Request(HOSTILE, "issue", 7, title=HOSTILE),
     )
 
 
@@ -149,7 +139,7 @@ def rendered(markdown: str) -> Rendered:
 def assert_inert(doc: Rendered, closes: int | None = None) -> None:
     texts = doc.inline_texts()
     assert not [t for t in texts if MENTION.search(t)], "a mention GitHub would link"
-    found = [m.group(0) for t in texts for m in CLOSING.finditer(t)]
+    found = [hit.group(0) for t in texts for hit in CLOSING.finditer(t)]
     assert found == ([f"Closes #{closes}"] if closes else [])
     assert set(doc.html()) <= OUR_HTML, doc.html()
     assert not [c for c in doc.walk() if c.type == "image"]
@@ -186,11 +176,9 @@ def test_the_pull_request_title_and_body() -> None:
 
 
 def test_a_clipped_pull_request_body_still_ends_with_our_closes() -> None:
-    huge = Conflict(FILE, ConflictKind.CONTENT, "a", "a", (1, 1), "", "```\n" + "x\n" * 40_000, "", "")
+    huge = m.Conflict(FILE, m.ConflictKind.CONTENT, "a", "a", (1, 1), "", "```\n" + "x\n" * 40_000, "", "")
     report = hostile_report()
-    from dataclasses import replace
-
-    report = replace(report, merges=(MergeRecord("a", 1, MergeStatus.CONFLICTED, "f" * 40, (), (huge,)),))
+    report = replace(report, merges=(m.MergeRecord("a", 1, m.MergeStatus.CONFLICTED, "f" * 40, (), (huge,)),))
     body = pr_body(report, 7)
     assert len(body) <= 65_536
     doc = rendered(body)
@@ -199,7 +187,7 @@ def test_a_clipped_pull_request_body_still_ends_with_our_closes() -> None:
 
 
 def test_the_progress_comment() -> None:
-    subs = [Subtask("a", HOSTILE, HOSTILE), Subtask("section", "title", HOSTILE)]
+    subs = [m.Subtask("a", HOSTILE, HOSTILE), m.Subtask("section", "title", HOSTILE)]
     state = initial_state("r1", subs)
     state = apply(state, ProgressEvent("subtask_finished", "section", "failed", HOSTILE, at=1.0))
     doc = rendered(render(state, now=state.started))
