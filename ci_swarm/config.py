@@ -29,7 +29,8 @@ from ci_swarm.workspace import matches_any
 DEFAULT_PATH = ".github/ci-swarm.yml"
 DEFAULT_MODEL = "claude-sonnet-4-6"  # the same as ci_swarm.llm.session.DEFAULT_MODEL
 DEFAULT_TRUSTED = ("OWNER", "MEMBER", "COLLABORATOR")
-DEFAULT_PROTECTED = (".github/workflows/**",)
+# workflows, local actions, CODEOWNERS, dependabot …; and every action definition: CI runs them with secrets
+DEFAULT_PROTECTED = (".github/**", "**/action.yml", "**/action.yaml")
 
 KeyPath = tuple[str | int, ...]
 
@@ -90,7 +91,9 @@ class Config:
         return self.planner_model or self.model
 
     def is_protected(self, path: str) -> bool:
-        return matches_any(path, self.protected_paths)
+        """A ``protected_paths`` glob matches, or ``path`` is the config file this was read from (always
+        protected: it says which commands a plan may run)."""
+        return matches_any(path, self.protected_paths) or (bool(self.source) and path == self.source)
 
     def jobs_for_cron(self, cron: str) -> tuple[MaintenanceJob, ...]:
         wanted = " ".join(cron.split())

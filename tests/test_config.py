@@ -67,7 +67,7 @@ def test_defaults_when_the_file_is_missing(tmp_path: Path) -> None:
     config = load_config(tmp_path / DEFAULT_PATH)
     assert config == Config()
     assert config.trusted_associations == ("OWNER", "MEMBER", "COLLABORATOR")
-    assert config.protected_paths == (".github/workflows/**",)
+    assert config.protected_paths == (".github/**", "**/action.yml", "**/action.yaml")
     assert config.label == "swarm"
     assert config.command == "/swarm"
     assert config.agent is None
