@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from contextlib import AbstractContextManager, nullcontext, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,12 +36,14 @@ from ci_swarm.errors import (
     GitError,
     Interrupted,
     PlanError,
+    SecretFound,
     SwarmError,
     UsageError,
 )
 from ci_swarm.github import runner
 from ci_swarm.github.event import SELF_MARKER, Job, PullRequestInfo, Refuse, Run, route
 from ci_swarm.github.inputs import (
+    SECRET_VARIABLES,
     Inputs,
     Settings,
     apply_inputs,
@@ -146,13 +148,23 @@ def main(env: Mapping[str, str] | None = None) -> int:
     environ = os.environ if env is None else env
     try:
         with sigterm_interrupts():
-            return Action(Settings.from_env(environ), env).run()
+            settings = Settings.from_env(environ)  # reads and deletes the secret files
+            if env is None:
+                forget_secret_variables(os.environ)
+            return Action(settings, env).run()
     except KeyboardInterrupt:
         runner.error("cancelled", title="ci-swarm")
         return Interrupted.exit_code
     except SwarmError as exc:
         runner.error(str(exc), title="ci-swarm")
         return exc.exit_code
+
+
+def forget_secret_variables(environ: MutableMapping[str, str]) -> None:
+    """The token and key variables (the legacy way in) leave ``os.environ`` once read, so no child process
+    inherits them. ``/proc/<pid>/environ`` still shows the exec-time block: action.yml passes them by file."""
+    for name in SECRET_VARIABLES:
+        environ.pop(name, None)
 
 
 class Action:
@@ -287,9 +299,9 @@ class Action:
         report = outcome.report
         result = None
         if publisher is not None:
-            if job.name:  # a maintenance job's branch is replaced, so its open PR shows this run
-                self.github.replace_branch(repo, report.integration_commit, publisher.branch_name(report))
             result = publisher.publish(repo, report, outcome.progress)
+            for held in result.held_back:
+                runner.error(held, title="ci-swarm: secret in an agent branch")
         final = runner.emit_job(report, result, self._env)
         where = (
             f": {result.pr_url or result.branch}" if result is not None else " (dry run: nothing published)"
@@ -297,6 +309,8 @@ class Action:
         log(f"run {final.run_id}: {len(final.failed)} failed, {len(final.conflicts)} conflict(s){where}")
         if final.interrupted:
             return Interrupted.exit_code
+        if result is not None and result.held_back:
+            return SecretFound.exit_code
         return EXIT_FAILED_SUBTASKS if final.failed else EXIT_OK
 
     def report_failure(self, run: Run, exc: BaseException, progress: ProgressComment | None) -> None:
@@ -320,7 +334,12 @@ class Action:
         else:
             target = Target(run.repo, issue=run.issue, comment_id=run.comment_id)
         template = f"{config.branch_prefix}/maintenance/{job.name}" if job.name else "{integration_branch}"
-        return self.github.publisher(target, branch_template=template, remerge=remerge)
+        publisher = self.github.publisher(target, branch_template=template, remerge=remerge)
+        publisher.secrets = self.settings.secrets  # pushes are scanned for these (and the token formats)
+        publisher.replace_branch = bool(
+            job.name
+        )  # a maintenance job's branch is ci-swarm's: each run replaces it
+        return publisher
 
     def resolve_base(self, repo: Path, run: Run) -> tuple[str, str]:
         """The branch the work starts from and its commit, fetched from the repository's clone URL."""
@@ -380,7 +399,8 @@ class Action:
 
         settings = LLMSettings.from_config(config)
         environ = os.environ if self._env is None else self._env
-        return ClaudeSession.from_env(settings, environ)
+        base_url = environ.get("ANTHROPIC_BASE_URL")
+        return ClaudeSession.with_key(settings, self.settings.anthropic_key, base_url)
 
 
 class _LazyAccess:

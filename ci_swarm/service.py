@@ -12,6 +12,7 @@ The service is core: it sees the model session and the publisher only through :m
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, replace
@@ -85,11 +86,44 @@ def check_commands(
                 f"subtask {sub.id!r} would run {' '.join(argv[:3])!r}, which allowed_commands in "
                 f"{policy.config_source} does not allow (a plan may only run allowed commands)"
             )
-    if commands and git.config_keys(repo, r"^http\..*extraheader$"):
+    if commands:
+        refuse_credentials_in_config(repo)
+
+
+_USERINFO = re.compile(r"(https?://)[^/@\s]*@", re.IGNORECASE)  # user info in an http(s) URL
+
+
+def refuse_credentials_in_config(repo: Path) -> None:
+    """UsageError when git's config (any scope) holds a credential a command agent could read: an
+    ``http.*.extraheader`` (what actions/checkout persists), a ``remote.*.url``/``pushurl`` with user info
+    (``https://x:TOKEN@github.com/…``), or a ``url.<base>.insteadOf`` whose *base* carries one. The message
+    names the config key (with any user info replaced by ``***``), never the value."""
+    if git.config_keys(repo, r"^http\..*extraheader$"):
         raise UsageError(
             "a command agent could read the token actions/checkout left in .git/config: "
             "set `persist-credentials: false` on the checkout step"
         )
+    keys = [key for key in git.config_keys(repo, r"^url\..*\.(push)?insteadof$") if _USERINFO.search(key)]
+    keys += [
+        key for key, value in _config_values(repo, r"^remote\..*\.(push)?url$") if _USERINFO.match(value)
+    ]
+    if keys:
+        shown = _USERINFO.sub(r"\1***@", keys[0])
+        raise UsageError(
+            f"a command agent could read the credential in git config key {shown}: "
+            "remove it (let ci-swarm push with its token) before running command agents"
+        )
+
+
+def _config_values(repo: Path, pattern: str) -> list[tuple[str, str]]:
+    """(key, value) of the config entries matching ``pattern`` (values never leave this module's checks)."""
+    data = git.run(repo, "config", "-z", "--get-regexp", pattern, ok=(0, 1)).text
+    entries = []
+    for entry in data.split("\0"):
+        key, _, value = entry.partition("\n")
+        if key:
+            entries.append((key, value))
+    return entries
 
 
 @dataclass(frozen=True)

@@ -69,3 +69,50 @@ def test_no_command_agent_beside_a_persisted_checkout_token(world: World) -> Non
     assert code == 4
     assert swarm_branches(world) == set()
     assert any("persist-credentials: false" in body for body in replies(world, issue.number))
+
+
+CREDENTIAL = "ghp_Cr3dInConfigZx9Qw3Er5Ty7Ui1Op2As4Df6"
+
+
+def run_allowed_command_beside(world: World, *config: str) -> tuple[int, int]:
+    """An allowed command agent, with ``git config <config>`` set in the runner's checkout."""
+    allowed = f"allowed_commands:\n  - {json.dumps([sys.executable, '-c'])}\n"
+    world.commit_to_default({".github/ci-swarm.yml": allowed})
+    git.run(world.workspace, "config", *config)
+    plan = swarm_plan(command_sub([sys.executable, "-c", WRITE]))
+    issue = world.issue("Make a file", f"Please.\n\n{plan}", labels=("swarm",))
+    return main(world.env("issues", world.labeled(issue))), issue.number
+
+
+TOKEN_URL = f"https://x-access-token:{CREDENTIAL}@github.com/"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        (f"url.{TOKEN_URL}.insteadOf", "https://github.com/", "url.https://***@github.com/.insteadof"),
+        (
+            f"url.{TOKEN_URL}.pushInsteadOf",
+            "https://github.com/",
+            "url.https://***@github.com/.pushinsteadof",
+        ),
+        ("remote.origin.url", f"https://{CREDENTIAL}@github.com/octo/demo.git", "remote.origin.url"),
+        ("remote.origin.pushurl", f"{TOKEN_URL}octo/demo.git", "remote.origin.pushurl"),
+    ],
+)
+def test_no_command_agent_beside_a_token_in_a_remote_url_or_insteadof_key(
+    world: World, key: str, value: str, named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, number = run_allowed_command_beside(world, key, value)
+    assert code == 4
+    assert swarm_branches(world) == set()
+    said = "\n".join(replies(world, number))
+    assert f"git config key {named}:" in said
+    out = capsys.readouterr()
+    assert CREDENTIAL not in said + out.out + out.err
+
+
+def test_a_remote_url_without_credentials_and_an_ssh_insteadof_are_fine(world: World) -> None:
+    code, _ = run_allowed_command_beside(world, "url.git@github.com:.insteadOf", "https://github.com/")
+    assert code == 0  # the checkout's own origin (https://github.com/octo/demo.git) holds no user info
+    assert any("-agents/cmd" in b for b in swarm_branches(world))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 from ci_swarm.action import Settings
+from ci_swarm.github.inputs import secret_values
 
 ROOT = Path(__file__).resolve().parents[1]
 ACTIONLINT = Path(sys.executable).parent / "actionlint"
@@ -31,6 +33,11 @@ INPUTS = {
     "base_branch",
     "branch_prefix",
     "dry_run",
+}
+# the entry step's variables that carry a secret input into its shell (never into Python's environment)
+SECRET_ENV = {
+    "github_token": "CI_SWARM_SECRET_GITHUB_TOKEN",
+    "anthropic_api_key": "CI_SWARM_SECRET_ANTHROPIC_KEY",
 }
 OUTPUTS = {"run_id", "branch", "pr_number", "pr_url", "conflicts", "failed", "cost_usd", "tokens", "speedup"}
 
@@ -87,11 +94,11 @@ def test_every_input_is_mapped_into_the_entry_step_env() -> None:
     env = steps["swarm"]["env"]
     mapped = set(re.findall(r"\$\{\{ inputs\.(\w+) \}\}", " ".join(env.values())))
     assert mapped == INPUTS
-    assert env["ANTHROPIC_API_KEY"] == "${{ inputs.anthropic_api_key }}"
-    assert (
-        "GITHUB_TOKEN" not in env
-    )  # the token travels under our own name, never as an agent-visible default
-    assert steps["swarm"]["run"].strip() == 'exec "$CI_SWARM_PYTHON" -m ci_swarm action'
+    # the key and the token reach only the step's shell, under names nothing else reads, and go to files
+    assert env[SECRET_ENV["anthropic_api_key"]] == "${{ inputs.anthropic_api_key }}"
+    assert env[SECRET_ENV["github_token"]] == "${{ inputs.github_token }}"
+    assert "GITHUB_TOKEN" not in env and "ANTHROPIC_API_KEY" not in env  # no agent-visible default names
+    assert steps["swarm"]["run"].strip().splitlines()[-1] == 'exec "$CI_SWARM_PYTHON" -m ci_swarm action'
 
 
 def test_entry_reads_every_variable_the_action_sets() -> None:
@@ -100,7 +107,7 @@ def test_entry_reads_every_variable_the_action_sets() -> None:
     samples["CI_SWARM_DRY_RUN"] = "true"
     unset = Settings.from_env({})
     for name in env:
-        if name != "CI_SWARM_PYTHON":
+        if name != "CI_SWARM_PYTHON" and name not in SECRET_ENV.values():  # those become files
             assert Settings.from_env({name: samples.get(name, "some-value")}) != unset, f"{name} is ignored"
 
 
@@ -186,3 +193,118 @@ def test_actionlint_would_catch_an_unknown_input(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert 'input "max_agent" is not defined in action "ci-swarm"' in result.stdout
     assert 'property "pr_link" is not defined' in result.stdout
+
+
+# --- secrets by file, never in the environment of the process that runs the swarm ---------------------
+
+
+def test_no_step_env_carries_a_secret_input_except_into_the_file_writing_shell() -> None:
+    for step in ACTION["runs"]["steps"]:
+        for name, value in step.get("env", {}).items():
+            secret = [i for i in SECRET_ENV if f"inputs.{i}" in value]
+            if secret:
+                assert step["id"] == "swarm" and name == SECRET_ENV[secret[0]], (step["id"], name)
+                script = step["run"]
+                assert f'"${name}" >' in script  # written to a file …
+                assert f"unset {name}" in script or name in script.split("unset ", 1)[1].splitlines()[0]
+                assert script.index("unset ") < script.index("exec ")  # … and gone before the exec
+
+
+def run_entry_step(tmp_path: Path, token: str, key: str) -> dict[str, str]:
+    """The entry step's script run by bash with the step's env (a stand-in for Python that records its own
+    exec-time environment, /proc/$$/environ, and the secret files' contents and modes)."""
+    step = next(step for step in ACTION["runs"]["steps"] if step["id"] == "swarm")
+    record = tmp_path / "record"
+    fake_python = tmp_path / "python"
+    fake_python.write_text(
+        "#!/bin/sh\n"
+        f"tr '\\0' '\\n' < /proc/$$/environ > {record}.environ\n"
+        f'for f in "$CI_SWARM_GITHUB_TOKEN_FILE" "${{CI_SWARM_ANTHROPIC_KEY_FILE:-}}"; do\n'
+        f'  [ -n "$f" ] && stat -c "%a %n" "$f" "$(dirname "$f")" >> {record}.modes'
+        f' && cat "$f" >> {record}.values && echo >> {record}.values\n'
+        "done\n"
+        f'echo "$@" > {record}.argv\n'
+    )
+    fake_python.chmod(0o755)
+    runner_temp = tmp_path / "runner_temp"
+    runner_temp.mkdir()
+    env = {"PATH": os.environ["PATH"], "RUNNER_TEMP": str(runner_temp), "CI_SWARM_PYTHON": str(fake_python)}
+    env[SECRET_ENV["github_token"]] = token
+    env[SECRET_ENV["anthropic_api_key"]] = key
+    env["INPUT_GITHUB_TOKEN"] = token  # should a runner also set the INPUT_ form, it is dropped too
+    bash = shutil.which("bash")
+    assert bash is not None
+    subprocess.run([bash, "-e", "-c", step["run"]], env=env, check=True, timeout=30)
+    return {
+        kind: (tmp_path / f"record.{kind}").read_text() if (tmp_path / f"record.{kind}").exists() else ""
+        for kind in ("environ", "modes", "values", "argv")
+    }
+
+
+def test_the_entry_step_execs_python_without_the_secrets_in_its_environment(tmp_path: Path) -> None:
+    token, key = "ghs_StepT0kenValue1234567890", "sk-ant-StepKeyValue-0987654321"
+    seen = run_entry_step(tmp_path, token, key)
+    assert seen["argv"].strip() == "-m ci_swarm action"
+    assert token not in seen["environ"] and key not in seen["environ"]
+    assert (
+        "CI_SWARM_GITHUB_TOKEN_FILE=" in seen["environ"] and "CI_SWARM_ANTHROPIC_KEY_FILE=" in seen["environ"]
+    )
+    assert seen["values"].splitlines() == [token, key]
+    modes = [line.split()[0] for line in seen["modes"].splitlines()]
+    assert modes == ["600", "700", "600", "700"]  # the files, and the fresh mktemp -d directory
+    assert str(tmp_path / "runner_temp") in seen["modes"]
+
+
+def test_without_a_key_no_key_file_is_named(tmp_path: Path) -> None:
+    seen = run_entry_step(tmp_path, "ghs_StepT0kenValue1234567890", "")
+    assert "CI_SWARM_ANTHROPIC_KEY_FILE" not in seen["environ"]
+    assert seen["values"].splitlines() == ["ghs_StepT0kenValue1234567890"]
+
+
+def test_settings_read_the_secret_files_and_delete_them(tmp_path: Path) -> None:
+    folder = tmp_path / "secrets"
+    folder.mkdir(mode=0o700)
+    (folder / "github_token").write_text("ghs_FromAFile0123456789")
+    (folder / "anthropic_key").write_text("sk-ant-FromAFile-0123456789")
+    env = {
+        "CI_SWARM_GITHUB_TOKEN_FILE": str(folder / "github_token"),
+        "CI_SWARM_ANTHROPIC_KEY_FILE": str(folder / "anthropic_key"),
+    }
+    settings = Settings.from_env(env)
+    assert settings.token == "ghs_FromAFile0123456789"
+    assert settings.anthropic_key == "sk-ant-FromAFile-0123456789" and settings.has_anthropic_key
+    assert not folder.exists()  # files read once and deleted, and their directory with them
+    assert "FromAFile" not in repr(settings)
+    assert {"ghs_FromAFile0123456789", "sk-ant-FromAFile-0123456789"} <= set(settings.secrets)
+
+
+def test_the_legacy_environment_form_still_works() -> None:
+    settings = Settings.from_env(
+        {"CI_SWARM_GITHUB_TOKEN": "ghs_legacy0123456789", "ANTHROPIC_API_KEY": "k" * 20}
+    )
+    assert settings.token == "ghs_legacy0123456789" and settings.anthropic_key == "k" * 20
+
+
+def test_a_secret_file_that_cannot_be_read_is_a_usage_error(tmp_path: Path) -> None:
+    from ci_swarm.errors import UsageError
+
+    with pytest.raises(UsageError, match="CI_SWARM_GITHUB_TOKEN_FILE"):
+        Settings.from_env({"CI_SWARM_GITHUB_TOKEN_FILE": str(tmp_path / "missing")})
+
+
+def test_secret_values_of_the_runner_environment() -> None:
+    env = {
+        "DATABASE_URL": "postgres://app:hunter2hunter2@db.internal:5432/app",
+        "OPENAI_API_KEY": "sk-openai-value-123456",
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.invalid/services/T000/B000/XXXXXXXX",
+        "SENTRY_DSN": "https://abcdef0123456789@o1.ingest.sentry.invalid/1",
+        "DOCKER_PASSWORD": "docker-pass-value",
+        "AWS_SECRET_ACCESS_KEY": "aws/secret+value/0123456789",
+        "PUBLIC_URL": "https://example.org/app",  # no password: not secret
+        "HOME": "/home/runner",
+        "PWD": "/work/repo",
+        "SSH_AUTH_SOCK": "/tmp/ssh-agent.sock",  # a path, not a secret
+        "GITHUB_REPOSITORY": "octo/demo",
+    }
+    found = set(secret_values(env))
+    assert found == {env[n] for n in list(env)[:6]}

@@ -2,14 +2,24 @@
 step's ``env:``), the runner's environment, and the repository config with the inputs applied.
 
 Parsing only: a bad input is a UsageError naming the input; nothing here talks to GitHub.
+
+Secrets arrive by **file**: ``action.yml`` writes the GitHub token and the Anthropic key to 0600 files in a
+fresh directory under ``$RUNNER_TEMP`` and execs Python with ``CI_SWARM_GITHUB_TOKEN_FILE`` /
+``CI_SWARM_ANTHROPIC_KEY_FILE`` naming them, so neither value is in the process's exec-time environment
+(``/proc/<pid>/environ``). :meth:`Settings.from_env` reads each file and deletes it. The legacy forms,
+``CI_SWARM_GITHUB_TOKEN`` (or ``GITHUB_TOKEN``) and ``ANTHROPIC_API_KEY`` in the environment, still work
+(tests and ``act`` use them). :func:`secret_values` decides which other variables of the runner's
+environment are secrets that a push must not carry.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ci_swarm.config import DEFAULT_PATH, Budget, Config, config_from_text
@@ -49,12 +59,24 @@ class Settings:
     server_url: str
     run_url: str
     ref: str
-    token: str
-    has_anthropic_key: bool
+    token: str = field(repr=False)
+    anthropic_key: str = field(repr=False)
     inputs: Inputs
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # every secret value pushes are scanned for
+
+    @property
+    def has_anthropic_key(self) -> bool:
+        return bool(self.anthropic_key)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """The settings; the secret files named by ``CI_SWARM_*_FILE`` are read and deleted."""
+        token = (
+            read_secret_file(env, TOKEN_FILE)
+            or env.get("CI_SWARM_GITHUB_TOKEN")
+            or env.get("GITHUB_TOKEN", "")
+        )
+        key = read_secret_file(env, KEY_FILE) or env.get("ANTHROPIC_API_KEY", "").strip()
         server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
         repository = env.get("GITHUB_REPOSITORY", "")
         run_id = env.get("GITHUB_RUN_ID", "")
@@ -67,10 +89,70 @@ class Settings:
             server_url=server,
             run_url=f"{server}/{repository}/actions/runs/{run_id}" if repository and run_id else "",
             ref=env.get("GITHUB_REF", ""),
-            token=env.get("CI_SWARM_GITHUB_TOKEN") or env.get("GITHUB_TOKEN", ""),
-            has_anthropic_key=bool(env.get("ANTHROPIC_API_KEY")),
+            token=token,
+            anthropic_key=key,
             inputs=parse_inputs(env),
+            secrets=tuple(dict.fromkeys(v for v in (token, key, *secret_values(env)) if v)),
         )
+
+
+TOKEN_FILE = "CI_SWARM_GITHUB_TOKEN_FILE"
+KEY_FILE = "CI_SWARM_ANTHROPIC_KEY_FILE"
+# Variables that hold a secret by the Action's own contract, removed from os.environ at start.
+SECRET_VARIABLES = (
+    "CI_SWARM_GITHUB_TOKEN",
+    "GITHUB_TOKEN",
+    "ANTHROPIC_API_KEY",
+    "INPUT_GITHUB_TOKEN",
+    "INPUT_ANTHROPIC_API_KEY",
+)
+
+
+def read_secret_file(env: Mapping[str, str], name: str) -> str:
+    """The secret in the file ``env[name]`` names ("" when unset), deleted once read (and its directory,
+    when that leaves it empty). UsageError when the file cannot be read."""
+    where = env.get(name, "")
+    if not where:
+        return ""
+    path = Path(where)
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise UsageError(f"{name}: cannot read the secret file {where}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{name}: the secret file {where} is not UTF-8 text") from None
+    with suppress(OSError):
+        path.unlink()
+    with suppress(OSError):
+        path.parent.rmdir()  # only when empty: the step's own mktemp -d directory
+    return value
+
+
+# A name is secret-looking when one of its _-separated words is one of these (OPENAI_API_KEY,
+# AWS_SECRET_ACCESS_KEY, DOCKER_PASSWORD, SLACK_WEBHOOK_URL, SENTRY_DSN, NPM_TOKEN, ...).
+SECRET_WORDS = frozenset(
+    {
+        *("TOKEN", "SECRET", "SECRETS", "PASSWORD", "PASSWD", "PASSPHRASE", "PASS", "KEY", "APIKEY"),
+        *("PRIVATE", "CREDENTIAL", "CREDENTIALS", "CREDS", "AUTH", "DSN", "WEBHOOK", "COOKIE"),
+    }
+)
+_URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@\s]*:[^/@\s]+@")
+
+
+def secret_values(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The values of the environment that a push must not carry: variables with a secret-looking name
+    (:data:`SECRET_WORDS`) and any URL with a password in it (``DATABASE_URL=postgres://u:pw@db/x``). Left
+    out: absolute paths (``SSH_AUTH_SOCK``, ``*_KEY_FILE``: a path is not a secret, and pushed text names
+    paths) and the secret files' own variables."""
+    found: list[str] = []
+    for name, value in env.items():
+        value = value.strip()
+        if not value or value.startswith("/") or name in (TOKEN_FILE, KEY_FILE):
+            continue
+        words = set(name.upper().split("_"))
+        if words & SECRET_WORDS or _URL_PASSWORD.match(value):
+            found.append(value)
+    return tuple(found)
 
 
 def parse_inputs(env: Mapping[str, str]) -> Inputs:

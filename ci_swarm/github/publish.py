@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import github
 from github.PullRequest import PullRequest
@@ -33,7 +33,7 @@ from ci_swarm.errors import ForgeError, SwarmError
 from ci_swarm.github import review as rv
 from ci_swarm.github.client import DEFAULT_RETRY, RetrySettings, describe, forge_call, make_github, status_of
 from ci_swarm.github.progress import ProgressComment, initial_state, render, workflow_run_url
-from ci_swarm.github.pushing import push_agents, push_integration
+from ci_swarm.github.pushing import push_agents, push_integration, withhold
 from ci_swarm.github.runner import emit_job as emit_job  # its home is runner.py; kept importable from here
 from ci_swarm.models import Request, RunReport, Subtask, Usage
 from ci_swarm.ports import Remerge
@@ -72,6 +72,16 @@ class PublishResult:
     notes: tuple[str, ...] = ()
     report: RunReport | None = None  # as published (re-merged when the target moved)
     landed: bool = True  # False: pushed elsewhere (PR closed, fork) or nothing to propose
+    held_back: tuple[
+        str, ...
+    ] = ()  # agent branches not pushed (a secret in their commits): place, never value
+
+
+class _Pushed(NamedTuple):
+    report: RunReport  # as pushed: held-back subtasks taken out, re-merged when the target moved
+    pushed: tuple[str, ...]
+    notes: tuple[str, ...]
+    held: tuple[str, ...]  # one line per held-back agent branch
 
 
 def pr_title(report: RunReport) -> str:
@@ -106,6 +116,8 @@ class Publisher:
         remerge: Remerge,
         env: Mapping[str, str] | None = None,
         client: github.Github | None = None,
+        secrets: tuple[str, ...] = (),
+        replace_branch: bool = False,
     ) -> None:
         if target.issue is not None and target.pr is not None:
             raise ForgeError("publish to an issue or a pull request, not both")
@@ -117,6 +129,8 @@ class Publisher:
         self.push_attempts = push_attempts
         self._remerge = remerge
         self._env = env
+        self.secrets = secrets  # the run's other secret values: pushes are scanned for them and the token
+        self.replace_branch = replace_branch  # force the integration push (a maintenance job's own branch)
         self.gh = client or make_github(token, api_url, retry=retry)
         self._repo: Repository | None = None
 
@@ -229,25 +243,42 @@ class Publisher:
             lines += ["", "<details><summary>Run report</summary>", "", to_markdown(report), "", "</details>"]
         return "\n".join(lines)
 
-    def _push(
-        self, repo: Path, report: RunReport, branch: str
-    ) -> tuple[RunReport, tuple[str, ...], tuple[str, ...]]:
+    def _push(self, repo: Path, report: RunReport, branch: str) -> _Pushed:
+        """Agent branches (those holding a secret held back and taken out of the integration), then the
+        integration commit; every push scanned first. Notes name each held-back branch's places."""
         url = self.repo.clone_url
-        agents = push_agents(repo, url, report, self.token)
+        secrets = (self.token, *self.secrets)
+        agents = push_agents(repo, url, report, self.token, secrets)
         remerge = functools.partial(self._remerge, repo)
-        outcome = push_integration(repo, url, report, branch, self.token, remerge, self.push_attempts)
-        return outcome.report, (branch, *agents), outcome.notes
+        report = withhold(report, agents.held, remerge)
+        outcome = push_integration(
+            repo,
+            url,
+            report,
+            branch,
+            self.token,
+            remerge,
+            self.push_attempts,
+            secrets=secrets,
+            force=self.replace_branch,
+        )
+        held = tuple(str(h) for h in agents.held)
+        return _Pushed(outcome.report, (branch, *agents.pushed), (*held, *outcome.notes), held)
 
     def _publish_branch(self, repo: Path, report: RunReport) -> PublishResult:
         branch = self.branch_name(report)
-        report, pushed, notes = self._push(repo, report, branch)
+        report, pushed, notes, held = self._push(repo, report, branch)
         base = self.base_branch or self.repo.default_branch
         pr = self._open_or_update(report, branch, base)
         if pr is None:
             note = f"no pull request: `{branch}` has no commits that `{base}` lacks"
-            return PublishResult(None, "", branch, pushed, notes=(*notes, note), report=report, landed=False)
+            return PublishResult(
+                None, "", branch, pushed, notes=(*notes, note), report=report, landed=False, held_back=held
+            )
         counts = self._review(pr, report)
-        return PublishResult(pr.number, pr.html_url, branch, pushed, *counts, notes=notes, report=report)
+        return PublishResult(
+            pr.number, pr.html_url, branch, pushed, *counts, notes=notes, report=report, held_back=held
+        )
 
     def _publish_pr(self, repo: Path, report: RunReport) -> PublishResult:
         number = self.target.pr
@@ -265,14 +296,23 @@ class Publisher:
             reason = f"pull request #{number} comes from {source}; ci-swarm pushes only to {self.target.repo}"
         if reason:
             branch = self.branch_name(report)
-            report, pushed, notes = self._push(repo, report, branch)
+            report, pushed, notes, held = self._push(repo, report, branch)
             note = f"{reason}: the work is on branch `{branch}` instead"
             return PublishResult(
-                number, pr.html_url, branch, pushed, notes=(*notes, note), report=report, landed=False
+                number,
+                pr.html_url,
+                branch,
+                pushed,
+                notes=(*notes, note),
+                report=report,
+                landed=False,
+                held_back=held,
             )
-        report, pushed, notes = self._push(repo, report, head_ref)
+        report, pushed, notes, held = self._push(repo, report, head_ref)
         counts = self._review(pr, report)
-        return PublishResult(number, pr.html_url, head_ref, pushed, *counts, notes=notes, report=report)
+        return PublishResult(
+            number, pr.html_url, head_ref, pushed, *counts, notes=notes, report=report, held_back=held
+        )
 
     # --- pull request --------------------------------------------------------------------------
 

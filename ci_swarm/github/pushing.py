@@ -4,18 +4,28 @@ The token reaches git only through ``http.extraheader`` in the environment of th
 (:func:`ci_swarm.git.push`), never in a URL, argv, log line or error message. When the target branch moved
 on the remote (the push is rejected as non-fast-forward / fetch first), the remote tip is fetched, the
 merges are re-run onto it by the ``remerge`` callback, and the push is retried, a bounded number of times.
+
+Nothing secret is pushed. Every commit a push would carry — from the commit the remote already has (the run's
+base, or the remote tip a re-merge went onto) to the pushed tip — is scanned first
+(:func:`ci_swarm.secretscan.scan_range`) for the run's secrets and the token formats. An agent branch with a
+finding is **held back** (:class:`HeldBack`, naming commit, file and line, never the value) while the other
+branches push; :func:`withhold` takes held-back subtasks out of the integration branch (re-merging the rest
+onto the base) so the pull request carries none of their commits. The integration push is guarded the same
+way: a finding there raises :class:`~ci_swarm.errors.SecretFound` and nothing is pushed. This module is the
+only place ci-swarm pushes.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ci_swarm import git
 from ci_swarm.errors import ForgeError, GitError
-from ci_swarm.models import RunReport
+from ci_swarm.models import MergeStatus, RunReport, SubtaskStatus
+from ci_swarm.secretscan import Finding, ensure_no_secrets, scan_range
 
 log = logging.getLogger(__name__)
 MOVED = ("fetch first", "non-fast-forward", "stale info")
@@ -49,6 +59,31 @@ class PushOutcome:
     notes: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class HeldBack:
+    """An agent branch that was not pushed: its commits hold a secret. Names places, never values."""
+
+    subtask: str
+    branch: str
+    findings: tuple[Finding, ...]
+
+    @property
+    def places(self) -> str:
+        shown = "; ".join(str(f) for f in self.findings[:3])
+        more = f"; and {len(self.findings) - 3} more" if len(self.findings) > 3 else ""
+        return shown + more
+
+    def __str__(self) -> str:
+        count = len(self.findings)
+        return f"`{self.branch}` was held back (not pushed): {count} secret(s) in its commits: {self.places}"
+
+
+@dataclass(frozen=True)
+class AgentPush:
+    pushed: tuple[str, ...]  # branch names now on the remote
+    held: tuple[HeldBack, ...] = ()  # branches not pushed because they hold a secret
+
+
 def parse_porcelain(text: str) -> tuple[RefStatus, ...]:
     """``git push --porcelain`` ref lines (pure)."""
     rows = []
@@ -72,22 +107,91 @@ def _why(err: GitError) -> str:
     return "; ".join(rejected) or str(err)
 
 
-def _push(repo: Path, url: str, refspecs: Sequence[str], token: str) -> tuple[RefStatus, ...] | GitError:
+@dataclass(frozen=True)
+class Guard:
+    """What a push is scanned for (the run's secret values; the token formats always) and from where: the
+    commit the remote already has (None: the whole history)."""
+
+    secrets: tuple[str, ...] = ()
+    since: str | None = None
+
+    def __repr__(self) -> str:  # never show the values
+        return f"Guard({len(self.secrets)} secret(s), since={self.since!r})"
+
+
+def _push(
+    repo: Path,
+    url: str,
+    refspecs: Sequence[str],
+    token: str,
+    guard: Guard,
+    *,
+    force: bool = False,
+) -> tuple[RefStatus, ...] | GitError:
+    """The one push: every refspec's commits scanned first (SecretFound: nothing is pushed)."""
+    for spec in refspecs:
+        ensure_no_secrets(repo, guard.since, spec.split(":", 1)[0], guard.secrets)
     try:
-        return parse_porcelain(git.push(repo, url, refspecs, token).text)
+        return parse_porcelain(git.push(repo, url, refspecs, token, force=force).text)
     except GitError as err:
         return err
 
 
-def push_agents(repo: Path, url: str, report: RunReport, token: str) -> tuple[str, ...]:
-    """Push every agent branch that has a commit; the branch names pushed. ForgeError names the failure."""
-    specs = [f"{s.commit}:refs/heads/{s.branch}" for s in report.subtasks if s.branch and s.commit]
+def scan_agents(repo: Path, report: RunReport, secrets: Sequence[str]) -> tuple[HeldBack, ...]:
+    """Each agent branch (whatever its subtask's status) whose commits since the base hold a secret."""
+    held = []
+    for sub in report.subtasks:
+        if sub.branch and sub.commit:
+            findings = scan_range(repo, report.base or None, sub.commit, secrets)
+            if findings:
+                held.append(HeldBack(sub.id, sub.branch, findings))
+    return tuple(held)
+
+
+def push_agents(
+    repo: Path, url: str, report: RunReport, token: str, secrets: Sequence[str] = ()
+) -> AgentPush:
+    """Push every agent branch that has a commit and holds no secret (the others are held back).
+    ForgeError names a push failure."""
+    held = scan_agents(repo, report, secrets)
+    blocked = {h.branch for h in held}
+    specs = [
+        f"{s.commit}:refs/heads/{s.branch}"
+        for s in report.subtasks
+        if s.branch and s.commit and s.branch not in blocked
+    ]
     if not specs:
-        return ()
-    result = _push(repo, url, specs, token)
+        return AgentPush((), held)
+    result = _push(repo, url, specs, token, Guard(tuple(secrets), report.base or None))
     if isinstance(result, GitError):
         raise ForgeError(f"pushing the agent branches to {url} failed: {_why(result)}")
-    return tuple(r.dst.removeprefix("refs/heads/") for r in result if not r.rejected)
+    return AgentPush(tuple(r.dst.removeprefix("refs/heads/") for r in result if not r.rejected), held)
+
+
+def withhold(report: RunReport, held: Sequence[HeldBack], remerge: Remerge) -> RunReport:
+    """``report`` without the held-back subtasks: each is marked failed with where its secret is, and when
+    any of them was merged, the other merges are re-run onto the base (the integration branch keeps its
+    name), so the integration commit carries none of their commits."""
+    if not held:
+        return report
+    why = {h.subtask: h for h in held}
+    subtasks = tuple(
+        replace(
+            s, status=SubtaskStatus.FAILED, error=f"held back: a secret in its commits ({why[s.id].places})"
+        )
+        if s.id in why
+        else s
+        for s in report.subtasks
+    )
+    note = (
+        f"{len(held)} agent branch(es) held back: their commits hold a secret (named by place in the table)"
+    )
+    merged = [m for m in report.merges if m.subtask in why and m.status is not MergeStatus.SKIPPED]
+    if not merged:
+        return replace(report, subtasks=subtasks, notes=(*report.notes, note))
+    kept = replace(report, subtasks=subtasks, merges=tuple(m for m in report.merges if m.subtask not in why))
+    remerged = remerge(kept, report.base)
+    return replace(remerged, integration_branch=report.integration_branch, notes=(*report.notes, note))
 
 
 def push_integration(
@@ -98,11 +202,17 @@ def push_integration(
     token: str,
     remerge: Remerge,
     attempts: int = 3,
+    *,
+    secrets: Sequence[str] = (),
+    force: bool = False,
 ) -> PushOutcome:
-    """Push the integration commit to ``branch``; when the branch moved, fetch, re-merge, retry."""
+    """Push the integration commit to ``branch`` (scanned first: SecretFound pushes nothing); when the
+    branch moved, fetch, re-merge, retry. ``force`` replaces the branch (a maintenance job's own)."""
     notes: list[str] = []
+    guard = Guard(tuple(secrets), report.base or None)
     for attempt in range(1, attempts + 1):
-        result = _push(repo, url, [f"{report.integration_commit}:refs/heads/{branch}"], token)
+        spec = f"{report.integration_commit}:refs/heads/{branch}"
+        result = _push(repo, url, [spec], token, guard, force=force)
         if not isinstance(result, GitError):
             return PushOutcome(report, (branch,), attempt, tuple(notes))
         if not any(r.moved for r in parse_porcelain(result.stdout)):
@@ -113,6 +223,7 @@ def push_integration(
         log.info("%s moved on the remote to %s; re-running the merges onto it", branch, tip[:10])
         notes.append(f"`{branch}` moved on the remote (now {tip[:10]}): the merges were re-run onto it")
         report = remerge(report, tip)
+        guard = replace(guard, since=tip)  # the remote has the new tip: scan only what it lacks
     raise ForgeError(
         f"pushing {branch} to {url} failed: the branch kept moving ({attempts} attempts); "
         f"the work is on {report.integration_branch} and the agent branches"

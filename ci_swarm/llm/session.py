@@ -139,10 +139,16 @@ class LLMSession:
     @classmethod
     def from_env(cls, settings: LLMSettings, environ: Mapping[str, str] = os.environ) -> Self:
         """``ANTHROPIC_API_KEY`` (required) and ``ANTHROPIC_BASE_URL`` (optional: e.g. the fake API)."""
-        key = environ.get("ANTHROPIC_API_KEY", "").strip()
+        return cls.with_key(settings, environ.get("ANTHROPIC_API_KEY", ""), environ.get("ANTHROPIC_BASE_URL"))
+
+    @classmethod
+    def with_key(cls, settings: LLMSettings, api_key: str, base_url: str | None = None) -> Self:
+        """A session for a key its caller holds (the Action reads it from a file, never from the
+        environment); LLMError when it is empty."""
+        key = api_key.strip()
         if not key:
             raise LLMError(_NO_KEY)
-        return cls(settings, key, environ.get("ANTHROPIC_BASE_URL", "").strip() or None)
+        return cls(settings, key, (base_url or "").strip() or None)
 
     # --- one request -------------------------------------------------------------------------------
 
