@@ -3,19 +3,16 @@ variables in the outer environment change nothing (``tests/conftest.py`` seals e
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ci_swarm import git
-from tests.fixtures import make_repo
 from tests.fixtures.env import OUTER_PREFIXES, SEALED_KEYS
-from tests.helpers import run_cli, scripted
+from tests.hermetic_scenario import two_agent_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = "tests/hermetic_scenario.py"
@@ -116,17 +113,8 @@ def test_a_git_scenario_passes_under_a_hostile_outer_environment(hostile: dict[s
 def test_ci_swarm_itself_ignores_a_hostile_git_config(hostile: dict[str, str], tmp_path: Path) -> None:
     """Not only the tests: ``ci-swarm run`` started straight from the hostile environment (no seal) commits
     and merges, because its own git calls turn signing and hooks off and name every branch they make."""
-    repo = make_repo(tmp_path / "repo", {"README.md": "# r\n", "conf.txt": "value = 1\n"})
-    plan = tmp_path / "plan.yml"
-    subtasks = [
-        scripted("a", edits=[{"write": "a.txt", "content": "a\n"}]),
-        scripted("b", edits=[{"replace": "conf.txt", "old": "1", "new": "2"}]),
-    ]
-    plan.write_text(yaml.safe_dump({"version": 1, "task": "hostile", "subtasks": subtasks}))
-    report = tmp_path / "report.json"
     env = {k: v for k, v in hostile.items() if not k.startswith(OUTER_PREFIXES)}
-    proc = run_cli("run", "--plan", str(plan), "--repo", str(repo), "--report", str(report), env=env)
-    assert proc.returncode == 0, proc.stderr
-    tip = json.loads(report.read_text())["integration_commit"]
+    repo, data = two_agent_run(tmp_path, env)
+    tip = data["integration_commit"]
     assert git.tree_files(repo, tip) == ("README.md", "a.txt", "conf.txt")
     assert git.read_blob(repo, f"{tip}:conf.txt") == b"value = 2\n"
