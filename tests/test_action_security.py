@@ -4,6 +4,7 @@ beside a credential left in .git/config. In process, against the fake GitHub, wi
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from ci_swarm import git
 from ci_swarm.action import main
-from tests.act_helpers import World, make_world, swarm_plan
+from tests.act_helpers import TOKEN, World, make_world, swarm_plan
 
 WRITE = "open('made.txt', 'w').write('made by a command agent\\n')"
 
@@ -116,3 +117,60 @@ def test_a_remote_url_without_credentials_and_an_ssh_insteadof_are_fine(world: W
     code, _ = run_allowed_command_beside(world, "url.git@github.com:.insteadOf", "https://github.com/")
     assert code == 0  # the checkout's own origin (https://github.com/octo/demo.git) holds no user info
     assert any("-agents/cmd" in b for b in swarm_branches(world))
+
+
+# --- the orchestrator's own environment holds no secret (issue #9, item 4) -----------------------------
+
+SNOOP = (
+    "import os\n"
+    "parent = open(f'/proc/{os.getppid()}/environ', 'rb').read().decode(errors='replace')\n"
+    "mine = repr(sorted(os.environ.items()))\n"
+    "try:\n"
+    "    left = open(os.environ.get('CI_SWARM_GITHUB_TOKEN_FILE', '/nonexistent')).read()\n"
+    "except OSError:\n"
+    "    left = 'no token file'\n"
+    "open('snoop.txt', 'w').write(parent.replace(chr(0), chr(10)) + mine + left)\n"
+)
+
+
+def run_action_process(world: World, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m ci_swarm action`` as its own process, as action.yml execs it."""
+    argv = [sys.executable, "-m", "ci_swarm", "action"]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def snooping_issue(world: World) -> dict[str, str]:
+    config = f"allowed_commands:\n  - {json.dumps([sys.executable, '-c'])}\n"
+    world.commit_to_default({".github/ci-swarm.yml": config})
+    plan = swarm_plan(command_sub([sys.executable, "-c", SNOOP]))
+    issue = world.issue("Look around", f"Please.\n\n{plan}", labels=("swarm",))
+    return world.env("issues", world.labeled(issue))
+
+
+def test_a_command_agent_finds_no_token_when_it_comes_by_file(world: World, tmp_path: Path) -> None:
+    env = snooping_issue(world)
+    secret_dir = tmp_path / "runner-temp" / "ci-swarm-secrets.x"
+    secret_dir.mkdir(parents=True, mode=0o700)
+    (secret_dir / "github_token").write_text(env.pop("CI_SWARM_GITHUB_TOKEN"))
+    env["CI_SWARM_GITHUB_TOKEN_FILE"] = str(secret_dir / "github_token")
+    done = run_action_process(world, env)
+    assert done.returncode == 0, done.stderr
+    assert not secret_dir.exists()  # read and deleted at start
+    pr = world.repo().get_pull(int(world.read_outputs()["pr_number"]))
+    assert [f.filename for f in pr.get_files()] == ["snoop.txt"]
+    blob = git.try_read_blob(world.bare, pr.head.sha, "snoop.txt")  # as pushed
+    assert blob is not None
+    snooped = blob.decode()
+    assert "CI_SWARM_GITHUB_TOKEN_FILE=" in snooped  # it did read the orchestrator's exec-time environment
+    assert "no token file" in snooped
+    assert TOKEN not in snooped + done.stdout + done.stderr
+
+
+def test_with_the_legacy_env_form_the_snooped_token_is_held_back(world: World) -> None:
+    """The control: the token in the orchestrator's exec environment is readable by an unsandboxed agent
+    (/proc/<ppid>/environ), and the push scan is what keeps it off GitHub."""
+    done = run_action_process(world, snooping_issue(world))
+    assert done.returncode == 7, done.stderr
+    assert not {b for b in world.remote_branches() if "-agents/" in b}
+    assert "snoop.txt:" in done.stdout + done.stderr
+    assert TOKEN not in done.stdout + done.stderr + world.summary.read_text() + world.outputs.read_text()
