@@ -40,6 +40,7 @@ from ci_swarm.errors import (
     SwarmError,
     UsageError,
 )
+from ci_swarm.github import log as runner_log
 from ci_swarm.github import runner
 from ci_swarm.github.event import SELF_MARKER, Job, PullRequestInfo, Refuse, Run, route
 from ci_swarm.github.inputs import (
@@ -126,17 +127,19 @@ def plan_source(run: Run, job: Job) -> str:
 
 
 def log(message: str) -> None:
-    print(f"ci-swarm: {message}", flush=True)
+    """One line of the runner log; untrusted parts are folded so they cannot start a workflow command."""
+    runner_log.info(message)
 
 
 def notice(message: str) -> None:
-    print(runner.command("notice", message), flush=True)
+    runner.notice(message)
 
 
 def log_listener(started: float) -> ProgressListener:
     def listen(event: ProgressEvent) -> None:
         detail = " ".join(x for x in (event.subtask, event.status, event.message) if x)
-        print(f"[{time.monotonic() - started:7.1f}s] {event.kind} {detail}".rstrip(), flush=True)
+        line = f"[{time.monotonic() - started:7.1f}s] {event.kind} {detail}".rstrip()
+        runner_log.emit(runner_log.one_line(line))
 
     return listen
 
@@ -146,6 +149,7 @@ def log_listener(started: float) -> ProgressListener:
 
 def main(env: Mapping[str, str] | None = None) -> int:
     environ = os.environ if env is None else env
+    runner_log.install_logging()
     try:
         with sigterm_interrupts():
             settings = Settings.from_env(environ)  # reads and deletes the secret files

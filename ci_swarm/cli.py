@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from ci_swarm import errors, git
 from ci_swarm.agents import AGENTS, OPTION_VALIDATORS
 from ci_swarm.config import Config
 from ci_swarm.dag import critical_path, waves
 from ci_swarm.errors import exit_code
+from ci_swarm.logtext import one_line
 from ci_swarm.models import AgentSpec, MergeOrder, MergePolicy, Plan, Request, RunReport
 from ci_swarm.plan import load_plan, validate
 from ci_swarm.ports import ModelSession, ProgressListener
@@ -52,7 +54,7 @@ Exit codes:
 def fail(message: str, code: int) -> None:
     """One line on stderr (never wrapped, never a traceback), then exit with ``code``."""
     prefix = click.style("ci-swarm: error:", fg="red", bold=True)
-    click.echo(f"{prefix} {' '.join(message.split())}", err=True)
+    click.echo(f"{prefix} {one_line(' '.join(message.split()))}", err=True)
     sys.exit(code)
 
 
@@ -311,12 +313,13 @@ def _terminal(console: Console, quiet: bool) -> Watch:
 
 
 def _print_plan(plan: Plan, console: Console) -> None:
-    console.print(f"[bold]plan[/]: {plan.task}")
+    console.print(f"[bold]plan[/]: {escape(one_line(plan.task))}", soft_wrap=True)
     if plan.rationale:
-        console.print(f"rationale: {plan.rationale}")
+        console.print(f"rationale: {one_line(plan.rationale)}", markup=False, soft_wrap=True)
     for sub in plan.subtasks:
         deps = f" (after {', '.join(sub.depends_on)})" if sub.depends_on else ""
-        console.print(f"  - {sub.id} [{sub.role}] {sub.title}{deps}", markup=False)
+        line = one_line(f"  - {sub.id} [{sub.role}] {sub.title}{deps}")
+        console.print(line, markup=False, soft_wrap=True)
 
 
 def _write_reports(report: RunReport, report_json: Path | None, report_md: Path | None) -> None:
@@ -367,12 +370,12 @@ def plan_cmd(source: PlanSource) -> None:
         Request(task=source.task or ""), source.repo, lambda: _model_session(config, source)
     )
     warnings = validate(plan, max_subtasks=source.max_subtasks)
-    click.echo(f"plan: {plan.task}")
+    click.echo(f"plan: {one_line(plan.task)}")
     if plan.rationale:
-        click.echo(f"rationale: {plan.rationale}")
+        click.echo(f"rationale: {one_line(plan.rationale)}")
     for sub in plan.subtasks:
         deps = f" (after {', '.join(sub.depends_on)})" if sub.depends_on else ""
-        click.echo(f"  - {sub.id} [{sub.role}] {sub.title}{deps}")
+        click.echo(one_line(f"  - {sub.id} [{sub.role}] {sub.title}{deps}"))
     for i, wave in enumerate(waves(plan), 1):
         click.echo(f"wave {i}: {', '.join(wave)}")
     durations = {
@@ -382,7 +385,7 @@ def plan_cmd(source: PlanSource) -> None:
     click.echo(f"critical path: {' -> '.join(path)} ({length:g} units)")
     click.echo(f"merge: order={plan.merge.order.value}, prefer={plan.merge.prefer_label}")
     for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(f"warning: {one_line(warning)}", err=True)
 
 
 # --- merge -------------------------------------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""Progress on the terminal: a rich live table in a terminal, plain timestamped lines otherwise."""
+"""Progress on the terminal: a rich live table in a terminal, plain timestamped lines otherwise.
+
+Plain lines may land in a CI log that GitHub's runner reads for workflow commands: each is one line
+(:func:`ci_swarm.logtext.one_line` folds line breaks in titles, roles and reasons) printed without wrapping,
+so untrusted text never starts a line.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from ci_swarm.logtext import one_line
 from ci_swarm.models import Subtask
 from ci_swarm.ports import ProgressEvent
 
@@ -73,7 +79,8 @@ class TerminalProgress:
             text = f"merged {event.subtask} ({event.status}, {event.message})"
         else:
             return
-        self.console.print(f"[dim][{elapsed:6.2f}s][/] {escape(text)}", highlight=False, markup=True)
+        line = f"[dim][{elapsed:6.2f}s][/] {escape(one_line(text))}"
+        self.console.print(line, highlight=False, markup=True, soft_wrap=True)
 
     def _table(self) -> Table:
         table = Table(title=f"ci-swarm · {time.monotonic() - self.started:.1f}s")

@@ -1,22 +1,25 @@
 """GitHub Actions runner I/O: outputs, job summary, log groups, annotations, masks.
 
 Outputs go to ``$GITHUB_OUTPUT`` in the multi-line form (``name<<DELIM`` … ``DELIM``) with a fresh random
-delimiter that is checked not to occur in the value. Workflow commands are escaped as the runner expects.
-Text that did not come from ci-swarm (agent logs) is printed between ``::stop-commands::`` markers so a log
-line such as ``::add-mask::`` or ``::set-env`` cannot act as a command.
+delimiter that is checked not to occur in the value. Every line goes through :mod:`ci_swarm.github.log`:
+workflow commands are escaped as the runner expects, and text that did not come from ci-swarm (agent logs)
+is printed between ``::stop-commands::`` markers so a log line such as ``::add-mask::`` or ``::set-env``
+cannot act as a command.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
 from ci_swarm.errors import UsageError
+from ci_swarm.github.log import command as command  # re-exported: callers use runner.command
+from ci_swarm.github.log import emit, escape_data, untrusted_block
+from ci_swarm.github.log import escape_property as escape_property
 from ci_swarm.models import RunReport, SubtaskStatus
 from ci_swarm.ports import Published
 from ci_swarm.report import to_markdown
@@ -27,14 +30,6 @@ OutputValue = str | int | float | bool | None
 def in_actions(env: Mapping[str, str] | None = None) -> bool:
     env = os.environ if env is None else env
     return env.get("GITHUB_ACTIONS") == "true"
-
-
-def escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def escape_property(text: str) -> str:
-    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 def _text(value: OutputValue) -> str:
@@ -85,44 +80,36 @@ def append_summary(markdown: str, env: Mapping[str, str] | None = None) -> bool:
     return True
 
 
-def command(name: str, message: str = "", **props: str | int | None) -> str:
-    """One workflow command line, e.g. ``::error file=a.py,line=3::boom``."""
-    given = [f"{k}={escape_property(str(v))}" for k, v in props.items() if v is not None and v != ""]
-    head = f"::{name}" + (" " + ",".join(given) if given else "")
-    return f"{head}::{escape_data(message)}"
-
-
 def add_mask(value: str, out: TextIO | None = None) -> None:
     if value:
-        print(command("add-mask", value), file=out or sys.stdout, flush=True)
+        emit(command("add-mask", value), out)
 
 
 def error(message: str, *, title: str | None = None, file: str | None = None, line: int | None = None,
           out: TextIO | None = None) -> None:  # fmt: skip
-    print(command("error", message, title=title, file=file, line=line), file=out or sys.stdout, flush=True)
+    emit(command("error", message, title=title, file=file, line=line), out)
 
 
 def warning(message: str, *, title: str | None = None, out: TextIO | None = None) -> None:
-    print(command("warning", message, title=title), file=out or sys.stdout, flush=True)
+    emit(command("warning", message, title=title), out)
+
+
+def notice(message: str, *, title: str | None = None, out: TextIO | None = None) -> None:
+    emit(command("notice", message, title=title), out)
 
 
 @contextmanager
 def group(title: str, out: TextIO | None = None) -> Iterator[None]:
-    stream = out or sys.stdout
-    print(f"::group::{escape_data(title)}", file=stream, flush=True)
+    emit(f"::group::{escape_data(title)}", out)
     try:
         yield
     finally:
-        print("::endgroup::", file=stream, flush=True)
+        emit("::endgroup::", out)
 
 
 def print_untrusted(text: str, out: TextIO | None = None) -> None:
     """Print text that may contain ``::`` lines without letting the runner act on them."""
-    stream = out or sys.stdout
-    marker = secrets.token_hex(16)
-    print(f"::stop-commands::{marker}", file=stream)
-    print(text.rstrip("\n"), file=stream)
-    print(f"::{marker}::", file=stream, flush=True)
+    untrusted_block(text, out)
 
 
 def run_outputs(
