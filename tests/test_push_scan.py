@@ -161,3 +161,17 @@ def test_push_agents_never_pushes_a_held_back_branch(tmp_path: Path) -> None:
     assert result.pushed == ("swarm/r1-agents/ok",)
     assert [h.branch for h in result.held] == ["swarm/r1-agents/leak"]
     assert git.try_rev_parse(remote, "refs/heads/swarm/r1-agents/leak") is None
+
+
+def test_pushing_is_the_only_module_that_pushes() -> None:
+    """Every push goes through the scan: ``git.push`` is called from ``github/pushing.py`` alone."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "ci_swarm"
+    callers = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            target = node.value if isinstance(node, ast.Attribute) and node.attr == "push" else None
+            if isinstance(target, ast.Name) and target.id == "git":
+                callers.add(path.relative_to(package).as_posix())
+    assert callers == {"github/pushing.py"}

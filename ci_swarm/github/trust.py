@@ -9,8 +9,7 @@ from pathlib import Path
 from github import GithubException, UnknownObjectException
 from github.Repository import Repository
 
-from ci_swarm import git
-from ci_swarm.errors import ForgeError, GitError
+from ci_swarm.errors import ForgeError
 from ci_swarm.github.client import forge_call, make_github
 from ci_swarm.github.event import PullRequestInfo
 from ci_swarm.github.publish import Publisher, Target
@@ -65,7 +64,7 @@ def _why(exc: GithubException) -> str:
 
 class ActionGitHub:
     """The repository as the action sees it: the trust questions (:attr:`access`), the few calls the action
-    makes itself (reply, remove the label, fetch a branch, replace a maintenance branch), and the
+    makes itself (reply, remove the label, fetch a branch), and the
     :class:`~ci_swarm.github.publish.Publisher` for each job. One PyGithub client, created once."""
 
     def __init__(
@@ -108,13 +107,6 @@ class ActionGitHub:
     def fetch(self, repo: Path, branch: str) -> str:
         """Fetch ``branch`` from the repository's clone URL (with the token); its commit."""
         return fetch_tip(repo, self.repo.clone_url, branch, self.token)
-
-    def replace_branch(self, repo: Path, commit: str, branch: str) -> None:
-        """Force ``branch`` to ``commit``: a maintenance job's branch is ci-swarm's, each run replaces it."""
-        try:
-            git.push(repo, self.repo.clone_url, [f"{commit}:refs/heads/{branch}"], self.token, force=True)
-        except GitError as exc:
-            raise ForgeError(f"replacing {branch} on {self.full_name} failed: {exc}") from exc
 
     def publisher(
         self, target: Target, *, branch_template: str, remerge: Remerge, base_branch: str | None = None
