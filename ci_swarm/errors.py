@@ -12,6 +12,7 @@
     ├── LLMError          (exit 6)  the model API failed (auth, exhausted retries, bad output)
     ├── ForgeError        (exit 7)  the GitHub API or a push failed
     ├── SecretFound       (exit 7)  a commit to be pushed holds a secret (named by place, never value)
+    ├── WorkLeftOut       (exit 3)  an agent left files git cannot hold: the rest is committed, they are named
     └── Interrupted       (exit 130) Ctrl-C / SIGTERM
 
 Exit codes of a completed run (see README):
@@ -108,6 +109,21 @@ class SecretFound(SwarmError):
     def __init__(self, message: str, findings: tuple[Finding, ...] = ()) -> None:
         super().__init__(message)
         self.findings = findings
+
+
+class WorkLeftOut(SwarmError):
+    """Part of an agent's work could not be committed (a path git refuses, a nested repository, a file inside
+    a submodule, an encoding or filter error): ``tip`` holds the rest, ``left_out`` names what is missing.
+    The subtask fails; the message is one line naming the paths."""
+
+    exit_code = EXIT_FAILED_SUBTASKS
+
+    def __init__(self, tip: str, files: tuple[str, ...], left_out: tuple[str, ...]) -> None:
+        shown = ", ".join(left_out[:8]) + (f" and {len(left_out) - 8} more" if len(left_out) > 8 else "")
+        super().__init__(f"{len(left_out)} path(s) of the agent's work could not be committed: {shown}")
+        self.tip = tip
+        self.files = files
+        self.left_out = left_out
 
 
 class Interrupted(SwarmError):

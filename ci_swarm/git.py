@@ -8,6 +8,7 @@ and the last line of its output. Tokens never reach argv: pushes and fetches tak
 from __future__ import annotations
 
 import base64
+import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -37,6 +38,8 @@ _SAFE_FLAGS = (
     "core.hooksPath=/dev/null",
     "-c",
     "core.quotepath=false",
+    "-c",
+    "core.fsmonitor=false",
 )
 
 
@@ -278,6 +281,103 @@ def commit_tree(
     for parent in parents:
         args += ["-p", parent]
     return run(repo, *args, input=message.encode(), env=identity.env()).text.strip()
+
+
+# --- agents' clones and reading their trees (clones.py, collection.py) ----------------------------
+
+# Reading a tree nobody reviewed: never a hook, an fsmonitor, a split index or a stat field an owner change
+# touches (the clone may belong to the sandbox's account, hence safe.directory).
+_COLLECT_FLAGS = (
+    "-c",
+    "core.checkStat=minimal",
+    "-c",
+    "core.trustctime=false",
+    "-c",
+    "core.splitIndex=false",
+    "-c",
+    "core.untrackedCache=false",
+    "-c",
+    "safe.directory=*",
+)
+
+
+def git_dir(repo: Path) -> Path:
+    """The absolute git directory of the repository whose work tree is ``repo``."""
+    return Path(out(repo, "rev-parse", "--absolute-git-dir"))
+
+
+def clone_shared(repo: Path, path: Path, template: Path) -> None:
+    """A clone of ``repo`` at ``path`` borrowing its objects (alternates), no checkout, hooks from the
+    (empty) ``template``."""
+    args = ["clone", "--shared", "--no-checkout", "--quiet", f"--template={template}"]
+    run(repo, *args, "--", str(repo), str(path))
+
+
+def checkout_detached(clone: Path, commit: str) -> None:
+    """Check ``commit`` out in ``clone`` on a detached HEAD, with a plain (unsplit) index."""
+    run(clone, *_COLLECT_FLAGS, "checkout", "--quiet", "--detach", commit)
+
+
+def remove_remote(clone: Path, name: str) -> None:
+    run(clone, "remote", "remove", name)
+
+
+def set_config(repo: Path, key: str, value: str) -> None:
+    run(repo, "config", "--local", key, value)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """How ci-swarm reads a foreign work tree into ``git_dir``'s object database: that repository's config
+    and objects, the tree at ``work_tree`` and the index file ``index`` (nothing in the work tree's own
+    ``.git`` is read)."""
+
+    git_dir: Path
+    work_tree: Path
+    index: Path
+
+    def env(self) -> dict[str, str]:
+        return {
+            "GIT_DIR": str(self.git_dir),
+            "GIT_WORK_TREE": str(self.work_tree),
+            "GIT_INDEX_FILE": str(self.index),
+        }
+
+    def run(self, *args: str, input: bytes | None = None, ok: Sequence[int] = (0,)) -> Result:
+        return run(self.work_tree, *_COLLECT_FLAGS, *args, input=input, env=self.env(), ok=ok)
+
+
+def add_all(reader: Reader, pathspecs: Sequence[str]) -> str:
+    """``git add --all`` of ``pathspecs`` (magic allowed) into the reader's index; "" or git's last error
+    line when git refused (the index is then unchanged)."""
+    data = b"".join(os.fsencode(p) + b"\0" for p in pathspecs)
+    args = ("add", "--all", "--pathspec-from-file=-", "--pathspec-file-nul")
+    result = reader.run(*args, input=data, ok=tuple(range(256)))
+    if result.returncode == 0:
+        return ""
+    lines = [line for line in result.stderr.splitlines() if line.startswith(("fatal:", "error:"))]
+    return (lines[0] if lines else result.stderr.strip() or f"exit {result.returncode}")[:300]
+
+
+def changed_paths(reader: Reader, pathspecs: Sequence[str]) -> tuple[str, ...]:
+    """Paths of ``pathspecs`` whose work-tree state differs from the reader's index: untracked (not
+    ignored), modified or deleted."""
+    result = reader.run("ls-files", "-z", "-o", "-m", "-d", "--exclude-standard", "--", *pathspecs)
+    return tuple(dict.fromkeys(p for p in result.text.split("\0") if p))
+
+
+def write_index_tree(reader: Reader) -> str:
+    return reader.run("write-tree").text.strip()
+
+
+def tree_of(repo: Path, commit: str) -> str:
+    return out(repo, "rev-parse", "--verify", "--end-of-options", f"{commit}^{{tree}}")
+
+
+def gitlinks(repo: Path, rev: str) -> tuple[str, ...]:
+    """The paths of the submodules (gitlink entries) in ``rev``'s tree."""
+    data = run(repo, "ls-tree", "-r", "-z", "--full-tree", rev).text
+    return tuple(e.partition("\t")[2] for e in data.split("\0") if e.startswith("160000 "))
 
 
 # --- merging in the object database ------------------------------------------------------------

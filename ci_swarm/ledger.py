@@ -3,7 +3,9 @@
 
 A subtask is settled when its agent phase has a verdict: its work is committed and may be merged (ok), or it
 will never be merged (it failed, crashed, timed out, was cancelled or skipped, or its work could not be
-committed). Every path goes through :meth:`Ledger.settle`; only the first settlement counts.
+committed). Work that could not be committed, in whole or in part, makes a succeeded agent's subtask
+*failed* (:meth:`SubtaskState.status`): a run never reports success while agent work was dropped. Every
+path goes through :meth:`Ledger.settle`; only the first settlement counts.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class SubtaskState:
     seconds: float = 0.0  # agent time
     outcome: AgentOutcome | None = None
     files: tuple[str, ...] = ()
+    lost: str = ""  # why (part of) the agent's work could not be committed: the subtask failed
 
     def placed(self, branch: str, start: str) -> SubtaskState:
         return replace(self, branch=branch, start=start)
@@ -45,13 +48,21 @@ class SubtaskState:
     def committed(self, commit: str, files: tuple[str, ...]) -> SubtaskState:
         return replace(self, commit=commit, files=files)
 
+    def dropped(self, reason: str) -> SubtaskState:
+        return replace(self, lost=reason)
+
+    def status(self, result: JobResult[AgentOutcome] | None) -> SubtaskStatus:
+        """The agent's status, except that a success whose work was (partly) lost is a failure."""
+        status = result.status if result else SubtaskStatus.CANCELLED
+        return SubtaskStatus.FAILED if self.lost and status is SubtaskStatus.SUCCEEDED else status
+
     def record(self, sub: Subtask, result: JobResult[AgentOutcome] | None) -> SubtaskRecord:
         outcome = self.outcome or AgentOutcome(ok=False)
         return SubtaskRecord(
             id=sub.id,
             role=sub.role,
             title=sub.title,
-            status=result.status if result else SubtaskStatus.CANCELLED,
+            status=self.status(result),
             branch=self.branch,
             start_commit=self.start,
             commit=self.commit,
@@ -59,7 +70,7 @@ class SubtaskState:
             finished_at=self.finished_at,
             seconds=self.seconds,
             files=self.files,
-            error=(result.error if result else "") or outcome.error,
+            error="; ".join(e for e in ((result.error if result else "") or outcome.error, self.lost) if e),
             summary=outcome.summary,
             log=outcome.log,
             usage=outcome.usage,

@@ -1,16 +1,17 @@
-"""The orchestrator: plan → parallel agents in worktrees → sequential merge queue → RunReport.
+"""The orchestrator: plan → parallel agents in clones → sequential merge queue → RunReport.
 
 Two concurrent loops share one event loop:
 
 * the **scheduler** starts a subtask once every dependency is *merged*, from the integration tip at that
-  moment, on its own branch and worktree, with at most ``max_agents`` in flight;
+  moment, on its own branch and clone, with at most ``max_agents`` in flight;
 * the **merge consumer** merges finished branches one at a time (completion or plan order) in the object
   database and then releases the subtask so its dependents may start.
 
 Agent work is committed on its branch whatever happens (also partial work of a failed, timed-out or
-cancelled agent, marked as such); branches are never deleted; worktrees are always removed. Every path
+cancelled agent, marked as such) by ci-swarm itself (:mod:`ci_swarm.collection`); work that cannot be
+committed fails its subtask; branches are never deleted; clones are always removed. Every path
 of a subtask ends in one settlement (:mod:`ci_swarm.ledger`); the thread and cancellation mechanics live
-in :mod:`ci_swarm.concurrency`, the worktrees in :mod:`ci_swarm.worktrees`.
+in :mod:`ci_swarm.concurrency`, the agents' clones in :mod:`ci_swarm.clones`.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ci_swarm import git
+from ci_swarm.clones import GitClones
 from ci_swarm.concurrency import Deferred, Emitter, in_thread, use_worker_threads
-from ci_swarm.errors import RepoError, SwarmError
+from ci_swarm.errors import RepoError, SwarmError, WorkLeftOut
 from ci_swarm.ledger import Ledger, Settlement
 from ci_swarm.merge import MergeQueue
 from ci_swarm.merge_consumer import MergeConsumer
@@ -46,7 +48,6 @@ from ci_swarm.ports import AgentContext, AgentFactory, ProgressListener
 from ci_swarm.runtime import run_sync
 from ci_swarm.schedule import Job, JobResult, SchedEvent, Scheduler
 from ci_swarm.workspace import Workspace
-from ci_swarm.worktrees import GitWorktrees
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class Orchestrator:
         self.emit = Emitter(listener)
         self.ledger = Ledger([s.id for s in plan.subtasks], self._on_settle)
         self.merger = MergeConsumer(plan, queue, self.ledger, self.scheduler.release, self.emit, self.notes)
-        self.spaces = GitWorktrees(self.repo, options.workdir, self.run_id)
+        self.spaces = GitClones(self.repo, options.workdir, self.run_id)
         self.later = Deferred()  # landings of finished agents, removals of workspaces
 
     def _claim_run_id(self, wanted: str | None) -> str:
@@ -163,16 +164,26 @@ class Orchestrator:
         """Commit a finished agent's work, settle it (to be merged if committed), remove its workspace."""
         await in_thread(self._collect, sub, ws, "")
         self.later.start_in_thread(self.spaces.dispose, ws)
-        ok = bool(self.ledger.states[sub.id].commit)
-        reason = "" if ok else f"the work of {sub.id} could not be committed"
-        self.ledger.settle(sub.id, Settlement(SubtaskStatus.SUCCEEDED, ok, reason))
+        state = self.ledger.states[sub.id]
+        if state.lost or not state.commit:
+            reason = state.lost or f"the work of {sub.id} could not be committed"
+            self.ledger.settle(sub.id, Settlement(SubtaskStatus.FAILED, False, reason))
+        else:
+            self.ledger.settle(sub.id, Settlement(SubtaskStatus.SUCCEEDED, True))
 
     def _collect(self, sub: Subtask, ws: Workspace, note: str) -> None:
-        """Commit whatever the agent left on its branch: nothing is lost, also when it failed (blocking)."""
+        """Commit whatever the agent left on its branch, also when it failed (blocking). Work that cannot be
+        committed fails the subtask, naming what was left out; whatever can be saved is committed."""
+        message, identity = commit_message(sub, self.run_id, note), agent_identity(sub)
         try:
-            tip, files = self.spaces.collect(ws, commit_message(sub, self.run_id, note), agent_identity(sub))
+            tip, files = self.spaces.collect(ws, message, identity)
+        except WorkLeftOut as exc:
+            lost, saved, saved_files = str(exc), exc.tip, exc.files
+            self.ledger.update(sub.id, lambda s: s.committed(saved, saved_files).dropped(lost))
+            return
         except SwarmError as exc:
-            self.notes.append(f"{sub.id}: could not commit the agent's work: {exc}")
+            lost = f"could not commit the agent's work: {exc}"
+            self.ledger.update(sub.id, lambda s: s.dropped(lost))
             return
         self.ledger.update(sub.id, lambda s: s.committed(tip, files))
 

@@ -1,7 +1,8 @@
-"""An agent's worktree and branch, and confined file access inside it.
+"""An agent's workspace (its clone's work tree) and branch, and confined file access inside it.
 
 Every path an agent names goes through :meth:`Workspace.resolve`: no absolute paths, no ``..`` that
-leaves the worktree, no symlink that points outside it, nothing under ``.git``.
+leaves the worktree, no symlink that points outside it, nothing under ``.git`` by git's own rules
+(:func:`ci_swarm.gitpaths.is_git_dir_name`: any case, and the NTFS/HFS+ spellings such as ``git~1``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ci_swarm.errors import PathEscapeError
+from ci_swarm.gitpaths import is_git_dir_name
 
 # Names that look like credentials never reach an agent's command environment.
 _SECRET_NAME = re.compile(
@@ -59,7 +61,7 @@ def check_relative(path: str) -> PurePosixPath:
                 raise PathEscapeError(f"path {path!r} leaves the worktree")
         elif part not in (".", ""):
             depth += 1
-    if any(part == ".git" for part in parts):
+    if any(is_git_dir_name(part) for part in parts):
         raise PathEscapeError(f"path {path!r} is under .git/: refused")
     return PurePosixPath(*[p for p in parts if p != "."]) if parts else PurePosixPath(".")
 
@@ -82,7 +84,7 @@ class Workspace:
         if target != root and root not in target.parents:
             raise PathEscapeError(f"path {path!r} resolves outside the worktree (symlink?)")
         inside = target.relative_to(root).parts
-        if inside and inside[0] == ".git":
+        if any(is_git_dir_name(part) for part in inside):
             raise PathEscapeError(f"path {path!r} is under .git/: refused")
         return target
 

@@ -1,4 +1,4 @@
-"""worktrees.py: the workspace seam over git worktrees — make, collect, dispose, close."""
+"""worktrees.py: the workspace seam — make, collect, dispose, close — over a clone per agent (clones.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ from pathlib import Path
 import pytest
 
 from ci_swarm import git
+from ci_swarm.clones import GitClones
 from ci_swarm.errors import SwarmError
 from ci_swarm.models import Subtask
-from ci_swarm.worktrees import GitWorktrees, Workspaces
+from ci_swarm.worktrees import Workspaces
 from tests.fixtures import USER, make_repo
 
 
 def test_a_worktree_is_made_collected_disposed_and_its_branch_stays(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", {"f.txt": "f\n"})
     base = git.rev_parse(repo, "main")
-    spaces: Workspaces = GitWorktrees(repo, None, "r1")
+    spaces: Workspaces = GitClones(repo, None, "r1")
     sub = Subtask("a", "builder", "do a", "instructions", paths=("docs/**",))
     ws = spaces.make(sub, "swarm/r1-agents/a", base)
     assert ws.root.is_dir() and ws.root.name == "a" and ws.owned == ("docs/**",)
@@ -37,7 +38,7 @@ def test_a_worktree_is_made_collected_disposed_and_its_branch_stays(tmp_path: Pa
 def test_a_given_root_is_kept_and_an_existing_branch_is_refused(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", {"f.txt": "f\n"})
     base = git.rev_parse(repo, "main")
-    spaces = GitWorktrees(repo, tmp_path / "wt", "r2")
+    spaces = GitClones(repo, tmp_path / "wt", "r2")
     sub = Subtask("b", "builder", "do b", "instructions")
     ws = spaces.make(sub, "swarm/r2-agents/b", base)
     assert ws.root == (tmp_path / "wt" / "b").resolve()
