@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITES = {"merge": "benchmarks.bench_merge", "run": "benchmarks.bench_run", "llm": "benchmarks.bench_llm"}
+SUITES = {
+    "merge": "benchmarks.bench_merge",
+    "run": "benchmarks.bench_run",
+    "llm": "benchmarks.bench_llm",
+    "setup": "benchmarks.bench_setup",
+}
 
 
 # (figure, suite, path into its results, target, check)

@@ -1,0 +1,128 @@
+"""Per-agent setup: a clone per agent (``clones.GitClones.make``: branch, ``git clone --shared
+--no-checkout``, remote removed, hooks path, detached checkout, index copied) against the linked worktree it
+replaced (``git worktree add -b``), side by side in one run, on a generated repository of 20k files and on a
+2k-file one (the size of a real project's tree).
+
+* per_agent: the median of 3 setups of one workspace, each kind, each size (ms), and clone / worktree;
+* batch_16: 16 workspaces made in parallel (16 threads; clones share nothing, so no lock) against the same 16
+  made one after the other, and 16 worktree adds (which had to be serialized: concurrent adds read each
+  other's half-written ``.git/worktrees/<id>``), seconds.
+
+Run: ``python -m benchmarks.bench_setup`` (or ``python -m benchmarks setup``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ci_swarm import git
+from ci_swarm.clones import GitClones
+from ci_swarm.models import Subtask
+
+SIZES = {"2k_files": 2_000, "20k_files": 20_000}
+BATCH = 16
+
+
+def _repo(root: Path, files: int) -> Path:
+    """``files`` small files in 100-file directories, one commit."""
+    repo = root / "repo"
+    repo.mkdir(parents=True)
+    git.run(repo, "init", "--quiet", "--initial-branch=main")
+    for i in range(files):
+        path = repo / f"d{i // 100:03}" / f"f{i:05}.py"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(f"# file {i}\nVALUE = {i}\n")
+    git.commit_all(repo, "base\n", git.SWARM_IDENTITY)
+    return repo
+
+
+def _timed(action: Callable[[], object]) -> float:
+    began = time.perf_counter()
+    action()
+    return time.perf_counter() - began
+
+
+class _Bench:
+    def __init__(self, repo: Path, scratch: Path) -> None:
+        self.repo, self.scratch, self.start = repo, scratch, git.rev_parse(repo, "main")
+        self.count = 0
+
+    def _name(self) -> str:
+        self.count += 1
+        return f"s{self.count}"
+
+    def clone(self, spaces: GitClones) -> None:
+        name = self._name()
+        spaces.make(Subtask(name, "builder", name, ""), f"swarm/b-agents/{name}", self.start)
+
+    def worktree(self) -> None:
+        name = self._name()
+        where = self.scratch / "wt" / name
+        git.worktree_add_new_branch(self.repo, where, f"swarm/w-agents/{name}", self.start)
+
+    def clones(self) -> GitClones:
+        return GitClones(self.repo, self.scratch / "clones", "bench")
+
+    def drop_worktrees(self) -> None:
+        shutil.rmtree(self.scratch / "wt", ignore_errors=True)
+        git.worktree_prune(self.repo)
+
+
+def _per_agent(bench: _Bench) -> dict[str, float]:
+    clone_times, worktree_times = [], []
+    for _ in range(3):
+        spaces = bench.clones()
+        clone_times.append(_timed(lambda spaces=spaces: bench.clone(spaces)))
+        spaces.close()
+        shutil.rmtree(bench.scratch / "clones", ignore_errors=True)
+        worktree_times.append(_timed(bench.worktree))
+        bench.drop_worktrees()
+    clone, worktree = statistics.median(clone_times), statistics.median(worktree_times)
+    return {
+        "clone_ms": round(clone * 1000, 1),
+        "worktree_ms": round(worktree * 1000, 1),
+        "clone_over_worktree": round(clone / worktree, 2),
+    }
+
+
+def _batch(bench: _Bench) -> dict[str, float]:
+    spaces = bench.clones()
+    with ThreadPoolExecutor(BATCH) as pool:
+        parallel = _timed(lambda: list(pool.map(lambda _: bench.clone(spaces), range(BATCH))))
+    spaces.close()
+    shutil.rmtree(bench.scratch / "clones", ignore_errors=True)
+    spaces = bench.clones()
+    serial = _timed(lambda: [bench.clone(spaces) for _ in range(BATCH)])
+    spaces.close()
+    shutil.rmtree(bench.scratch / "clones", ignore_errors=True)
+    worktrees = _timed(lambda: [bench.worktree() for _ in range(BATCH)])
+    bench.drop_worktrees()
+    return {
+        "clones_parallel_s": round(parallel, 2),
+        "clones_serial_s": round(serial, 2),
+        "serial_over_parallel": round(serial / parallel, 2),
+        "worktrees_serial_s": round(worktrees, 2),
+    }
+
+
+def main() -> dict[str, Any]:
+    results: dict[str, Any] = {"per_agent": {}, "batch_16": {}}
+    for label, files in SIZES.items():
+        with tempfile.TemporaryDirectory(prefix="ci-swarm-bench-setup-") as tmp:
+            bench = _Bench(_repo(Path(tmp), files), Path(tmp))
+            results["per_agent"][label] = _per_agent(bench)
+            results["batch_16"][label] = _batch(bench)
+            print(label, json.dumps(results["per_agent"][label]), json.dumps(results["batch_16"][label]))
+    return results
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))
