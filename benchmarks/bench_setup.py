@@ -13,6 +13,7 @@ Run: ``python -m benchmarks.bench_setup`` (or ``python -m benchmarks setup``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import statistics
@@ -20,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,20 +55,21 @@ def _timed(action: Callable[[], object]) -> float:
 class _Bench:
     def __init__(self, repo: Path, scratch: Path) -> None:
         self.repo, self.scratch, self.start = repo, scratch, git.rev_parse(repo, "main")
-        self.count = 0
+        self._names = itertools.count(1)  # next() is atomic: names stay unique across threads
 
     def _name(self) -> str:
-        self.count += 1
-        return f"s{self.count}"
+        return f"s{next(self._names)}"
 
-    def clone(self, spaces: GitClones) -> None:
+    def clone(self, spaces: GitClones) -> str:
         name = self._name()
         spaces.make(Subtask(name, "builder", name, ""), f"swarm/b-agents/{name}", self.start)
+        return name
 
-    def worktree(self) -> None:
+    def worktree(self) -> str:
         name = self._name()
         where = self.scratch / "wt" / name
         git.worktree_add_new_branch(self.repo, where, f"swarm/w-agents/{name}", self.start)
+        return name
 
     def clones(self) -> GitClones:
         return GitClones(self.repo, self.scratch / "clones", "bench")
@@ -80,7 +83,7 @@ def _per_agent(bench: _Bench) -> dict[str, float]:
     clone_times, worktree_times = [], []
     for _ in range(3):
         spaces = bench.clones()
-        clone_times.append(_timed(lambda spaces=spaces: bench.clone(spaces)))
+        clone_times.append(_timed(partial(bench.clone, spaces)))
         spaces.close()
         shutil.rmtree(bench.scratch / "clones", ignore_errors=True)
         worktree_times.append(_timed(bench.worktree))
