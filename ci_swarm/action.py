@@ -244,19 +244,25 @@ class Action:
                 publisher.base_branch = base_ref
             request = self.request_with_context(repo, run, job.request)
             static = self.static_plan(repo, config, run, job, base_commit, default)
+            start, kept = self.maintenance_start(repo, job, publisher, base_commit)
             options = RunOptions(
                 repo=repo,
-                base=base_commit,
+                base=start,
                 max_agents=config.max_agents,
                 timeout=config.timeout,
                 run_id=new_run_id(),
                 branch_prefix=config.branch_prefix,
                 default_agent=default,
             )
-            where = f"from {base_ref} ({base_commit[:10]})"
+            where = f"from {base_ref} ({base_commit[:10]})" if start == base_commit else f"({kept})"
             job_request = RunRequest(request, options, static, config.merge, config.max_subtasks)
             wiring = self.wiring(config, options.run_id or "", where, publisher, started.append)
             outcome = run_request(job_request, wiring)
+            if kept:
+                notes = (*outcome.report.notes, kept)
+                outcome = dataclasses.replace(
+                    outcome, report=dataclasses.replace(outcome.report, notes=notes)
+                )
             protected = protected_changes(repo, outcome.report, config)
             if protected:
                 raise UsageError(f"the swarm changed protected paths ({protected}): nothing was pushed")
@@ -266,6 +272,22 @@ class Action:
                 publisher.react("confused")
             raise
         return self.finish(repo, job, outcome, publisher)
+
+    def maintenance_start(
+        self, repo: Path, job: Job, publisher: Publisher | None, base: str
+    ) -> tuple[str, str]:
+        """(the commit the run starts from, a note or ""): a maintenance job's branch is replaced (with a
+        lease on its tip), unless it holds commits that are not ci-swarm's: then the run builds on them."""
+        if not job.name or publisher is None:
+            return base, ""
+        from ci_swarm.github.maintenance import start_for
+
+        branch = publisher.branch_template  # a maintenance template has no placeholders
+        start = start_for(repo, self.github.repo.clone_url, self.github.token, branch, base)
+        publisher.lease = start.lease
+        if start.note:
+            log(start.note)
+        return start.commit, start.note
 
     def wiring(
         self,

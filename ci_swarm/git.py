@@ -605,10 +605,23 @@ def _auth(token: str, url: str) -> tuple[dict[str, str], list[str]]:
     return env, [token, env["GIT_CONFIG_VALUE_1"], env["GIT_CONFIG_VALUE_1"].rsplit(" ", 1)[-1]]
 
 
-def push(repo: Path, url: str, refspecs: Sequence[str], token: str = "", *, force: bool = False) -> Result:
+def push(
+    repo: Path,
+    url: str,
+    refspecs: Sequence[str],
+    token: str = "",
+    *,
+    force: bool = False,
+    lease: Mapping[str, str] | None = None,
+) -> Result:
+    """``git push --porcelain``; ``lease`` ({ref: expected commit, "" = must not exist}) forces each named ref
+    only while the remote still has the expected commit (``--force-with-lease``); ``force`` without a lease
+    is plain ``--force``."""
     env, secrets = _auth(token, url)
     args = ["push", "--porcelain"]
-    if force:
+    if lease:
+        args += [f"--force-with-lease={ref}:{expected}" for ref, expected in lease.items()]
+    elif force:
         args.append("--force")
     return run(repo, *args, url, *refspecs, env=env, secrets=secrets)
 

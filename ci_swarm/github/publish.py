@@ -131,6 +131,7 @@ class Publisher:
         self._env = env
         self.secrets = secrets  # the run's other secret values: pushes are scanned for them and the token
         self.replace_branch = replace_branch  # force the integration push (a maintenance job's own branch)
+        self.lease: str | None = None  # the branch tip a replacing push expects (None/"": must not exist)
         self.gh = client or make_github(token, api_url, retry=retry)
         self._repo: Repository | None = None
 
@@ -260,7 +261,7 @@ class Publisher:
             remerge,
             self.push_attempts,
             secrets=secrets,
-            force=self.replace_branch,
+            lease=(self.lease or "") if self.replace_branch else None,
         )
         held = tuple(str(h) for h in agents.held)
         return _Pushed(outcome.report, (branch, *agents.pushed), (*held, *outcome.notes), held)

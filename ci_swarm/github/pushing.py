@@ -18,7 +18,7 @@ only place ci-swarm pushes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -126,13 +126,14 @@ def _push(
     token: str,
     guard: Guard,
     *,
-    force: bool = False,
+    lease: Mapping[str, str] | None = None,
 ) -> tuple[RefStatus, ...] | GitError:
-    """The one push: every refspec's commits scanned first (SecretFound: nothing is pushed)."""
+    """The one push: every refspec's commits scanned first (SecretFound: nothing is pushed). A ref is
+    replaced only with a ``lease`` ({ref: the commit it must still hold}): never a bare ``--force``."""
     for spec in refspecs:
         ensure_no_secrets(repo, guard.since, spec.split(":", 1)[0], guard.secrets)
     try:
-        return parse_porcelain(git.push(repo, url, refspecs, token, force=force).text)
+        return parse_porcelain(git.push(repo, url, refspecs, token, lease=lease).text)
     except GitError as err:
         return err
 
@@ -204,15 +205,18 @@ def push_integration(
     attempts: int = 3,
     *,
     secrets: Sequence[str] = (),
-    force: bool = False,
+    lease: str | None = None,
 ) -> PushOutcome:
     """Push the integration commit to ``branch`` (scanned first: SecretFound pushes nothing); when the
-    branch moved, fetch, re-merge, retry. ``force`` replaces the branch (a maintenance job's own)."""
+    branch moved, fetch, re-merge, retry. With ``lease`` (the tip last seen, "" = none) the branch is
+    replaced (a maintenance job's own, see :mod:`ci_swarm.github.maintenance`), but only while the remote
+    still holds that tip; after a re-merge the lease is the new tip."""
     notes: list[str] = []
     guard = Guard(tuple(secrets), report.base or None)
+    ref = f"refs/heads/{branch}"
     for attempt in range(1, attempts + 1):
-        spec = f"{report.integration_commit}:refs/heads/{branch}"
-        result = _push(repo, url, [spec], token, guard, force=force)
+        spec = f"{report.integration_commit}:{ref}"
+        result = _push(repo, url, [spec], token, guard, lease=None if lease is None else {ref: lease})
         if not isinstance(result, GitError):
             return PushOutcome(report, (branch,), attempt, tuple(notes))
         if not any(r.moved for r in parse_porcelain(result.stdout)):
@@ -223,6 +227,7 @@ def push_integration(
         log.info("%s moved on the remote to %s; re-running the merges onto it", branch, tip[:10])
         notes.append(f"`{branch}` moved on the remote (now {tip[:10]}): the merges were re-run onto it")
         report = remerge(report, tip)
+        lease = None if lease is None else tip  # built on the new tip: it may replace only that
         guard = replace(guard, since=tip)  # the remote has the new tip: scan only what it lacks
     raise ForgeError(
         f"pushing {branch} to {url} failed: the branch kept moving ({attempts} attempts); "
