@@ -33,6 +33,7 @@ from ci_swarm import git
 from ci_swarm.errors import RepoError
 from ci_swarm.models import Conflict, MergePolicy, MergeRecord, MergeStatus, Overlap
 from ci_swarm.naming import TRAILER
+from ci_swarm.neutral import plain
 from ci_swarm.overlap import FileChange, changes, conflicting, overlaps
 from ci_swarm.resolve import Parties, resolve
 
@@ -159,7 +160,7 @@ class MergeQueue:
 
 
 def _message(subtask_id: str, role: str, found: Sequence[Conflict]) -> str:
-    title = f"Merge subtask {subtask_id}" + (f" ({role})" if role else "")
+    title = plain(f"Merge subtask {subtask_id}" + (f" ({role})" if role else ""))  # role: untrusted text
     body = ""
     if found:
         listed = "\n".join(

@@ -11,6 +11,7 @@ import time
 
 from ci_swarm import git
 from ci_swarm.models import Subtask
+from ci_swarm.neutral import clean, defuse, plain
 
 TRAILER = "Swarm-Subtask"
 ROLE_TRAILER = "Swarm-Role"
@@ -34,11 +35,13 @@ def agent_branch(prefix: str, run_id: str, subtask_id: str) -> str:
 
 def commit_message(sub: Subtask, run_id: str, note: str = "") -> str:
     """The message of an agent's commit: role and title (with a ``[note]`` for partial work), the
-    instructions, and the trailers the merge queue reads back."""
-    title = f"{sub.role}: {sub.title or sub.id}"
+    instructions, and the trailers the merge queue reads back. Title and instructions are untrusted text
+    (plans come from issues and the model): mentions and closing references are defused, so merging the
+    pull request never closes an issue nobody asked ci-swarm to close."""
+    title = plain(f"{sub.role}: {sub.title or sub.id}")
     if note:
         title = f"{title} [{note}]"
-    body = sub.instructions.strip()
+    body = defuse(clean(sub.instructions)).strip()
     trailers = f"{TRAILER}: {sub.id}\n{ROLE_TRAILER}: {sub.role}\n{RUN_TRAILER}: {run_id}"
     return f"{title}\n\n{body}\n\n{trailers}\n" if body else f"{title}\n\n{trailers}\n"
 
