@@ -152,10 +152,22 @@ def _where(c: Conflict) -> str:
     return f"lines {c.lines[0]}–{c.lines[1]}"
 
 
+def _modify_delete(c: Conflict) -> str:
+    """What a modify/delete conflict did, in our words (git's "… left in tree." names the merge's tree,
+    which is wrong when the deletion was kept)."""
+    kept, other = neutral.inline(c.kept_subtask), neutral.inline(c.subtask)
+    if not c.kept_text and c.other_text:
+        return f"{kept} deleted the file and {other} changed it: this pull request deletes it"
+    return f"{kept} changed the file and {other} deleted it: this pull request keeps {kept}'s version"
+
+
 def _headline(c: Conflict) -> str:
-    why = c.reason or {
+    if c.kind is ConflictKind.MODIFY_DELETE:
+        why = _modify_delete(c)
+    else:
+        why = neutral.inline(c.reason.strip().rstrip(".")) if c.reason else ""
+    why = why or {
         ConflictKind.CONTENT: "both changed the same or touching lines",
-        ConflictKind.MODIFY_DELETE: "one side changed the file, the other deleted it",
         ConflictKind.ADD_ADD: "both added this file with different contents",
         ConflictKind.BINARY: "both changed this binary file",
         ConflictKind.RENAME: "the sides renamed or deleted it differently",
@@ -163,7 +175,7 @@ def _headline(c: Conflict) -> str:
     kept, other = neutral.inline(c.kept_subtask), neutral.inline(c.subtask)
     return (
         f"**ci-swarm conflict** ({c.kind.value}) at {_where(c)}: subtasks **{kept}** (kept) and "
-        f"**{other}** collided — {neutral.inline(why)}."
+        f"**{other}** collided — {why}."
     )
 
 
