@@ -196,10 +196,13 @@ class Action:
         config = load_repo_config(settings)
         if not settings.repository:
             raise UsageError("GITHUB_REPOSITORY is not set: run this inside a GitHub Actions workflow")
-        decision = route(settings.event_name, payload, config, _LazyAccess(self))
+        access = _LazyAccess(self)
+        decision = route(settings.event_name, payload, config, access, repository=settings.repository)
         if isinstance(decision, Refuse):
             return self.refuse(decision)
         log(f"{decision.event} by @{decision.actor}: {len(decision.jobs)} job(s)")
+        for note in decision.notes:
+            log(note)
         try:
             codes = [self.run_isolated(config, decision, job) for job in decision.jobs]
         finally:
@@ -437,6 +440,9 @@ class _LazyAccess:
 
     def permission(self, login: str) -> str:
         return str(self._action.github.access.permission(login))
+
+    def identity(self) -> str:
+        return str(self._action.github.access.identity())
 
     def pull_request(self, number: int) -> PullRequestInfo:
         info: PullRequestInfo = self._action.github.access.pull_request(number)

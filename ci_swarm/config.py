@@ -28,7 +28,9 @@ from ci_swarm.workspace import matches_any
 
 DEFAULT_PATH = ".github/ci-swarm.yml"
 DEFAULT_MODEL = "claude-sonnet-4-6"  # the same as ci_swarm.llm.session.DEFAULT_MODEL
-DEFAULT_TRUSTED = ("OWNER", "MEMBER", "COLLABORATOR")
+DEFAULT_TRUSTED = ("OWNER", "MEMBER", "COLLABORATOR")  # deprecated key, kept readable; decides nothing
+# repository permissions, weakest first (what the collaborator-permission API answers, as role names)
+PERMISSIONS = ("read", "triage", "write", "maintain", "admin")
 # workflows, local actions, CODEOWNERS, dependabot …; and every action definition: CI runs them with secrets
 DEFAULT_PROTECTED = (".github/**", "**/action.yml", "**/action.yaml")
 
@@ -75,6 +77,7 @@ class Config:
     label: str = "swarm"
     command: str = "/swarm"
     trusted_associations: tuple[str, ...] = DEFAULT_TRUSTED
+    min_permission: str = "write"  # one of PERMISSIONS
     allowed_bots: tuple[str, ...] = ()
     allowed_commands: tuple[tuple[str, ...], ...] = ()
     check_command: tuple[str, ...] = ()
@@ -336,6 +339,7 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
         label=data.get("label", "swarm"),
         command=data.get("command", "/swarm"),
         trusted_associations=tuple(data.get("trusted_associations", DEFAULT_TRUSTED)),
+        min_permission=data.get("min_permission", "write"),
         allowed_bots=tuple(data.get("allowed_bots", ())),
         allowed_commands=tuple(_argv(c) for c in data.get("allowed_commands", ())),
         check_command=_argv(data["check_command"]) if "check_command" in data else (),

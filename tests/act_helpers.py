@@ -146,8 +146,10 @@ class World:
     def _repository(self, payload: dict[str, Any]) -> None:
         set_repository(payload, self.name)
 
-    def labeled(self, issue: Any, label: str = "swarm", sender: str = MAINTAINER) -> dict[str, Any]:
-        return labeled_event(self.name, issue, label, sender)
+    def labeled(
+        self, issue: Any, label: str = "swarm", sender: str = MAINTAINER, author: str = MAINTAINER
+    ) -> dict[str, Any]:
+        return labeled_event(self.name, issue, label, sender, author)
 
     def commented(
         self, number: int, text: str, *, on_pr: bool, login: str = MAINTAINER, association: str = "MEMBER"
@@ -204,11 +206,15 @@ def set_repository(payload: dict[str, Any], name: str) -> None:
     payload["repository"]["owner"]["login"] = owner
 
 
-def labeled_event(name: str, issue: Any, label: str = "swarm", sender: str = MAINTAINER) -> dict[str, Any]:
-    """An ``issues``/``labeled`` payload (GitHub's shape) for a PyGithub ``issue`` of the fake."""
+def labeled_event(
+    name: str, issue: Any, label: str = "swarm", sender: str = MAINTAINER, author: str = MAINTAINER
+) -> dict[str, Any]:
+    """An ``issues``/``labeled`` payload (GitHub's shape) for a PyGithub ``issue`` of the fake, written by
+    ``author`` (whose permission decides whether a swarm-plan block in its body is honoured)."""
     payload = load_event("issues.labeled.json")
     set_repository(payload, name)
-    payload["issue"].update(number=issue.number, title=issue.title, body=issue.body)
+    payload["issue"].update(number=issue.number, title=issue.title, body=issue.body, state=issue.state)
+    payload["issue"]["user"].update(login=author, type="Bot" if author.endswith("[bot]") else "User")
     payload["label"]["name"] = label
     payload["sender"].update(login=sender, type="User")
     return payload
@@ -220,7 +226,8 @@ def comment_event(
     """An ``issue_comment``/``created`` payload; on a PR it has ``issue.pull_request``, as GitHub's does."""
     payload = load_event("issue_comment.created.pr.json" if on_pr else "issue_comment.created.json")
     set_repository(payload, name)
-    payload["issue"].update(number=issue.number, title=issue.title, body=issue.body)
+    payload["issue"].update(number=issue.number, title=issue.title, body=issue.body, state=issue.state)
+    payload["issue"]["user"].update(login=MAINTAINER, type="User")
     payload["comment"].update(body=text, author_association=association, id=987654 + issue.number)
     payload["comment"]["user"].update(login=login, type="User")
     payload["sender"].update(login=login, type="User")

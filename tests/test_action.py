@@ -278,16 +278,20 @@ def test_comment_on_a_plain_issue_opens_a_pr(world: World) -> None:
 # ---------------------------------------------------------------------------------------- refusals
 
 
-def test_untrusted_commenter_is_refused_silently(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+def test_commenter_without_write_access_is_refused_with_a_reply(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
     pr = world.pull_request("feature", {"src/feature.py": "value = 1\n"})
     writes = world.writes()
-    payload = world.commented(pr.number, "/swarm delete everything", on_pr=True, association="CONTRIBUTOR")
-    assert main(world.env("issue_comment", payload)) == 0
-    assert (
-        "::notice::@maintainer is CONTRIBUTOR, not OWNER/MEMBER/COLLABORATOR: refused"
-        in capsys.readouterr().out
+    payload = world.commented(
+        pr.number, "/swarm delete everything", on_pr=True, login="reader", association="MEMBER"
     )
-    assert world.writes() == writes
+    assert main(world.env("issue_comment", payload)) == 0
+    assert "::notice::@reader has 'read' permission, not write access: refused" in capsys.readouterr().out
+    assert world.writes() == [*writes, f"POST /repos/{world.name}/issues/{pr.number}/comments"]
+    (reply,) = [c.body for c in world.repo().get_issue(pr.number).get_comments()]
+    assert "write access or more" in reply
+    assert SELF_MARKER in reply
     assert world.read_outputs() == {}
 
 
@@ -307,7 +311,11 @@ def test_label_by_someone_without_write_access_is_refused(
     writes = world.writes()
     assert main(world.env("issues", world.labeled(issue, sender=sender))) == 0
     assert f"::notice::@{sender} has " in capsys.readouterr().out
-    assert world.writes() == writes
+    assert world.writes() == [
+        *writes,
+        f"POST /repos/{world.name}/issues/{issue.number}/comments",  # the reply saying why
+        f"DELETE /repos/{world.name}/issues/{issue.number}/labels/swarm",  # so a maintainer can add it
+    ]
     assert world.remote_branches() == {"main"}
 
 

@@ -47,10 +47,14 @@ class Access:
     permissions: Mapping[str, str] = field(default_factory=dict)
     pulls: Mapping[int, PullRequestInfo] = field(default_factory=dict)
     asked: list[str] = field(default_factory=list)
+    own: str = ""  # the token's login ("" like GITHUB_TOKEN, which cannot read /user)
 
     def permission(self, login: str) -> str:
         self.asked.append(login)
         return self.permissions.get(login, "none")
+
+    def identity(self) -> str:
+        return self.own
 
     def pull_request(self, number: int) -> PullRequestInfo:
         return self.pulls[number]
@@ -130,7 +134,9 @@ def test_label_by_someone_without_write_access_is_refused(permission: str) -> No
     decision = route("issues", labeled(), CONFIG, Access({"Codertocat": permission}))
     assert isinstance(decision, Refuse)
     assert decision.notice == f"@Codertocat has '{permission}' permission, not write access: refused"
-    assert decision.reply is None
+    assert decision.reply is not None  # a person is told why (the label is removed so it can be added again)
+    assert f"(@Codertocat: {permission})" in decision.reply
+    assert (decision.issue, decision.label) == (1, "swarm")
 
 
 def test_a_label_for_another_label_does_nothing() -> None:
@@ -214,7 +220,7 @@ def test_empty_command_replies_with_usage(text: str) -> None:
     assert "`/swarm <what to do>`" in decision.reply
 
 
-@pytest.mark.parametrize("text", ["Looks good!", "please /swarm this", "/swarmy do it", "/Swarm do it"])
+@pytest.mark.parametrize("text", ["Looks good!", "please /swarm this", "/swarmy do it", "/Swarmy do it"])
 def test_comments_without_the_command_do_nothing(text: str) -> None:
     decision = route("issue_comment", comment(text), CONFIG, WRITER)
     assert decision == Refuse("comment on #1 does not start with /swarm: nothing to do")
@@ -226,48 +232,73 @@ def test_configured_command_is_used() -> None:
     assert isinstance(route("issue_comment", comment("/swarm fix it"), config, WRITER), Refuse)
 
 
-@pytest.mark.parametrize(
-    "association", ["CONTRIBUTOR", "FIRST_TIME_CONTRIBUTOR", "FIRST_TIMER", "NONE", "MANNEQUIN"]
-)
-def test_untrusted_commenters_are_refused_without_a_reply(association: str) -> None:
-    decision = route("issue_comment", comment("/swarm rm -rf", association=association), CONFIG, WRITER)
+ASSOCIATIONS = [
+    "OWNER",
+    "MEMBER",
+    "COLLABORATOR",
+    "CONTRIBUTOR",
+    "FIRST_TIME_CONTRIBUTOR",
+    "NONE",
+    "MANNEQUIN",
+]
+
+
+@pytest.mark.parametrize("association", ASSOCIATIONS)
+def test_the_commenters_permission_decides_never_the_association(association: str) -> None:
+    # a private org member with write access arrives as CONTRIBUTOR (or NONE); they run
+    writer = route("issue_comment", comment("/swarm x", association=association), CONFIG, WRITER)
+    assert isinstance(writer, Run)
+    # an org member with read access arrives as MEMBER; they are refused, with a reply saying why
+    reader = Access({"Codertocat": "read"})
+    decision = route("issue_comment", comment("/swarm x", association=association), CONFIG, reader)
     assert isinstance(decision, Refuse)
-    assert decision.notice == f"@Codertocat is {association}, not OWNER/MEMBER/COLLABORATOR: refused"
-    assert decision.reply is None  # never answer strangers: no spam vector
+    assert decision.notice == "@Codertocat has 'read' permission, not write access: refused"
+    assert decision.reply is not None
+    assert "write access or more" in decision.reply
+    assert (decision.issue, decision.label) == (1, "")
+    assert reader.asked == ["Codertocat"]
 
 
-@pytest.mark.parametrize("association", ["OWNER", "MEMBER", "COLLABORATOR"])
-def test_trusted_associations_by_default(association: str) -> None:
-    assert isinstance(
-        route("issue_comment", comment("/swarm x", association=association), CONFIG, WRITER), Run
-    )
+@pytest.mark.parametrize(
+    ("minimum", "permission", "runs"),
+    [
+        ("write", "triage", False),
+        ("triage", "triage", True),
+        ("maintain", "write", False),
+        ("admin", "admin", True),
+    ],
+)
+def test_min_permission_is_configurable(minimum: str, permission: str, runs: bool) -> None:
+    config = config_from_text(f"min_permission: {minimum}\n")
+    decision = route("issue_comment", comment("/swarm x"), config, Access({"Codertocat": permission}))
+    assert isinstance(decision, Run) is runs
 
 
-def test_trusted_associations_are_configurable() -> None:
-    config = config_from_text("trusted_associations: [OWNER]\n")
-    decision = route("issue_comment", comment("/swarm x", association="MEMBER"), config, WRITER)
-    assert decision == Refuse("@Codertocat is MEMBER, not OWNER: refused")
-
-
-def test_missing_association_counts_as_none() -> None:
+def test_missing_association_changes_nothing() -> None:
     payload = comment("/swarm x")
     del payload["comment"]["author_association"]
-    decision = route("issue_comment", payload, CONFIG, WRITER)
-    assert isinstance(decision, Refuse)
-    assert "is NONE" in decision.notice
+    assert isinstance(route("issue_comment", payload, CONFIG, WRITER), Run)
+
+
+@pytest.mark.parametrize("text", ["/SWARM fix it", "/Swarm fix it", "  /sWaRm fix it"])
+def test_the_command_matches_in_any_case(text: str) -> None:
+    decision = route("issue_comment", comment(text), CONFIG, WRITER)
+    assert isinstance(decision, Run)
+    assert decision.jobs[0].request.task == "fix it"
 
 
 def test_bot_comments_are_ignored_unless_allowed() -> None:
     payload = comment("/swarm bump deps", login="renovate[bot]", type="Bot", association="NONE")
-    assert route("issue_comment", payload, CONFIG, WRITER) == Refuse(
+    access = Access()  # the permission API answers 404 for bots: it is never asked
+    assert route("issue_comment", payload, CONFIG, access) == Refuse(
         "@renovate[bot] is a bot not listed in allowed_bots: ignored"
     )
-    allowed = config_from_text("allowed_bots: ['renovate[bot]']\n")
-    decision = route("issue_comment", payload, allowed, WRITER)
-    assert isinstance(decision, Refuse)  # allowed as a bot, still needs a trusted association
-    assert "is NONE" in decision.notice
-    payload["comment"]["author_association"] = "MEMBER"
-    assert isinstance(route("issue_comment", payload, allowed, WRITER), Run)
+    for listed in ("renovate[bot]", "renovate", "Renovate"):
+        allowed = config_from_text(f"allowed_bots: ['{listed}']\n")
+        decision = route("issue_comment", payload, allowed, access)
+        assert isinstance(decision, Run), listed
+        assert decision.actor == "renovate[bot]"
+    assert access.asked == []
 
 
 def test_github_actions_bot_is_a_bot_even_if_type_is_missing() -> None:
@@ -276,6 +307,16 @@ def test_github_actions_bot_is_a_bot_even_if_type_is_missing() -> None:
     decision = route("issue_comment", payload, CONFIG, WRITER)
     assert isinstance(decision, Refuse)
     assert "is a bot" in decision.notice
+
+
+@pytest.mark.parametrize(("login", "own"), [("github-actions[bot]", ""), ("swarm-machine", "swarm-machine")])
+def test_the_swarms_own_identity_never_triggers(login: str, own: str) -> None:
+    config = config_from_text("allowed_bots: [github-actions, swarm-machine]\n")
+    access = Access({login: "admin"}, own=own)
+    decision = route("issue_comment", comment("/swarm x", login=login, type="User"), config, access)
+    assert decision == Refuse(f"@{login} is ci-swarm's own identity: ignored")
+    assert decision.reply is None
+    assert access.asked == []
 
 
 def test_ci_swarm_own_comments_never_trigger_even_from_allowed_bots() -> None:
@@ -297,7 +338,7 @@ def test_edited_or_deleted_comments_never_trigger(action: str) -> None:
 
 
 def test_fork_pull_requests_are_refused_with_an_explanation() -> None:
-    access = Access(pulls={1: pr_info(head_repo="stranger/Hello-World")})
+    access = Access({"Codertocat": "write"}, pulls={1: pr_info(head_repo="stranger/Hello-World")})
     decision = route("issue_comment", comment("/swarm x", on_pr=True), CONFIG, access)
     assert isinstance(decision, Refuse)
     assert decision.notice == "pull request #1 comes from a fork: refused"
@@ -308,7 +349,7 @@ def test_fork_pull_requests_are_refused_with_an_explanation() -> None:
 
 
 def test_pull_request_whose_fork_was_deleted_is_refused() -> None:
-    access = Access(pulls={1: pr_info(head_repo="")})
+    access = Access({"Codertocat": "write"}, pulls={1: pr_info(head_repo="")})
     decision = route("issue_comment", comment("/swarm x", on_pr=True), CONFIG, access)
     assert isinstance(decision, Refuse)
     assert decision.reply is not None
@@ -317,7 +358,7 @@ def test_pull_request_whose_fork_was_deleted_is_refused() -> None:
 
 @pytest.mark.parametrize(("merged", "word"), [(False, "closed"), (True, "merged")])
 def test_closed_or_merged_pull_requests_are_refused(merged: bool, word: str) -> None:
-    access = Access(pulls={1: pr_info(state="closed", merged=merged)})
+    access = Access({"Codertocat": "write"}, pulls={1: pr_info(state="closed", merged=merged)})
     decision = route("issue_comment", comment("/swarm x", on_pr=True), CONFIG, access)
     assert decision == Refuse(
         f"pull request #1 is {word}: nothing to do",
@@ -326,11 +367,11 @@ def test_closed_or_merged_pull_requests_are_refused(merged: bool, word: str) -> 
     )
 
 
-def test_untrusted_commenter_on_a_fork_pr_is_refused_before_any_api_call() -> None:
+def test_untrusted_commenter_on_a_fork_pr_is_refused_before_the_pr_is_read() -> None:
     access = Access()  # pull_request(1) would raise KeyError
-    decision = route("issue_comment", comment("/swarm x", on_pr=True, association="NONE"), CONFIG, access)
+    decision = route("issue_comment", comment("/swarm x", on_pr=True, association="MEMBER"), CONFIG, access)
     assert isinstance(decision, Refuse)
-    assert "is NONE" in decision.notice
+    assert "has 'none' permission" in decision.notice
 
 
 # ------------------------------------------------------------------------------------------- schedule
@@ -469,3 +510,131 @@ def test_plan_block_extraction() -> None:
     assert plan_block("```yaml\nx: 1\n```") == ""
     assert plan_block("````swarm-plan\na: 1\n```\nb: 2\n````") == "a: 1\n```\nb: 2\n"
     assert plan_block("```swarm-plan\r\nx: 1\r\n```") == "x: 1\r\n"
+
+
+# ------------------------------------------------------------------------- trusted bodies and plans
+
+
+def labeled_by_maintainer(body: str, author: str = "stranger", **issue: Any) -> dict[str, Any]:
+    payload = labeled(body=body)
+    payload["sender"]["login"] = "maintainer"
+    payload["issue"]["user"]["login"] = author
+    payload["issue"].update(issue)
+    return payload
+
+
+MAINTAINED = Access({"maintainer": "admin", "Codertocat": "write"})
+
+
+def test_a_strangers_plan_block_is_task_text_even_when_a_maintainer_labels_it() -> None:
+    body = f"Please.\n\n```swarm-plan\n{PLAN}```\n"
+    decision = route("issues", labeled_by_maintainer(body), CONFIG, MAINTAINED)
+    assert isinstance(decision, Run)
+    (job,) = decision.jobs
+    assert job.plan_text == ""  # the planner plans; the body is only the task
+    assert "swarm-plan" in job.request.task
+    assert decision.notes == (
+        "task text only: the swarm-plan block of the issue body is ignored "
+        "(@stranger has 'none' permission, not write access: refused)",
+    )
+    assert decision.actor == "maintainer"
+
+
+def test_a_trusted_authors_top_level_block_is_the_plan() -> None:
+    body = f"Please.\n\n```swarm-plan\n{PLAN}```\n"
+    decision = route("issues", labeled_by_maintainer(body, author="Codertocat"), CONFIG, MAINTAINED)
+    assert isinstance(decision, Run)
+    assert decision.jobs[0].plan_text == PLAN
+    assert decision.notes == ("plan from @Codertocat's issue body",)
+
+
+def test_a_body_without_a_block_asks_nothing_about_its_author() -> None:
+    access = Access({"maintainer": "admin"})
+    decision = route("issues", labeled_by_maintainer("Just words."), CONFIG, access)
+    assert isinstance(decision, Run)
+    assert access.asked == ["maintainer"]
+    assert decision.notes == ()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        f"Hi.\n<!--\n```swarm-plan\n{PLAN}```\n-->\n",
+        f"Hi.\n\n<details>\n<summary>more</summary>\n\n```swarm-plan\n{PLAN}```\n\n</details>\n",
+        "Hi.\n\n" + "".join(f"> {line}\n" for line in f"```swarm-plan\n{PLAN}```".splitlines()),
+        "Hi.\n\n- a list item\n\n"
+        + "".join(f"  {line}\n" for line in f"```swarm-plan\n{PLAN}```".splitlines()),
+        "Hi.\n\n" + "".join(f"    {line}\n" for line in f"```swarm-plan\n{PLAN}```".splitlines()),
+    ],
+    ids=["html-comment", "details", "blockquote", "list-item", "indented-code"],
+)
+def test_a_hidden_or_nested_block_is_never_a_plan_even_from_a_trusted_author(body: str) -> None:
+    decision = route("issues", labeled_by_maintainer(body, author="Codertocat"), CONFIG, MAINTAINED)
+    assert isinstance(decision, Run)
+    assert decision.jobs[0].plan_text == ""
+    assert plan_block(body) == ""
+
+
+def test_a_comments_block_is_the_commenters_own() -> None:
+    hidden = f"/swarm go\n<!--\n```swarm-plan\n{PLAN}```\n-->\n"
+    decision = route("issue_comment", comment(hidden), CONFIG, WRITER)
+    assert isinstance(decision, Run)
+    assert decision.jobs[0].plan_text == ""
+    shown = route("issue_comment", comment(f"/swarm go\n```swarm-plan\n{PLAN}```\n"), CONFIG, WRITER)
+    assert isinstance(shown, Run)
+    assert shown.jobs[0].plan_text == PLAN
+    assert shown.notes == ("plan from @Codertocat's comment",)
+
+
+def test_invisible_and_bidi_characters_are_stripped_from_task_text() -> None:
+    hidden = "".join(chr(c) for c in (0x200B, 0x200E, 0x202E, 0x2066, 0x2069, 0xFEFF, 0x2060))
+    decision = route("issues", labeled(body=f"Add{hidden} a greeting"), CONFIG, WRITER)
+    assert isinstance(decision, Run)
+    assert decision.jobs[0].request.body == "Add a greeting"
+    assert decision.jobs[0].request.task.endswith("\n\nAdd a greeting")
+    by_comment = route("issue_comment", comment(f"/swarm fix{hidden} it"), CONFIG, WRITER)
+    assert isinstance(by_comment, Run)
+    assert by_comment.jobs[0].request.task == "fix it"
+
+
+# ---------------------------------------------------------------------------- triggers as sent by github
+
+
+@pytest.mark.parametrize("label", ["Swarm", "SWARM", "swarm"])
+def test_the_label_matches_in_any_case_and_is_removed_by_its_own_name(label: str) -> None:
+    decision = route("issues", labeled(label=label), CONFIG, WRITER)
+    assert isinstance(decision, Run)
+    assert decision.label == label
+
+
+def test_a_closed_issue_that_gets_labelled_is_refused_with_a_reply() -> None:
+    payload = labeled()
+    payload["issue"].update(state="closed", closed_at="2019-05-15T15:21:00Z", state_reason="completed")
+    reply = "This issue is closed: ci-swarm only works on open issues. Reopen it and add the label again."
+    decision = route("issues", payload, CONFIG, WRITER)
+    assert decision == Refuse("issue #1 is closed: nothing to do", reply, 1, "swarm")
+
+
+def test_a_command_on_a_closed_plain_issue_is_refused() -> None:
+    payload = comment("/swarm x")
+    payload["issue"]["state"] = "closed"
+    decision = route("issue_comment", payload, CONFIG, WRITER)
+    assert isinstance(decision, Refuse)
+    assert decision.notice == "issue #1 is closed: nothing to do"
+
+
+def test_schedule_without_repository_uses_the_one_given() -> None:
+    payload = load("schedule.no-repository.json")
+    assert "repository" not in payload
+    decision = route("schedule", payload, config_from_text(MAINTENANCE), WRITER, repository="octo/demo")
+    assert isinstance(decision, Run)
+    assert decision.repo == "octo/demo"
+    with pytest.raises(UsageError, match=r"'repository\.full_name' is missing"):
+        route("schedule", payload, config_from_text(MAINTENANCE), WRITER)
+
+
+def test_dispatch_needs_the_permission_too() -> None:
+    decision = route("workflow_dispatch", dispatch(task="x"), CONFIG, Access({"Codertocat": "triage"}))
+    assert isinstance(decision, Refuse)
+    assert decision.reply is None  # nowhere to reply: the notice is all
+    assert "not write access" in decision.notice

@@ -2,17 +2,20 @@
 
 ``route(event_name, payload, config, access)`` decides, for the event at ``GITHUB_EVENT_PATH``:
 
-- ``issues``/``labeled`` with the configured label → one job from the issue (a ```` ```swarm-plan ```` block
-  in the body is the plan); the labeler must have write access (collaborator-permission API).
-- ``issue_comment``/``created`` starting with the command → on a pull request, the rest of the comment
-  plus the PR (same repository only, open); on a plain issue, as the label case. The commenter's
-  ``author_association`` must be trusted.
-- ``schedule`` → the maintenance jobs whose ``cron`` is the payload's ``schedule``.
+- ``issues``/``labeled`` with the configured label (any case) on an open issue → one job from the issue.
+- ``issue_comment``/``created`` starting with the command (any case) → on a pull request, the rest of the
+  comment plus the PR (same repository only, open); on an open plain issue, a job from the issue.
+- ``schedule`` → the maintenance jobs whose ``cron`` is the payload's ``schedule`` (a payload without
+  ``repository``, as older GHES sends, runs on the ``repository`` given, i.e. ``GITHUB_REPOSITORY``).
 - ``workflow_dispatch`` → inputs ``task``, ``plan`` or ``job``.
 - anything else → a refusal (a one-line notice; the action exits 0).
 
-Bots are ignored unless allowed by name, and ci-swarm's own comments never trigger it. The only I/O goes
-through :class:`RepoAccess` (the PyGithub implementation is :class:`ci_swarm.github.trust.GithubAccess`).
+Whoever labels, comments or dispatches must pass :class:`ci_swarm.github.admission.Gate` (repository
+permission, ``allowed_bots``, never ci-swarm's own identity). A ```` ```swarm-plan ```` block is the plan
+only when the author of the text it is in (the issue's author for the issue body, the commenter for a
+comment) passes the same gate, and only as a visible top-level fence (:mod:`ci_swarm.github.bodies`);
+otherwise the text is task text for the planner, and the run's ``notes`` say which it was. The only I/O
+goes through :class:`RepoAccess` (the PyGithub implementation is :class:`ci_swarm.github.trust.GithubAccess`).
 """
 
 from __future__ import annotations
@@ -24,14 +27,14 @@ from typing import Any, Protocol, TypeVar
 
 from ci_swarm.config import Config, MaintenanceJob, Shard
 from ci_swarm.errors import UsageError
+from ci_swarm.github.admission import Gate, Verdict
+from ci_swarm.github.bodies import has_plan_block, plan_block, task_text
 from ci_swarm.models import AgentSpec, Request
 
-WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
+__all__ = ["SELF_MARKER", "Decision", "Job", "PullRequestInfo", "Refuse", "RepoAccess", "Run", "plan_block"]
+__all__ += ["route", "usage"]
+
 SELF_MARKER = "<!-- ci-swarm"  # every comment ci-swarm writes carries an HTML comment starting like this
-_PLAN_BLOCK = re.compile(
-    r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*swarm-plan[ \t]*\r?\n(?P<body>.*?)^[ \t]*(?P=fence)[ \t]*$",
-    re.M | re.S,
-)
 _PLAN_FILE = re.compile(r"^[\w./-]+\.(?:ya?ml|json)$")
 
 T = TypeVar("T")
@@ -55,10 +58,15 @@ class PullRequestInfo:
 
 
 class RepoAccess(Protocol):
-    """What routing needs to ask GitHub: a user's permission on the repository, and a pull request."""
+    """What routing needs to ask GitHub: a user's permission on the repository, the token's own login, and
+    a pull request."""
 
     def permission(self, login: str) -> str:
         """``admin``, ``maintain``, ``write``, ``triage``, ``read`` or ``none``."""
+        ...
+
+    def identity(self) -> str:
+        """The login the token acts as; "" when GitHub does not say."""
         ...
 
     def pull_request(self, number: int) -> PullRequestInfo: ...
@@ -86,6 +94,7 @@ class Run:
     pr: PullRequestInfo | None = None  # results go onto this PR's branch
     label: str = ""  # removed at the end so it can be added again
     comment_id: int | None = None  # the triggering comment (for reactions)
+    notes: tuple[str, ...] = ()  # for the log: where the plan came from, or why a body was only task text
 
     @property
     def requests(self) -> tuple[Request, ...]:
@@ -113,10 +122,18 @@ def usage(command: str) -> str:
     )
 
 
-def route(event_name: str, payload: Mapping[str, Any], config: Config, access: RepoAccess) -> Decision:
-    """Decide what the event asks for. UsageError when the payload is not shaped like GitHub's."""
+def route(
+    event_name: str, payload: Mapping[str, Any], config: Config, access: RepoAccess, *, repository: str = ""
+) -> Decision:
+    """Decide what the event asks for. UsageError when the payload is not shaped like GitHub's.
+    ``repository`` (``GITHUB_REPOSITORY``) stands in for a payload without one."""
     if not isinstance(payload, Mapping):
         raise UsageError("event payload: expected a JSON object")
+    if repository and not _get_opt(payload, "repository.full_name", str):
+        payload = {
+            **payload,
+            "repository": {**(_get_opt(payload, "repository", dict) or {}), "full_name": repository},
+        }
     handlers = {
         "issues": _issues,
         "issue_comment": _issue_comment,
@@ -129,12 +146,6 @@ def route(event_name: str, payload: Mapping[str, Any], config: Config, access: R
     return handler(payload, config, access)
 
 
-def plan_block(text: str) -> str:
-    """The first ```` ```swarm-plan ```` fenced block's content, or ""."""
-    match = _PLAN_BLOCK.search(text or "")
-    return match.group("body") if match else ""
-
-
 # -------------------------------------------------------------------------------------------- issues
 
 
@@ -145,14 +156,18 @@ def _issues(payload: Mapping[str, Any], config: Config, access: RepoAccess) -> D
             f"issues/{action}: nothing to do (ci-swarm runs when the '{config.label}' label is added)"
         )
     label = _get(payload, "label.name", str)
-    if label != config.label:
+    if label.casefold() != config.label.casefold():
         return Refuse(f"label '{label}' is not '{config.label}': nothing to do")
     number = _get(payload, "issue.number", int)
+    gate = Gate(config, access)
     sender = _user(payload, "sender")
-    refusal = _refuse_bot(sender, config) or _refuse_without_write(sender[0], access)
+    refusal = _refusal(gate.judge(*sender), number, label)
     if refusal:
         return refusal
-    return _issue_run("issues", payload, number, sender[0], label=label)
+    if _get_opt(payload, "issue.state", str) == "closed":
+        reply = "This issue is closed: ci-swarm only works on open issues. Reopen it and add the label again."
+        return Refuse(f"issue #{number} is closed: nothing to do", reply, number, label)
+    return _issue_run("issues", payload, number, sender[0], gate, label=label)
 
 
 def _issue_run(
@@ -160,14 +175,18 @@ def _issue_run(
     payload: Mapping[str, Any],
     number: int,
     actor: str,
+    gate: Gate,
     *,
     label: str = "",
     instructions: str = "",
     comment_id: int | None = None,
 ) -> Decision:
-    title = _get(payload, "issue.title", str)
-    body = _get_opt(payload, "issue.body", str) or ""
-    plan_text = plan_block(instructions) or ("" if instructions else plan_block(body))
+    title = task_text(_get(payload, "issue.title", str))
+    body = task_text(_get_opt(payload, "issue.body", str) or "")
+    if instructions:  # the commenter passed the gate: their comment's block is theirs to give
+        plan_text, notes = plan_block(instructions), _plan_note(instructions, f"@{actor}'s comment")
+    else:
+        plan_text, notes = _body_plan(payload, "issue", gate)
     if not plan_text and not instructions and not body.strip():
         reply = (
             f"This issue has no description, so there is nothing to plan from. Describe the work in the "
@@ -184,7 +203,23 @@ def _issue_run(
     )
     job = Job(request=request, plan_text=plan_text)
     repo = _get(payload, "repository.full_name", str)
-    return Run(event, repo, actor, (job,), issue=number, label=label, comment_id=comment_id)
+    return Run(event, repo, actor, (job,), number, label=label, comment_id=comment_id, notes=notes)
+
+
+def _body_plan(payload: Mapping[str, Any], where: str, gate: Gate) -> tuple[str, tuple[str, ...]]:
+    """The plan block of the ``where`` body (``issue``) when its author passes the gate, and a note."""
+    body = _get_opt(payload, f"{where}.body", str) or ""
+    if not has_plan_block(body):
+        return "", ()
+    author = _user(payload, f"{where}.user")
+    verdict = gate.judge(*author)
+    if verdict.admitted:
+        return plan_block(body), (f"plan from @{author[0]}'s {where} body",)
+    return "", (f"task text only: the swarm-plan block of the {where} body is ignored ({verdict.why})",)
+
+
+def _plan_note(text: str, whose: str) -> tuple[str, ...]:
+    return (f"plan from {whose}",) if has_plan_block(text) else ()
 
 
 # ------------------------------------------------------------------------------------------ comments
@@ -202,18 +237,22 @@ def _issue_comment(payload: Mapping[str, Any], config: Config, access: RepoAcces
     instructions = _after_command(text, config.command)
     if instructions is None:
         return Refuse(f"comment on #{number} does not start with {config.command}: nothing to do")
+    gate = Gate(config, access)
     login, kind = _user(payload, "comment.user")
-    association = _get_opt(payload, "comment.author_association", str) or "NONE"
-    refusal = _refuse_bot((login, kind), config) or _refuse_association(login, association, config)
+    refusal = _refusal(gate.judge(login, kind), number)
     if refusal:
         return refusal
+    instructions = task_text(instructions)
     if not instructions.strip():
         return Refuse(
             f"empty {config.command} command on #{number}: replied with usage", usage(config.command), number
         )
     if _get_opt(payload, "issue.pull_request", dict) is None:
+        if _get_opt(payload, "issue.state", str) == "closed":
+            reply = "This issue is closed: ci-swarm only works on open issues."
+            return Refuse(f"issue #{number} is closed: nothing to do", reply, number)
         return _issue_run(
-            "issue_comment", payload, number, login, instructions=instructions, comment_id=comment_id
+            "issue_comment", payload, number, login, gate, instructions=instructions, comment_id=comment_id
         )
     return _pr_run(payload, number, login, instructions.strip(), comment_id, access)
 
@@ -243,18 +282,20 @@ def _pr_run(
         task=instructions,
         source="pull_request",
         number=number,
-        title=pr.title,
-        body=pr.body,
+        title=task_text(pr.title),
+        body=task_text(pr.body),
         actor=actor,
     )
     job = Job(request=request, plan_text=plan_block(instructions))
-    return Run("issue_comment", repo, actor, (job,), issue=number, pr=pr, comment_id=comment_id)
+    notes = _plan_note(instructions, f"@{actor}'s comment")
+    return Run("issue_comment", repo, actor, (job,), number, pr, comment_id=comment_id, notes=notes)
 
 
 def _after_command(text: str, command: str) -> str | None:
-    """The text after ``command`` when the comment starts with it (as a whole word), else None."""
+    """The text after ``command`` when the comment starts with it (as a whole word, in any case: workflow
+    ``if:`` comparisons ignore case, so ``/SWARM`` starts a runner too), else None."""
     stripped = text.lstrip()
-    if not stripped.startswith(command):
+    if stripped[: len(command)].casefold() != command.casefold():
         return None
     rest = stripped[len(command) :]
     if rest and not rest[0].isspace():
@@ -291,7 +332,11 @@ def _dispatch(payload: Mapping[str, Any], config: Config, access: RepoAccess) ->
         found = f" (got {' and '.join(chosen)})" if chosen else ""
         raise UsageError(f"workflow_dispatch needs exactly one of the inputs task, plan or job{found}")
     repo = _get(payload, "repository.full_name", str)
-    actor = _user(payload, "sender")[0]
+    sender = _user(payload, "sender")
+    refusal = _refusal(Gate(config, access).judge(*sender), None)
+    if refusal:
+        return refusal
+    actor = sender[0]
     if given["job"]:
         matching = [j for j in config.maintenance if j.name == given["job"].strip()]
         if not matching:
@@ -310,27 +355,13 @@ def _dispatch(payload: Mapping[str, Any], config: Config, access: RepoAccess) ->
 # ----------------------------------------------------------------------------------------------- trust
 
 
-def _refuse_bot(user: tuple[str, str], config: Config) -> Refuse | None:
-    login, kind = user
-    if kind != "Bot" and not login.endswith("[bot]"):
+def _refusal(verdict: Verdict, issue: int | None, label: str = "") -> Refuse | None:
+    """None when admitted; else the refusal (a reply only for a person, only where there is an issue)."""
+    if verdict.admitted:
         return None
-    if login in config.allowed_bots:
-        return None
-    return Refuse(f"@{login} is a bot not listed in allowed_bots: ignored")
-
-
-def _refuse_without_write(login: str, access: RepoAccess) -> Refuse | None:
-    permission = access.permission(login)
-    if permission in WRITE_PERMISSIONS:
-        return None
-    return Refuse(f"@{login} has '{permission}' permission, not write access: refused")
-
-
-def _refuse_association(login: str, association: str, config: Config) -> Refuse | None:
-    if association in config.trusted_associations:
-        return None
-    trusted = "/".join(config.trusted_associations)
-    return Refuse(f"@{login} is {association}, not {trusted}: refused")
+    if verdict.reply is None or issue is None:
+        return Refuse(verdict.why)
+    return Refuse(verdict.why, verdict.reply, issue, label)
 
 
 # -------------------------------------------------------------------------------------- payload access

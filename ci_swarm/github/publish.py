@@ -89,6 +89,8 @@ def pr_title(report: RunReport) -> str:
     request = report.request
     text = neutral.clean(request.title if request and request.title else report.task).strip().split("\n")
     title = neutral.plain(text[0]) or neutral.plain(report.run_id)
+    if request is not None and request.source == "schedule":  # ours: "ci-swarm maintenance: <job>"
+        return title[:250]
     return f"ci-swarm: {title}"[:250]
 
 

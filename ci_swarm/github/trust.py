@@ -1,14 +1,16 @@
 """The action's GitHub side: the PyGithub-backed :class:`ci_swarm.github.event.RepoAccess` (collaborator
-permission, pull requests) and :class:`ActionGitHub`, the few calls the action makes itself."""
+permission by role name, the token's own login, pull requests) and :class:`ActionGitHub`, the few calls
+the action makes itself."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
 
-from github import GithubException, UnknownObjectException
+from github import Github, GithubException
 from github.Repository import Repository
 
+from ci_swarm.config import PERMISSIONS
 from ci_swarm.errors import ForgeError
 from ci_swarm.github.client import forge_call, make_github
 from ci_swarm.github.event import PullRequestInfo
@@ -16,23 +18,38 @@ from ci_swarm.github.publish import Publisher, Target
 from ci_swarm.github.pushing import fetch_tip
 from ci_swarm.ports import Remerge
 
+ROLES = frozenset(PERMISSIONS)
+
 
 class GithubAccess:
     """Answers routing's two questions through the REST API (``GET …/collaborators/{user}/permission``,
     ``GET …/pulls/{number}``). PyGithub errors become :class:`ForgeError` here."""
 
-    def __init__(self, repo: Repository) -> None:
+    def __init__(self, repo: Repository, gh: Github) -> None:
         self._repo = repo
+        self._gh = gh
 
     def permission(self, login: str) -> str:
+        """The role name (``maintain`` and ``triage`` are told apart, which the legacy ``permission`` field
+        does not do); a custom role counts as its base permission. Not a user (404): ``none``."""
         try:
+            role = str(self._repo.get_collaborator_role_name(login))
+            if role in ROLES:
+                return role
             return str(self._repo.get_collaborator_permission(login))
         except GithubException as exc:
             if exc.status == 404:
-                return "none"  # not a user GitHub knows: no access
+                return "none"  # not a user GitHub knows (or a bot): no access
             raise ForgeError(
                 f"cannot read @{login}'s permission on {self._repo.full_name}: {_why(exc)}"
             ) from exc
+
+    def identity(self) -> str:
+        """The token's login (``GET /user``); "" when GitHub does not say (GITHUB_TOKEN: 403)."""
+        try:
+            return str(self._gh.get_user().login)
+        except GithubException:
+            return ""
 
     def pull_request(self, number: int) -> PullRequestInfo:
         try:
@@ -86,7 +103,7 @@ class ActionGitHub:
 
     @property
     def access(self) -> GithubAccess:
-        return GithubAccess(self.repo)
+        return GithubAccess(self.repo, self.gh)
 
     def default_branch(self) -> str:
         return str(self.repo.default_branch)
@@ -96,12 +113,13 @@ class ActionGitHub:
             self.repo.get_issue(number).create_comment(body)
 
     def remove_label(self, number: int, label: str) -> None:
-        """Remove ``label`` from the issue; already gone is fine."""
+        """Remove ``label`` from the issue; already gone is fine (GitHub answers 404 "Label does not exist",
+        which PyGithub raises as a plain GithubException, not UnknownObjectException)."""
         try:
             self.repo.get_issue(number).remove_from_labels(label)
-        except UnknownObjectException:
-            return
         except GithubException as exc:
+            if exc.status == 404:
+                return
             raise ForgeError(f"removing the label {label!r} from #{number}: {_why(exc)}") from exc
 
     def fetch(self, repo: Path, branch: str) -> str:

@@ -1,5 +1,5 @@
 """``python -m ci_swarm.testing.fake_github --port 0 --repo owner/name=PATH [--user login=permission ...]
-[--fork someone/name=owner/name ...]``
+[--member login=permission ...] [--private-member login=permission ...] [--fork someone/name=owner/name ...]``
 
 Prints the base URL on the first line of stdout, then serves until stopped (SIGINT / SIGTERM).
 """
@@ -29,15 +29,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--root", type=Path, help="where the bare repositories live (default: a temp dir)")
     parser.add_argument("--repo", type=_pair, action="append", default=[], metavar="OWNER/NAME=PATH")
-    parser.add_argument(
-        "--fork",
-        type=_pair,
-        action="append",
-        default=[],
-        metavar="OWNER/NAME=PARENT",
-        help="a fork of a --repo",
-    )
-    parser.add_argument("--user", type=_pair, action="append", default=[], metavar="LOGIN=PERMISSION")
+    pairs = {
+        "--fork": ("OWNER/NAME=PARENT", "a fork of a --repo"),
+        "--user": ("LOGIN=PERMISSION", "a user with that permission on every repository"),
+        "--member": ("LOGIN=PERMISSION", "a public member of the organisation (author_association MEMBER)"),
+        "--private-member": ("LOGIN=PERMISSION", "a private member (author_association CONTRIBUTOR)"),
+    }
+    for flag, (metavar, text) in pairs.items():
+        parser.add_argument(flag, type=_pair, action="append", default=[], metavar=metavar, help=text)
     parser.add_argument(
         "--token", action="append", default=[], metavar="TOKEN[=LOGIN]", help="accept only these tokens"
     )
@@ -54,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         fake.add_fork(full_name, parent)
     for login, role in args.user:
         fake.add_user(login, role)
+    for login, role in args.member:
+        fake.add_user(login, role, member="public")
+    for login, role in args.private_member:
+        fake.add_user(login, role, member="private")
     for spec in args.token:
         value, _, login = spec.partition("=")
         if login:

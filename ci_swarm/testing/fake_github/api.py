@@ -164,7 +164,7 @@ def collaborator_permission(call: Call) -> Reply:
     r = call.repo()
     login = call.params["username"]
     known = call.store.users.get(login)
-    if known is None:
+    if known is None or known.type == "Bot":  # github.com has no permission to tell for a bot either
         raise ApiError(404, error_body(404, f"{login} is not a user", call.docs))
     role = "admin" if login == r.owner else known.role
     body = {

@@ -14,7 +14,6 @@ from ci_swarm import git
 from ci_swarm.testing.fake_github import pulls
 from ci_swarm.testing.fake_github.store import (
     REACTIONS,
-    ROLE_PERMISSION,
     Comment,
     Issue,
     Label,
@@ -193,10 +192,7 @@ def rollup(url: str, reactions: list[Reaction]) -> Json:
 
 
 def association(store: Store, r: Repo, login: str) -> str:
-    if login == r.owner:
-        return "OWNER"
-    role = store.user(login).role
-    return "COLLABORATOR" if role in ROLE_PERMISSION else "NONE"
+    return store.association(r, login)
 
 
 def issue(base: str, store: Store, r: Repo, it: Issue) -> Json:

@@ -162,9 +162,17 @@ class FakeGitHub:
             self.store.tokens[value] = token
         return token
 
-    def add_user(self, login: str, role: str = "none") -> None:
+    def add_user(
+        self, login: str, role: str = "none", *, member: str = "", contributor: bool = False
+    ) -> None:
+        """A user with ``role`` on every repository. ``member``: ``public`` or ``private`` member of the
+        organisation (their comments say ``MEMBER``, or ``CONTRIBUTOR``/``NONE`` when private, whatever
+        ``role`` is), ``contributor``: has commits (``CONTRIBUTOR`` when nothing closer applies)."""
+        if member not in ("", "public", "private"):
+            raise ValueError(f"member must be public, private or empty, got {member!r}")
         with self.store.lock:
-            self.store.user(login, role=role)
+            user = self.store.user(login, role=role)
+            user.member, user.contributor = member, contributor
 
     def repo(self, full_name: str) -> Repo:
         found = self.store.repos.get(full_name.lower())

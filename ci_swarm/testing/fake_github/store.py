@@ -28,6 +28,8 @@ class User:
     id: int
     type: str = "User"  # User | Bot
     role: str = "none"  # admin | maintain | write | triage | read | none (on every repo)
+    member: str = ""  # "public" or "private" membership of the organisation owning the repos; "" none
+    contributor: bool = False  # has commits in the repository (CONTRIBUTOR when nothing closer applies)
 
 
 @dataclass
@@ -172,6 +174,22 @@ class Store:
         if role is not None:
             known.role = role
         return known
+
+    def association(self, repo: Repo, login: str) -> str:
+        """``author_association`` as github.com sends it: OWNER; MEMBER for a public member of the owning
+        organisation, whatever their permission (read too); COLLABORATOR for anyone else with a role;
+        CONTRIBUTOR for someone with commits (a private member without a role of their own shows so); else
+        NONE (bots: always NONE, even with access)."""
+        if login.lower() == repo.owner.lower():
+            return "OWNER"
+        who = self.user(login)
+        if who.type == "Bot":
+            return "NONE"
+        if who.member == "public":
+            return "MEMBER"
+        if who.role in ROLE_PERMISSION and not who.member:
+            return "COLLABORATOR"
+        return "CONTRIBUTOR" if who.contributor or who.member == "private" else "NONE"
 
     def repo(self, owner: str, name: str) -> Repo | None:
         return self.repos.get(f"{owner}/{name}".lower())
