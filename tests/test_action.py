@@ -124,22 +124,20 @@ def test_conflicting_agents_give_a_review_comment_and_exit_0(world: World) -> No
 @pytest.mark.parametrize(
     ("config", "merge", "kept"),
     [
-        ("", None, "line ten (builder)"),
-        ("merge: {prefer: [documenter]}\n", None, "line ten (documenter)"),
-        ("merge: {prefer: [documenter]}\n", {"prefer": "first"}, "line ten (builder)"),
+        ("merge: {order: plan}\n", None, "line ten (builder)"),
+        ("merge: {order: plan, prefer: [documenter]}\n", None, "line ten (documenter)"),
+        ("merge: {order: plan, prefer: [documenter]}\n", {"prefer": "first"}, "line ten (builder)"),
     ],
 )
 def test_merge_preference_from_the_config_unless_the_plan_has_its_own(
     world: World, config: str, merge: dict[str, str] | None, kept: str
 ) -> None:
-    if config:
-        world.commit_to_default({".github/ci-swarm.yml": config})
+    world.commit_to_default({".github/ci-swarm.yml": config})
     fast = replace_sub("fast", "src/app.py", "line 10\n", "line ten (builder)\n")
     slow = replace_sub("slow", "src/app.py", "line 10\n", "line ten (documenter)\n", role="documenter")
-    slow["agent"]["delay"] = 0.3  # merged second
-    block = swarm_plan(fast, slow)
+    block = swarm_plan(fast, slow)  # merged in plan order: fast first, slow second
     if merge:
-        block = block.replace("subtasks:", f"merge: {{prefer: {merge['prefer']}}}\nsubtasks:", 1)
+        block = block.replace("subtasks:", f"merge: {{order: plan, prefer: {merge['prefer']}}}\nsubtasks:", 1)
     issue = world.issue("Line ten", block, labels=("swarm",))
     assert main(world.env("issues", world.labeled(issue))) == 0
     out = world.read_outputs()

@@ -133,7 +133,7 @@ def test_merge_order_plan_or_completion(repo: Path, tmp_path: Path, order: str, 
     proc, data = run_plan(
         repo,
         tmp_path,
-        scripted("late", delay=1.0, edits=[{"write": "late.txt", "content": "late\n"}]),
+        scripted("late", delay=5.0, edits=[{"write": "late.txt", "content": "late\n"}]),
         scripted("quick", edits=[{"write": "quick.txt", "content": "quick\n"}]),
         flags=("--merge-order", order),
     )
@@ -277,8 +277,9 @@ def test_report_fields_and_types_in_a_run_with_a_conflict(repo: Path, tmp_path: 
         repo,
         tmp_path,
         scripted("x", edits=[{"replace": "conf.txt", "old": "1", "new": "2"}]),
-        scripted("y", "tester", delay=0.3, edits=[{"replace": "conf.txt", "old": "1", "new": "3"}]),
+        scripted("y", "tester", edits=[{"replace": "conf.txt", "old": "1", "new": "3"}]),
         scripted("z", "documenter", edits=[{"append": "README.md", "text": "more\n"}]),
+        flags=("--merge-order", "plan"),  # x before y, whatever the load
     )
     assert proc.returncode == 2, proc.stderr
     sub_types: dict[str, Any] = {
