@@ -391,3 +391,49 @@ def test_fake_stops_cleanly_and_removes_its_temp_root() -> None:
     assert root.is_dir()
     fake.stop()
     assert not root.exists()
+
+
+def test_permission_answers_as_github_does(hub: Hub) -> None:
+    hub.fake.add_user("triager", "triage")
+    hub.fake.add_user("dependabot[bot]", "write")  # even a bot with access: github.com has no answer
+    repo = hub.repo()
+    assert repo.get_collaborator_role_name("triager") == "triage"  # role_name tells triage from read
+    for login in ("dependabot[bot]", "github-actions[bot]", "nobody-known"):
+        status, data = error_of(lambda login=login: repo.get_collaborator_permission(login))
+        assert (status, data["message"]) == (404, f"{login} is not a user")
+
+
+def test_removing_a_label_not_on_the_issue_is_a_404_label_does_not_exist(hub: Hub) -> None:
+    issue = hub.repo().create_issue(title="x", labels=["swarm"])
+    issue.remove_from_labels("swarm")
+    status, data = error_of(lambda: issue.remove_from_labels("swarm"))
+    assert (status, data["message"]) == (404, "Label does not exist")
+    # PyGithub maps only "Not Found" to UnknownObjectException: this one is a plain GithubException
+    with pytest.raises(github.GithubException) as caught:
+        issue.remove_from_labels("swarm")
+    assert not isinstance(caught.value, github.UnknownObjectException)
+
+
+def test_author_association_as_github_sends_it(hub: Hub) -> None:
+    hub.fake.add_user("collab", "read")
+    hub.fake.add_user("org-reader", "read", member="public")
+    hub.fake.add_user("private-writer", "write", member="private")
+    hub.fake.add_user("drive-by", contributor=True)
+    hub.fake.add_user("renovate[bot]", "write")
+    repo = hub.fake.repo(hub.name)
+    seen = {login: hub.fake.store.association(repo, login) for login in hub.fake.store.users}
+    assert seen["collab"] == "COLLABORATOR"
+    assert seen["org-reader"] == "MEMBER"
+    assert seen["private-writer"] == "CONTRIBUTOR"
+    assert seen["drive-by"] == "CONTRIBUTOR"
+    assert seen["renovate[bot]"] == "NONE"
+    assert seen[hub.name.split("/")[0]] == "OWNER"
+    with pytest.raises(ValueError, match="member must be"):
+        hub.fake.add_user("x", member="secret")
+
+
+def test_members_from_the_command_line() -> None:
+    from ci_swarm.testing.fake_github.__main__ import parse_args
+
+    args = parse_args(["--member", "ann=read", "--private-member", "bo=write"])
+    assert (args.member, args.private_member) == ([("ann", "read")], [("bo", "write")])
