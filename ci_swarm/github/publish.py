@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -115,6 +116,7 @@ class Publisher:
         retry: RetrySettings = DEFAULT_RETRY,
         progress_interval: float = 5.0,
         push_attempts: int = 3,
+        head_wait: float = 30.0,
         remerge: Remerge,
         env: Mapping[str, str] | None = None,
         client: github.Github | None = None,
@@ -129,6 +131,7 @@ class Publisher:
         self.base_branch = base_branch
         self.progress_interval = progress_interval
         self.push_attempts = push_attempts
+        self.head_wait = head_wait  # seconds to wait for the PR to show a pushed commit before anchoring
         self._remerge = remerge
         self._env = env
         self.secrets = secrets  # the run's other secret values: pushes are scanned for them and the token
@@ -278,10 +281,7 @@ class Publisher:
             return PublishResult(
                 None, "", branch, pushed, notes=(*notes, note), report=report, landed=False, held_back=held
             )
-        counts = self._review(pr, report)
-        return PublishResult(
-            pr.number, pr.html_url, branch, pushed, *counts, notes=notes, report=report, held_back=held
-        )
+        return self._reviewed(pr, branch, report, (pushed, notes, held))
 
     def _publish_pr(self, repo: Path, report: RunReport) -> PublishResult:
         number = self.target.pr
@@ -312,9 +312,28 @@ class Publisher:
                 held_back=held,
             )
         report, pushed, notes, held = self._push(repo, report, head_ref)
-        counts = self._review(pr, report)
+        report = replace(report, integration_branch=head_ref)  # the PR's branch; swarm/<run> is never pushed
+        return self._reviewed(pr, head_ref, report, (pushed, notes, held))
+
+    def _reviewed(
+        self,
+        pr: PullRequest,
+        branch: str,
+        report: RunReport,
+        push: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]],
+    ) -> PublishResult:
+        """The result of a push that landed on ``pr``'s branch, once its conflict review is posted."""
+        pushed, notes, held = push
+        counts, lag = self._review(pr, report)
         return PublishResult(
-            number, pr.html_url, head_ref, pushed, *counts, notes=notes, report=report, held_back=held
+            pr.number,
+            pr.html_url,
+            branch,
+            pushed,
+            *counts,
+            notes=(*notes, *lag),
+            report=report,
+            held_back=held,
         )
 
     # --- pull request --------------------------------------------------------------------------
@@ -369,14 +388,39 @@ class Publisher:
 
     # --- review --------------------------------------------------------------------------------
 
-    def _review(self, pr: PullRequest, report: RunReport) -> tuple[int, int, int, int]:
-        """(line comments, file comments, body notes, reviews) posted for the report's conflicts."""
+    def _shows(self, pr: PullRequest, commit: str) -> bool:
+        """Wait (bounded by ``head_wait``, polling) until the pull request shows ``commit`` as its head:
+        github.com updates ``head.sha`` and the file list asynchronously after a push."""
+        deadline = time.monotonic() + self.head_wait
+        pause = 0.25
+        while True:
+            with self._call(f"reading pull request #{pr.number}"):
+                pr.update()
+                if pr.head.sha == commit:
+                    return True
+            if time.monotonic() + pause > deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+    def _review(
+        self, pr: PullRequest, report: RunReport
+    ) -> tuple[tuple[int, int, int, int], tuple[str, ...]]:
+        """(line comments, file comments, body notes, reviews) posted for the report's conflicts, anchored on
+        the diff of the pushed commit once the pull request shows it; else none, and a note saying so."""
         if not report.conflicts:
-            return 0, 0, 0, 0
+            return (0, 0, 0, 0), ()
+        if report.integration_commit and not self._shows(pr, report.integration_commit):
+            note = (
+                f"pull request #{pr.number} did not show the pushed commit {report.integration_commit[:10]} "
+                f"within {self.head_wait:g} s: no review comments were anchored (the conflicts are in the "
+                "report)"
+            )
+            log.warning("%s", note)
+            return (0, 0, 0, 0), (note,)
         with self._call(f"reading the diff of pull request #{pr.number}"):
-            pr.update()
             head = pr.head.sha
             files = [rv.PatchFile(f.filename, f.status, f.patch) for f in pr.get_files()]
         plan = rv.plan_review(report.conflicts, files)
         posted = rv.post_review(pr, head, plan, self.token)
-        return posted.line_comments, posted.file_comments, posted.body_notes, posted.reviews
+        return (posted.line_comments, posted.file_comments, posted.body_notes, posted.reviews), ()

@@ -41,6 +41,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--token", action="append", default=[], metavar="TOKEN[=LOGIN]", help="accept only these tokens"
     )
     parser.add_argument("--no-actions-prs", action="store_true", help="Actions may not create pull requests")
+    parser.add_argument(
+        "--head-sha-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="show a pushed commit as a pull request's head.sha only after this long (as github.com lags)",
+    )
     return parser.parse_args(argv)
 
 
@@ -64,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             fake.add_token(value)
     fake.settings.actions_can_create_prs = not args.no_actions_prs
+    fake.settings.head_sha_delay = args.head_sha_delay
     stop = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:

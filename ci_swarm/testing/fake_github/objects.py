@@ -7,6 +7,7 @@ web pages share one host here: ``{base}/repos/o/r`` is the API, ``{base}/o/r`` t
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -292,7 +293,8 @@ def live_shas(store: Store, r: Repo, it: Issue) -> tuple[str, str]:
     if it.state == "open":
         head = store.head_repo(r, pr)
         if head is r:
-            pr.head_sha = branch_sha(r, pr.head_ref) or pr.head_sha
+            live = branch_sha(r, pr.head_ref) or pr.head_sha
+            pr.head_sha = pulls.visible_head(pr, live, store.settings.head_sha_delay, time.monotonic())
         elif branch_sha(head, pr.head_ref) not in (None, git.try_rev_parse(r.path, pull_ref(it.number))):
             pr.head_sha = fetch_head(r, head, pr.head_ref, pull_ref(it.number)) or pr.head_sha
         pr.base_sha = branch_sha(r, pr.base_ref) or pr.base_sha

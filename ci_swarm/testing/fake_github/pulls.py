@@ -3,6 +3,10 @@
 The diff is ``merge-base(base, head)..head`` with 3 lines of context and rename detection, computed with
 git on the bare repository. Hunk headers are parsed here on purpose independently of the code under test
 (which uses unidiff), so a parsing bug on one side cannot hide one on the other.
+
+github.com updates a pull request's ``head.sha`` (and so its file list) asynchronously after a push; with
+``settings.head_sha_delay`` the fake does too (:func:`visible_head`), so a publisher that anchors review
+comments right after pushing sees the old diff, as it would there.
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ci_swarm import git
+
+if TYPE_CHECKING:
+    from ci_swarm.testing.fake_github.store import Pull
 
 PATH_INVALID = "Pull request review thread path is invalid"
 LINE_NOT_IN_DIFF = "Pull request review thread line must be part of the diff"
@@ -221,3 +228,17 @@ def review_errors(messages: list[str]) -> str:
     """One sentence out of every thread's messages, in GitHub's order, each once."""
     seen = set(messages)
     return to_sentence([m for m in _ORDER if m in seen])
+
+
+def visible_head(pr: Pull, live: str, delay: float, now: float) -> str:
+    """The head commit the pull request shows at ``now``: a new ``live`` commit only ``delay`` seconds after
+    the fake first saw it (0: at once); until then the one shown before."""
+    if delay <= 0 or not pr.head_sha or live == pr.head_sha:
+        pr.pending_sha = ""
+        return live
+    if live != pr.pending_sha:
+        pr.pending_sha, pr.pending_since = live, now
+    if now - pr.pending_since < delay:
+        return pr.head_sha
+    pr.pending_sha = ""
+    return live

@@ -78,6 +78,8 @@ class Pull:
     head_repo: str  # full name of the head repository (another one for a pull request from a fork)
     draft: bool = False
     maintainer_can_modify: bool = False
+    pending_sha: str = ""  # a pushed head not shown yet (head_sha_delay), and since when (monotonic)
+    pending_since: float = 0.0
 
 
 @dataclass
@@ -151,6 +153,7 @@ class Repo:
 class Settings:
     actions_can_create_prs: bool = True
     anonymous_reads: bool = True
+    head_sha_delay: float = 0.0  # seconds before a pushed commit shows as a PR's head.sha (pulls.py)
 
 
 class Store:
