@@ -1,15 +1,16 @@
 """Path and glob rules of a plan: whether two ``paths`` globs may overlap, which concurrent subtasks own
 overlapping paths (a warning, not an error: the merge queue resolves such edits hunk by hunk), how to
-serialize them, and which paths an edit may name. Pure.
+serialize them, and which paths an edit may name. Pure; overlap is found through an index of globs by
+literal prefix, not by comparing all pairs.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 
-from ci_swarm.dag import dag_concurrent_pairs, deps_of
+from ci_swarm.dag import Reach, deps_of
 from ci_swarm.errors import PathEscapeError
 from ci_swarm.models import Plan
 from ci_swarm.workspace import check_relative, glob_to_regex, matches_any
@@ -27,18 +28,82 @@ def check_edit_path(path: str) -> None:
 
 
 def ownership_overlaps(plan: Plan) -> tuple[Overlap, ...]:
-    """``(a, b, patterns)`` for each concurrent pair (plan order) whose ``paths`` globs may overlap."""
-    concurrent = dag_concurrent_pairs(deps_of(plan), [s.id for s in plan.subtasks])
+    """``(a, b, patterns)`` for each concurrent pair (plan order) whose ``paths`` globs may overlap.
+
+    No all-pairs work: globs are indexed by their literal leading segments (:class:`GlobIndex`), so only
+    globs of which one's literal prefix lies on the other's are compared, and only pairs with a common
+    glob are asked whether they may run at the same time (:class:`ci_swarm.dag.Reach`). A sharded plan's
+    exact file lists share no prefix path, so its shards are known disjoint without a single comparison."""
+    position = {sub.id: i for i, sub in enumerate(plan.subtasks)}
+    index = GlobIndex()
+    for sub in plan.subtasks:
+        for k, pattern in enumerate(sub.paths):
+            index.add(pattern, (position[sub.id], k))
+    hits: dict[tuple[int, int], set[tuple[int, int]]] = {}
+    for (ia, ka), (ib, kb) in index.candidate_pairs():
+        if ia == ib:
+            continue
+        if ia > ib:
+            (ia, ka), (ib, kb) = (ib, kb), (ia, ka)
+        a, b = plan.subtasks[ia], plan.subtasks[ib]
+        if globs_may_overlap(a.paths[ka], b.paths[kb]):
+            hits.setdefault((ia, ib), set()).add((ka, kb))
+    reach = Reach(deps_of(plan), [s.id for s in plan.subtasks])
     found = []
-    subs = plan.subtasks
-    for i, a in enumerate(subs):
-        for b in subs[i + 1 :]:
-            if frozenset((a.id, b.id)) not in concurrent:
-                continue
-            shared = _shared_patterns(a.paths, b.paths)
-            if shared:
-                found.append((a.id, b.id, shared))
+    for ia, ib in sorted(hits):
+        a, b = plan.subtasks[ia], plan.subtasks[ib]
+        if reach.concurrent(a.id, b.id):
+            found.append((a.id, b.id, _labels(a.paths, b.paths, sorted(hits[(ia, ib)]))))
     return tuple(found)
+
+
+class GlobIndex:
+    """Globs filed under their literal leading segments (``src/app/**/*.py`` under ``src/app``; a glob
+    without wildcards under all its segments, since it also covers its subtree). Two globs can match a
+    common path only if one's literal prefix is a prefix of the other's, so ``candidate_pairs`` pairs each
+    glob with the globs filed at its own node and above it: no pair of unrelated directories is formed.
+    The candidates are a superset of the overlapping pairs; :func:`globs_may_overlap` decides."""
+
+    def __init__(self) -> None:
+        self._root = _Node()
+
+    def add(self, pattern: str, key: tuple[int, int]) -> None:
+        node = self._root
+        for segment in literal_segments(pattern):
+            node = node.children.setdefault(segment, _Node())
+        node.keys.append(key)
+
+    def candidate_pairs(self) -> Iterator[tuple[tuple[int, int], tuple[int, int]]]:
+        """Each unordered pair of keys whose globs are filed on one root-to-leaf line (once)."""
+        stack: list[tuple[_Node, list[tuple[int, int]]]] = [(self._root, [])]
+        while stack:
+            node, above = stack.pop()
+            for i, key in enumerate(node.keys):
+                for other in above:
+                    yield key, other
+                for other in node.keys[i + 1 :]:
+                    yield key, other
+            if node.children:
+                below = above + node.keys if node.keys else above
+                stack.extend((child, below) for child in node.children.values())
+
+
+class _Node:
+    __slots__ = ("children", "keys")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+        self.keys: list[tuple[int, int]] = []
+
+
+def literal_segments(pattern: str) -> tuple[str, ...]:
+    """The leading segments of a glob that hold no wildcard (every segment of a literal path)."""
+    out: list[str] = []
+    for segment in pattern.strip("/").split("/"):
+        if _has_wild(segment):
+            break
+        out.append(segment)
+    return tuple(out)
 
 
 def overlap_warning(a: str, b: str, patterns: Sequence[str]) -> str:
@@ -52,26 +117,27 @@ def serialize_overlaps(plan: Plan) -> Plan:
     """Add ``depends_on`` edges (later in plan order waits for earlier) between overlapping concurrent
     subtasks, re-checking concurrency after each edge so no cycle can appear."""
     deps = {s.id: list(s.depends_on) for s in plan.subtasks}
-    order = [s.id for s in plan.subtasks]
+    position = {s.id: i for i, s in enumerate(plan.subtasks)}
+    reach = Reach(deps, list(position))
     pairs = sorted(
         ((a, b) for a, b, _ in ownership_overlaps(plan)),
-        key=lambda p: (order.index(p[1]), -order.index(p[0])),
+        key=lambda p: (position[p[1]], -position[p[0]]),
     )
     for a, b in pairs:  # nearest earlier subtask first: a chain, not a fan of redundant edges
-        if frozenset((a, b)) in dag_concurrent_pairs(deps, order):
+        if reach.concurrent(a, b):
             deps[b].append(a)
+            reach.add_edge(b, a)
     subtasks = tuple(replace(s, depends_on=tuple(deps[s.id])) for s in plan.subtasks)
     return replace(plan, subtasks=subtasks)
 
 
-def _shared_patterns(a: Iterable[str], b: Iterable[str]) -> tuple[str, ...]:
+def _labels(a: Sequence[str], b: Sequence[str], hits: Iterable[tuple[int, int]]) -> tuple[str, ...]:
     out: list[str] = []
-    for pa in a:
-        for pb in b:
-            if globs_may_overlap(pa, pb):
-                label = pa if pa == pb else f"{pa} ~ {pb}"
-                if label not in out:
-                    out.append(label)
+    for ka, kb in hits:
+        pa, pb = a[ka], b[kb]
+        label = pa if pa == pb else f"{pa} ~ {pb}"
+        if label not in out:
+            out.append(label)
     return tuple(out)
 
 
