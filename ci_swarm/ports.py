@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ci_swarm.models import AgentOutcome, AgentSpec, Plan, Request, RunReport, Subtask, Usage
 from ci_swarm.workspace import Workspace
+
+if TYPE_CHECKING:  # the sandbox's helpers import the ports (concurrency → ProgressEvent)
+    from ci_swarm.sandbox import SandboxPolicy
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class AgentContext:
     plan: Plan
     timeout: float | None = None
     log: Callable[[str], None] = field(default=lambda line: None)
+    sandbox: SandboxPolicy | None = None  # how untrusted processes run (None: whatever is available)
+    pass_env: tuple[str, ...] = ()  # variables a command agent's `pass_env` may name (the config's list)
 
 
 class Agent(Protocol):

@@ -9,41 +9,12 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ci_swarm.errors import PathEscapeError
 from ci_swarm.gitpaths import is_git_dir_name
-
-# Names that look like credentials never reach an agent's command environment.
-_SECRET_NAME = re.compile(
-    r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|APIKEY|PRIVATE_KEY|CREDENTIAL|AUTH|SESSION|COOKIE)",
-    re.IGNORECASE,
-)
-_ALWAYS_DROP = frozenset(
-    {
-        "GITHUB_TOKEN",
-        "GH_TOKEN",
-        "ANTHROPIC_API_KEY",
-        "ACTIONS_RUNTIME_TOKEN",
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-        "ACTIONS_ID_TOKEN_REQUEST_URL",
-    }
-)
-
-
-def scrub_env(environ: Mapping[str, str], extra_names: Sequence[str] = ()) -> dict[str, str]:
-    """A copy of ``environ`` without anything that looks like a credential."""
-    extra = {n.upper() for n in extra_names}
-    return {
-        k: v
-        for k, v in environ.items()
-        if k.upper() not in _ALWAYS_DROP
-        and k.upper() not in extra
-        and not _SECRET_NAME.search(k)
-        and not k.startswith(("GIT_CONFIG_", "INPUT_"))
-    }
 
 
 def check_relative(path: str) -> PurePosixPath:

@@ -4,6 +4,7 @@ engine tests (repositories themselves come from :mod:`tests.fixtures`)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,11 @@ from ci_swarm import git
 from ci_swarm.agents import OPTION_VALIDATORS
 from ci_swarm.models import Plan
 from ci_swarm.plan import plan_from_dict
+from ci_swarm.sandbox import SANE_PATH
+
+# A Python a sandbox account can run, for command agents and run_command in tests (the test's own
+# interpreter may sit in a 0700 home the account cannot reach).
+SANDBOX_PY = shutil.which("python3", path=SANE_PATH) or "python3"
 
 
 def scripted(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,17 +22,19 @@ from ci_swarm.ports import Agent, AgentContext
 from ci_swarm.schedule import Job, Scheduler
 from ci_swarm.workspace import Workspace
 from tests.fixtures import make_repo
+from tests.helpers import SANDBOX_PY
 
-PY = sys.executable
+PY = SANDBOX_PY
 
 
 @pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    """A real repository with one commit and a worktree on its own branch, outside the checkout."""
-    repo = make_repo(tmp_path / "repo", {"README.md": "# demo\n\nhello world\n", "old.py": "print('old')\n"})
+def ws(open_dir: Path) -> Workspace:
+    """A real repository with one commit and a worktree on its own branch, outside the checkout (in a
+    directory the sandbox accounts can reach, as the run's 0711 workspace directory is)."""
+    repo = make_repo(open_dir / "repo", {"README.md": "# demo\n\nhello world\n", "old.py": "print('old')\n"})
     base = git.head_commit(repo)
     git.create_branch(repo, "swarm/t/a", base)
-    tree = tmp_path / "worktrees" / "a"
+    tree = open_dir / "worktrees" / "a"
     git.worktree_add(repo, tree, "swarm/t/a")
     return Workspace(tree, "swarm/t/a", base, "a", ("src/**", "README.md"))
 
@@ -341,7 +342,7 @@ def test_secrets_are_scrubbed_and_extra_env_passed(ws: Workspace, monkeypatch: p
     assert "MY_SERVICE_PASSWORD" not in env
     for value in ("ghs_parent_secret", "sk-ant-parent-secret", "hunter2"):
         assert value not in outcome.log
-    assert env["CI_SWARM_VISIBLE"] == "yes"
+    assert "CI_SWARM_VISIBLE" not in env  # an allow-list: nothing of ci-swarm's environment by default
     assert env["AGENT_MODE"] == "fast"
     assert "PATH" in env
 
@@ -359,7 +360,7 @@ def test_output_is_captured_bounded(ws: Workspace) -> None:
     assert len(outcome.log) < LOG_HEAD + LOG_TAIL + 200
     assert outcome.log.startswith("H" * LOG_HEAD)
     assert outcome.log.endswith("x\nEND-LINE\n")
-    assert "characters of output dropped" in outcome.log
+    assert "bytes of output dropped" in outcome.log
 
 
 def test_command_options_errors_are_failures(ws: Workspace) -> None:
@@ -368,13 +369,13 @@ def test_command_options_errors_are_failures(ws: Workspace) -> None:
     assert "command agent needs 'run'" in outcome.error
 
 
-def test_parallel_commands_in_separate_worktrees(tmp_path: Path, ws: Workspace) -> None:
+def test_parallel_commands_in_separate_worktrees(ws: Workspace) -> None:
     repo = ws.root.parent.parent / "repo"
     spaces = []
     for sid in ("b", "c", "d"):
         git.create_branch(repo, f"swarm/t/{sid}", ws.start_commit)
-        git.worktree_add(repo, tmp_path / "worktrees" / sid, f"swarm/t/{sid}")
-        spaces.append(Workspace(tmp_path / "worktrees" / sid, f"swarm/t/{sid}", ws.start_commit, sid))
+        git.worktree_add(repo, ws.root.parent / sid, f"swarm/t/{sid}")
+        spaces.append(Workspace(ws.root.parent / sid, f"swarm/t/{sid}", ws.start_commit, sid))
     agent = CommandAgent(
         command(PY, "-c", "import time; time.sleep(0.2); open('{id}.txt', 'w').write('{id}')")
     )

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from ci_swarm import git
 from ci_swarm.agents.claude import CUT, CUT_TOOL, NUDGE, ClaudeAgent
 from ci_swarm.llm.factory import claude_backend
 from ci_swarm.llm.session import LLMSession
@@ -23,6 +24,7 @@ from ci_swarm.testing.anthropic_script import (
     write_file_call,
 )
 from ci_swarm.testing.fake_anthropic import FakeAnthropic
+from ci_swarm.workspace import Workspace
 from tests.anthropic_helpers import (
     KEY,
     SAMPLE_FILES,
@@ -244,10 +246,24 @@ def test_outside_paths_are_flagged_and_strict_paths_refuses_them(repo: Path, tmp
     assert (tmp_path / "wt" / "strict" / "README.md").read_text().startswith("# sample")
 
 
-def test_allowed_commands_run_in_the_worktree(repo: Path, tmp_path: Path) -> None:
+def test_allowed_commands_run_in_the_worktree(open_dir: Path) -> None:
+    """In a clone of its own where the sandbox account can reach it (a sandboxed git cannot use a linked
+    worktree whose repository it may not read)."""
+    repo = make_repo(open_dir / "repo", SAMPLE_FILES)
     script = agent_script({"tool": "run_command", "input": {"argv": ["git", "status", "--short"]}}, FINISH)
     with FakeAnthropic(script) as fake:
-        outcome, _ = run_one(fake, repo, tmp_path, allowed_commands=(("git", "status"),))
+        session = session_for(fake, allowed_commands=(("git", "status"),))
+        ws = Workspace(repo, "main", git.head_commit(repo), CODE.id, CODE.paths)
+
+        async def go() -> AgentOutcome:
+            try:
+                return await claude_backend(session)(AgentSpec("claude")).run(
+                    CODE, ws, context(subtasks=[CODE])
+                )
+            finally:
+                await session.aclose()
+
+        outcome = arun(go())
     assert outcome.ok
     [result] = tool_results(fake.requests[1])
     assert not result["is_error"] and result["content"].startswith("exit code 0")

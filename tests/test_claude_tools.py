@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ci_swarm import git
 from ci_swarm.agents.tools import TOOL_NAMES, TOOL_SCHEMAS, ToolBox, ToolResult, check_input
 from ci_swarm.allowlist import command_allowed
-from ci_swarm.models import Subtask
-from tests.anthropic_helpers import SAMPLE_FILES, arun, make_workspace
+from ci_swarm.workspace import Workspace
+from tests.anthropic_helpers import SAMPLE_FILES, arun
 from tests.fixtures import make_repo
+from tests.helpers import SANDBOX_PY
 
 
 @pytest.fixture
-def box(tmp_path: Path) -> ToolBox:
-    repo = make_repo(tmp_path / "repo", SAMPLE_FILES)
-    ws = make_workspace(repo, Subtask("code", "builder", "t", paths=("src/**",)), tmp_path)
-    return ToolBox(ws, allowed_commands=(("git", "status"), (sys.executable, "-c")), command_timeout=5)
+def box(open_dir: Path) -> ToolBox:
+    """The tools in a workspace the sandbox account can reach; a clone of its own (as every agent's is),
+    so a sandboxed ``git status`` works in it."""
+    repo = make_repo(open_dir / "repo", SAMPLE_FILES)
+    ws = Workspace(repo, "main", git.head_commit(repo), "code", ("src/**",))
+    return ToolBox(ws, allowed_commands=(("git", "status"), (SANDBOX_PY, "-c")), command_timeout=5)
 
 
 def call(box: ToolBox, name: str, **args: Any) -> ToolResult:
@@ -143,14 +146,17 @@ def test_missing_file_is_an_error_result(box: ToolBox) -> None:
     assert call(box, "read_file", path="src").is_error
 
 
-def test_commands_on_the_allow_list_run_without_secrets(box: ToolBox) -> None:
-    box._environ = {**box._environ, "ANTHROPIC_API_KEY": "sk-secret", "MY_TOKEN": "t0k", "PLAIN": "ok"}
+def test_commands_on_the_allow_list_run_without_secrets(
+    box: ToolBox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {"ANTHROPIC_API_KEY": "sk-secret", "MY_TOKEN": "t0k", "PLAIN": "ok"}.items():
+        monkeypatch.setenv(name, value)
     code = (
         "import os; print(sorted(k for k in os.environ if k in ('ANTHROPIC_API_KEY', 'MY_TOKEN', 'PLAIN')))"
     )
-    result = call(box, "run_command", argv=[sys.executable, "-c", code])
+    result = call(box, "run_command", argv=[SANDBOX_PY, "-c", code])
     assert not result.is_error
-    assert result.content.splitlines() == ["exit code 0", "['PLAIN']"]
+    assert result.content.splitlines() == ["exit code 0", "[]"]  # an allow-list: none of ci-swarm's variables
     assert "exit code 0" in call(box, "run_command", argv=["git", "status"]).content
 
 
@@ -161,12 +167,12 @@ def test_command_not_on_the_allow_list_is_refused(box: ToolBox) -> None:
 
 
 def test_command_failure_timeout_and_truncation(box: ToolBox) -> None:
-    failed = call(box, "run_command", argv=[sys.executable, "-c", "import sys; sys.exit(3)"])
+    failed = call(box, "run_command", argv=[SANDBOX_PY, "-c", "import sys; sys.exit(3)"])
     assert failed.is_error and failed.content.startswith("exit code 3")
     box.command_timeout = 0.3
-    slow = call(box, "run_command", argv=[sys.executable, "-c", "import time; time.sleep(30)"])
+    slow = call(box, "run_command", argv=[SANDBOX_PY, "-c", "import time; time.sleep(30)"])
     assert slow.is_error and "timed out after 0.3s" in slow.content
-    loud = call(box, "run_command", argv=[sys.executable, "-c", "print('x' * 100000)"])
+    loud = call(box, "run_command", argv=[SANDBOX_PY, "-c", "print('x' * 100000)"])
     assert "characters cut" in loud.content and len(loud.content) < 20_000
 
 

@@ -11,9 +11,7 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -79,16 +77,6 @@ def go(spec: ProcessSpec, policy: SandboxPolicy = USER, **kwargs: object) -> Pro
 
 def sh(script: str, cwd: Path, **kwargs: object) -> ProcessSpec:
     return ProcessSpec(argv=("sh", "-c", script), cwd=cwd, **kwargs)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def open_dir() -> Iterator[Path]:
-    """A root-owned 0755 directory under /tmp: every user can reach it, so a refusal inside it comes from
-    the mode of the entry itself, not from an unreachable parent (pytest's tmp_path is 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="sandbox-test-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -68,6 +68,7 @@ class _Loop:
             allowed_commands=settings.allowed_commands,
             command_timeout=settings.command_timeout,
             strict_paths=settings.strict_paths,
+            sandbox=ctx.sandbox,
         )
         context = prompts.repo_context(
             workspace.root, workspace.start_commit, map_chars=settings.repo_map_chars

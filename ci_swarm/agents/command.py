@@ -1,36 +1,48 @@
 """The command agent: runs an external coding CLI (``claude -p``, ``aider --message``, ``codex exec``…)
-in the worktree.
+in its workspace, through the sandbox (:mod:`ci_swarm.sandbox`) like every untrusted process.
 
 Options: ``run`` (argv list, or ``command: {run: [...]}``; ``{instructions}``, ``{title}``, ``{id}``,
 ``{role}``, ``{task}``, ``{paths}`` substituted in each element; never a shell), ``timeout`` (seconds),
-``env`` (extra variables, none that look like secrets). The child gets the environment scrubbed of
-credentials, its own process group (killed whole on timeout or cancellation), no stdin, and its
-stdout+stderr captured (bounded) into the outcome's log. It never commits: the orchestrator does.
+``env`` (extra variables with literal values, none whose name looks like a secret) and ``pass_env`` (names
+of variables of ci-swarm's own environment to hand over — a model key for an agent CLI that needs one; each
+name must be allowed by ``pass_env`` in the repository config, else the subtask fails).
+
+The process sees only the sandbox's allow-listed environment plus ``PYTHONUNBUFFERED=1`` (live lines in
+order), ``env`` and ``pass_env``, runs with the
+run's :class:`~ci_swarm.sandbox.SandboxPolicy` (``AgentContext.sandbox``; None: whatever backend is
+available), may write only its workspace (handed to the sandbox account for the run and given back after),
+and is ended with its whole process tree at its timeout or when cancelled. Its output is captured bounded
+into the outcome's log. It never commits: the orchestrator does.
 """
 
 from __future__ import annotations
 
-import asyncio
-import codecs
-import contextlib
 import os
 import re
-import signal
-from collections.abc import Callable, Mapping, Sequence
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from ci_swarm import sandbox
 from ci_swarm.agents import options as opt
-from ci_swarm.errors import PlanError
+from ci_swarm.errors import PlanError, UsageError
 from ci_swarm.models import AgentOutcome, AgentSpec, Subtask
 from ci_swarm.ports import AgentContext
-from ci_swarm.workspace import Workspace, scrub_env
+from ci_swarm.sandbox import ProcessResult, ProcessSpec
+from ci_swarm.workspace import Workspace
 
-LOG_HEAD = 8_000  # characters of output kept from the start …
-LOG_TAIL = 56_000  # … and from the end
-KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL
-DRAIN_WAIT = 2.0  # seconds to collect output after the process exited
+LOG_HEAD = sandbox.OUTPUT_LIMIT // 8  # bytes of output kept from the start …
+LOG_TAIL = sandbox.OUTPUT_LIMIT - LOG_HEAD  # … and from the end
 _PLACEHOLDER = re.compile(r"\{(instructions|title|id|role|task|paths)\}")
-OPTIONS = frozenset({"run", "command", "timeout", "env"})
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# `env:` values are literal text in the plan: a name like these means a secret is being written into it.
+SECRET_NAME = re.compile(
+    r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|APIKEY|PRIVATE_KEY|CREDENTIAL|AUTH|SESSION|COOKIE)",
+    re.IGNORECASE,
+)
+LIVE_OUTPUT = {"PYTHONUNBUFFERED": "1"}  # Python agents: lines arrive as written (live logs, last line)
+OPTIONS = frozenset({"run", "command", "timeout", "env", "pass_env"})
 
 
 def check_options(options: Mapping[str, Any], where: str) -> None:
@@ -39,6 +51,7 @@ def check_options(options: Mapping[str, Any], where: str) -> None:
     command_argv(options, where)
     opt.seconds(options, "timeout", where)
     command_env(options, where)
+    pass_env_names(options, where)
 
 
 def command_argv(options: Mapping[str, Any], where: str = "<agent>") -> tuple[str, ...]:
@@ -60,10 +73,43 @@ def command_env(options: Mapping[str, Any], where: str = "<agent>") -> dict[str,
     if not isinstance(env, Mapping) or not all(isinstance(v, str) for v in env.values()):
         raise PlanError(f"{where}: command agent 'env' must map names to strings")
     env = {str(k): v for k, v in env.items()}
-    secret = sorted(set(env) - set(scrub_env(env)))
+    bad = sorted(name for name in env if not _ENV_NAME.match(name))
+    if bad:
+        raise PlanError(f"{where}: command agent 'env' has an invalid variable name: {bad[0]!r}")
+    secret = sorted(name for name in env if SECRET_NAME.search(name) or name.startswith("GIT_CONFIG_"))
     if secret:
         raise PlanError(f"{where}: command agent 'env' may not pass secrets to an agent: {secret[0]}")
     return env
+
+
+def pass_env_names(options: Mapping[str, Any], where: str = "<agent>") -> tuple[str, ...]:
+    """The names of ``pass_env``: variables of ci-swarm's environment the agent receives."""
+    names = options.get("pass_env") or ()
+    if (
+        isinstance(names, str)
+        or not isinstance(names, Sequence)
+        or not all(isinstance(n, str) for n in names)
+    ):
+        raise PlanError(f"{where}: command agent 'pass_env' must be a list of variable names")
+    bad = [name for name in names if not _ENV_NAME.match(name)]
+    if bad:
+        raise PlanError(f"{where}: command agent 'pass_env' has an invalid variable name: {bad[0]!r}")
+    return tuple(names)
+
+
+def passed_env(
+    names: Sequence[str], allowed: Sequence[str], environ: Mapping[str, str], where: str
+) -> dict[str, str]:
+    """The values of ``pass_env`` from ``environ``; UsageError for a name the config does not allow or
+    that is not set."""
+    for name in names:
+        if name not in allowed:
+            raise UsageError(
+                f"{where}: pass_env {name} is not allowed (list it under pass_env in the repository config)"
+            )
+        if name not in environ:
+            raise UsageError(f"{where}: pass_env {name} is not set in ci-swarm's environment")
+    return {name: environ[name] for name in names}
 
 
 def substitute(argv: Sequence[str], values: Mapping[str, str]) -> tuple[str, ...]:
@@ -82,139 +128,72 @@ def placeholders(subtask: Subtask, ctx: AgentContext) -> dict[str, str]:
     }
 
 
+def program_problem(program: str, cwd: Path, path: str) -> str | None:
+    """Why ``program`` cannot be started (looked up the way the sandbox will: on ``path``, or relative to
+    ``cwd`` when it names a directory), or None."""
+    if "/" in program:
+        target = cwd / program
+        if not target.is_file():
+            return f"executable {program!r} not found"
+        return None if os.access(target, os.X_OK) else f"{program!r} is not executable"
+    if shutil.which(program, path=path) is None:
+        return f"executable {program!r} not found"
+    return None
+
+
 class CommandAgent:
     def __init__(self, spec: AgentSpec) -> None:
         self.spec = spec
 
     async def run(self, subtask: Subtask, workspace: Workspace, ctx: AgentContext) -> AgentOutcome:
-        options = self.spec.options
         try:
-            argv = substitute(command_argv(options, f"subtask {subtask.id!r}"), placeholders(subtask, ctx))
-            env = {**scrub_env(os.environ), **command_env(options, f"subtask {subtask.id!r}")}
-        except PlanError as exc:
+            spec = self.process(subtask, workspace, ctx)
+            policy = ctx.sandbox or sandbox.resolve_policy(None)
+        except UsageError as exc:  # PlanError included
             return AgentOutcome(ok=False, error=str(exc))
+        problem = program_problem(spec.argv[0], workspace.root, spec.env.get("PATH", sandbox.SANE_PATH))
+        if problem:
+            return AgentOutcome(ok=False, error=problem)
+        ctx.log(f"{subtask.id}: $ {' '.join(spec.argv)}")
+        result = await sandbox.run(spec, policy, on_line=lambda line: ctx.log(f"{subtask.id}: {line}"))
+        return outcome(spec.argv[0], result, spec.timeout)
+
+    def process(self, subtask: Subtask, workspace: Workspace, ctx: AgentContext) -> ProcessSpec:
+        """The sandboxed process of this agent for ``subtask``: PlanError / UsageError when its options or
+        ``pass_env`` do not allow it."""
+        options, where = self.spec.options, f"subtask {subtask.id!r}"
+        argv = substitute(command_argv(options, where), placeholders(subtask, ctx))
+        passed = passed_env(pass_env_names(options, where), ctx.pass_env, os.environ, where)
         timeout = options.get("timeout")
-        ctx.log(f"{subtask.id}: $ {' '.join(argv)}")
-        seconds = float(timeout) if timeout else None
-        return await _execute(argv, workspace, env, seconds, lambda line: ctx.log(f"{subtask.id}: {line}"))
-
-
-async def _execute(
-    argv: tuple[str, ...],
-    workspace: Workspace,
-    env: Mapping[str, str],
-    timeout: float | None,
-    log: Callable[[str], None],
-) -> AgentOutcome:
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
+        return ProcessSpec(
+            argv=argv,
             cwd=workspace.root,
-            env=dict(env),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
+            env={**LIVE_OUTPUT, **command_env(options, where), **passed},
+            timeout=float(timeout) if timeout else None,
+            output_limit=LOG_HEAD + LOG_TAIL,
+            writable_dirs=(workspace.root,),
         )
-    except FileNotFoundError:
-        return AgentOutcome(ok=False, error=f"executable {argv[0]!r} not found")
-    except PermissionError:
-        return AgentOutcome(ok=False, error=f"{argv[0]!r} is not executable")
-    except OSError as exc:
-        return AgentOutcome(ok=False, error=f"cannot start {argv[0]!r}: {exc.strerror or exc}")
-    capture = Capture()
-    assert proc.stdout is not None
-    reader = asyncio.create_task(_pump(proc.stdout, capture, log))
-    try:
-        async with asyncio.timeout(timeout):
-            code = await proc.wait()
-    except TimeoutError:
-        await _kill_group(proc)
-        await _drain(reader)
-        error = f"timed out after {timeout:g}s: killed {argv[0]!r} and its process group"
-        return AgentOutcome(ok=False, error=error, log=capture.text())
-    except asyncio.CancelledError:
-        await _kill_group(proc)
-        reader.cancel()
-        raise
-    _signal_group(proc.pid, signal.SIGKILL)  # nothing the agent started outlives it
-    await _drain(reader)
-    return _outcome(argv[0], code, capture)
 
 
-def _outcome(program: str, code: int, capture: Capture) -> AgentOutcome:
-    text = capture.text()
-    if code == 0:
-        return AgentOutcome(ok=True, summary=f"{program} exited 0", log=text)
-    last = capture.last_line()
-    if code < 0:
-        error = f"{program} killed by signal {-code}"
+def outcome(program: str, result: ProcessResult, timeout: float | None = None) -> AgentOutcome:
+    """ok on exit 0; else an error naming the exit status (or signal, or timeout) and the last line."""
+    if result.ok:
+        return AgentOutcome(ok=True, summary=f"{program} exited 0", log=result.output)
+    if result.timed_out:
+        limit = f"{timeout:g}s" if timeout else f"{result.duration:.0f}s"
+        error = f"timed out after {limit}: killed {program!r} and every process it started"
+    elif result.cancelled:
+        error = f"{program} was stopped"
+    elif result.returncode is None:
+        error = f"{program} killed by signal {result.signal}"
     else:
-        error = f"exited {code}: {last}" if last else f"exited {code}"
-    return AgentOutcome(ok=False, error=error, log=text)
+        last = last_line(result.output)
+        error = f"exited {result.returncode}: {last}" if last else f"exited {result.returncode}"
+    return AgentOutcome(ok=False, error=error, log=result.output)
 
 
-async def _pump(stream: asyncio.StreamReader, capture: Capture, log: Callable[[str], None]) -> None:
-    partial = ""
-    while chunk := await stream.read(4096):
-        text = capture.add(chunk)
-        *lines, partial = (partial + text).split("\n")
-        for line in lines:
-            log(line)
-    if partial:
-        log(partial)
-
-
-async def _drain(reader: asyncio.Task[None]) -> None:
-    """Collect what is left of the output; give up if a stray process keeps the pipe open."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(reader, DRAIN_WAIT)
-
-
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM the process group, SIGKILL it after a grace period, and reap the child."""
-    _signal_group(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(proc.wait()), KILL_GRACE)
-    _signal_group(proc.pid, signal.SIGKILL)
-    await proc.wait()
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-class Capture:
-    """Bounded output: the first LOG_HEAD and last LOG_TAIL characters, with a marker between."""
-
-    def __init__(self, head: int = LOG_HEAD, tail: int = LOG_TAIL) -> None:
-        self._limit_head, self._limit_tail = head, tail
-        self._head = ""
-        self._tail = ""
-        self._dropped = 0
-        self._decoder = _decoder()
-
-    def add(self, data: bytes) -> str:
-        text: str = self._decoder.decode(data)
-        room = self._limit_head - len(self._head)
-        self._head += text[:room]
-        self._tail += text[room:] if room > 0 else text
-        if len(self._tail) > self._limit_tail:
-            self._dropped += len(self._tail) - self._limit_tail
-            self._tail = self._tail[-self._limit_tail :]
-        return text
-
-    def text(self) -> str:
-        if not self._dropped:
-            return self._head + self._tail
-        return f"{self._head}\n… [{self._dropped} characters of output dropped] …\n{self._tail}"
-
-    def last_line(self, limit: int = 200) -> str:
-        lines = [line.strip() for line in (self._head + self._tail).splitlines() if line.strip()]
-        last = lines[-1] if lines else ""
-        return last if len(last) <= limit else last[: limit - 1] + "…"
-
-
-def _decoder() -> codecs.IncrementalDecoder:
-    return codecs.getincrementaldecoder("utf-8")(errors="replace")
+def last_line(text: str, limit: int = 200) -> str:
+    """The last non-blank line of ``text``, cut at ``limit`` characters."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    return last if len(last) <= limit else last[: limit - 1] + "…"

@@ -6,26 +6,26 @@ Names and inputs are a contract (see ``TOOL_SCHEMAS``): ``list_files {path?, pat
 
 Every refusal — a path outside the worktree or under ``.git/``, an ``old`` text that does not match exactly
 once, a command not on the allow-list, a missing field — is an error *result* the model can read and act
-on, never an exception. Commands run without a shell, with a timeout, in an environment without secrets,
-and their output is truncated.
+on, never an exception. ``run_command`` runs an allowed command through the sandbox (:mod:`ci_swarm.sandbox`,
+the run's policy): no shell, the sandbox's allow-listed environment (nothing of ci-swarm's own), only the
+workspace writable, the whole process tree ended at the timeout; its output is truncated.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import fnmatch
 import os
-import signal
+import shutil
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ci_swarm import git
+from ci_swarm import git, sandbox
 from ci_swarm.allowlist import command_allowed
-from ci_swarm.errors import GitError, PathEscapeError
-from ci_swarm.workspace import Workspace, matches_any, scrub_env
+from ci_swarm.errors import GitError, PathEscapeError, UsageError
+from ci_swarm.sandbox import ProcessSpec, SandboxPolicy
+from ci_swarm.workspace import Workspace, matches_any
 
 MAX_LIST = 1000
 MAX_READ_CHARS = 100_000
@@ -150,13 +150,13 @@ class ToolBox:
         allowed_commands: Sequence[Sequence[str]] = (),
         command_timeout: float = 300.0,
         strict_paths: bool = False,
-        environ: Mapping[str, str] | None = None,
+        sandbox: SandboxPolicy | None = None,
     ) -> None:
         self.workspace = workspace
         self.allowed_commands = tuple(tuple(p) for p in allowed_commands)
         self.command_timeout = command_timeout
         self.strict_paths = strict_paths
-        self._environ = dict(os.environ if environ is None else environ)
+        self.sandbox = sandbox  # None: whatever backend is available
         self.written: dict[str, None] = {}  # paths written or deleted, in order
         self.outside: dict[str, None] = {}  # of those, the ones outside the subtask's `paths`
         self._handlers: dict[str, Callable[[Mapping[str, Any]], Awaitable[ToolResult]]] = {
@@ -291,37 +291,26 @@ class ToolBox:
         if not command_allowed(argv, self.allowed_commands):
             allowed = "; ".join(" ".join(p) for p in self.allowed_commands) or "none"
             return _error(f"refused: {' '.join(argv)!r} is not on the allow-list (allowed: {allowed})")
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=self.workspace.root,
-                env=scrub_env(self._environ),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-            )
-        except FileNotFoundError:
+        if "/" not in argv[0] and shutil.which(argv[0], path=sandbox.SANE_PATH) is None:
             return _error(f"{argv[0]}: command not found")
+        spec = ProcessSpec(
+            argv=tuple(argv),
+            cwd=self.workspace.root,
+            timeout=self.command_timeout,
+            output_limit=MAX_OUTPUT_CHARS * 4,
+            writable_dirs=(self.workspace.root,),
+        )
         try:
-            out, _ = await asyncio.wait_for(proc.communicate(), self.command_timeout)
-        except TimeoutError:
-            _kill(proc)
-            await proc.wait()
+            result = await sandbox.run(spec, self.sandbox or sandbox.resolve_policy(None))
+        except UsageError as exc:  # no sandbox available (SandboxError is one too)
+            return _error(f"{' '.join(argv)}: cannot run: {exc}")
+        if result.timed_out:
             return _error(f"{' '.join(argv)}: timed out after {self.command_timeout:g}s and was killed")
-        except asyncio.CancelledError:
-            _kill(proc)
-            raise
-        text = truncate_output(out.decode("utf-8", "replace"))
-        return ToolResult(f"exit code {proc.returncode}\n{text}", is_error=proc.returncode != 0)
+        code = result.returncode if result.returncode is not None else -(result.signal or 0)
+        return ToolResult(f"exit code {code}\n{truncate_output(result.output)}", is_error=code != 0)
 
     async def _finish(self, args: Mapping[str, Any]) -> ToolResult:
         return ToolResult(args["summary"], finished=True)
-
-
-def _kill(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _glob_match(rel: str, pattern: str, base: str) -> bool:
