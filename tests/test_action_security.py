@@ -15,6 +15,7 @@ import pytest
 from ci_swarm import git
 from ci_swarm.action import main
 from tests.act_helpers import TOKEN, World, make_world, swarm_plan
+from tests.helpers import SANDBOX_PY
 
 WRITE = "open('made.txt', 'w').write('made by a command agent\\n')"
 
@@ -46,9 +47,9 @@ def test_a_plan_in_an_issue_cannot_run_a_command_that_is_not_allowed(world: Worl
 
 
 def test_an_allowed_command_runs_and_lands(world: World) -> None:
-    config = f"allowed_commands:\n  - {json.dumps([sys.executable, '-c'])}\n"
+    config = f"allowed_commands:\n  - {json.dumps([SANDBOX_PY, '-c'])}\n"
     world.commit_to_default({".github/ci-swarm.yml": config})
-    plan = swarm_plan(command_sub([sys.executable, "-c", WRITE]))
+    plan = swarm_plan(command_sub([SANDBOX_PY, "-c", WRITE]))
     issue = world.issue("Make a file", f"Please.\n\n{plan}", labels=("swarm",))
     code = main(world.env("issues", world.labeled(issue)))
     assert code == 0
@@ -58,13 +59,13 @@ def test_an_allowed_command_runs_and_lands(world: World) -> None:
 
 
 def test_no_command_agent_beside_a_persisted_checkout_token(world: World) -> None:
-    config = f"allowed_commands:\n  - {json.dumps([sys.executable, '-c'])}\n"
+    config = f"allowed_commands:\n  - {json.dumps([SANDBOX_PY, '-c'])}\n"
     world.commit_to_default({".github/ci-swarm.yml": config})
     # what actions/checkout leaves with persist-credentials: true
     git.run(
         world.workspace, "config", "http.https://github.com/.extraheader", "AUTHORIZATION: basic c2VjcmV0"
     )
-    plan = swarm_plan(command_sub([sys.executable, "-c", WRITE]))
+    plan = swarm_plan(command_sub([SANDBOX_PY, "-c", WRITE]))
     issue = world.issue("Make a file", f"Please.\n\n{plan}", labels=("swarm",))
     code = main(world.env("issues", world.labeled(issue)))
     assert code == 4
@@ -77,10 +78,10 @@ CREDENTIAL = "ghp_Cr3dInConfigZx9Qw3Er5Ty7Ui1Op2As4Df6"
 
 def run_allowed_command_beside(world: World, *config: str) -> tuple[int, int]:
     """An allowed command agent, with ``git config <config>`` set in the runner's checkout."""
-    allowed = f"allowed_commands:\n  - {json.dumps([sys.executable, '-c'])}\n"
+    allowed = f"allowed_commands:\n  - {json.dumps([SANDBOX_PY, '-c'])}\n"
     world.commit_to_default({".github/ci-swarm.yml": allowed})
     git.run(world.workspace, "config", *config)
-    plan = swarm_plan(command_sub([sys.executable, "-c", WRITE]))
+    plan = swarm_plan(command_sub([SANDBOX_PY, "-c", WRITE]))
     issue = world.issue("Make a file", f"Please.\n\n{plan}", labels=("swarm",))
     return main(world.env("issues", world.labeled(issue))), issue.number
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import yaml
 
 from ci_swarm import git
 from tests.fixtures import make_repo
-from tests.helpers import run_cli, scripted
+from tests.helpers import SANDBOX_PY, run_cli, scripted
 
 FILES = {"README.md": "# r\n\nline\n", "conf.txt": "value = 1\n"}
 
@@ -200,7 +199,7 @@ def test_shard_subtasks_own_their_slice_of_the_files(tmp_path: Path) -> None:
     each shard changes its own contiguous slice and nothing is outside what it owns."""
     repo = make_repo(tmp_path / "repo", SHARD_FILES)
     touch = "import sys\nfor p in sys.argv[1].split():\n    open(p, 'a').write('# shard\\n')\n"
-    command = shlex.join([sys.executable, "-c", touch, "{paths}"])
+    command = shlex.join([SANDBOX_PY, "-c", touch, "{paths}"])
     report = tmp_path / "r.json"
     proc = ci_swarm(
         "run", "--shard", "src/*.py", "--agents", "2", "--task", "mark", "--agent", "command",

@@ -25,7 +25,7 @@ from ci_swarm.ports import Agent, AgentContext, AgentFactory, ProgressEvent
 from ci_swarm.run import RunOptions, run_plan_sync
 from ci_swarm.workspace import Workspace
 from tests.fixtures import make_repo
-from tests.helpers import parents, plan_of, scripted, show, snapshot
+from tests.helpers import SANDBOX_PY, parents, plan_of, scripted, show, snapshot
 
 BASE_FILES = {
     "README.md": "# proj\n\nintro\n\n## Usage\n\nuse it\n\n## Notes\n\nnone\n",
@@ -344,10 +344,9 @@ def test_markup_in_progress_text_is_printed_literally_and_a_broken_listener_neve
 
 
 def test_a_timed_out_agent_keeps_its_partial_work_on_its_branch(repo: Path, tmp_path: Path) -> None:
-    import sys
 
     code = "open('partial.txt', 'w').write('half\\n'); import time; time.sleep(60)"
-    plan = plan_of({**scripted("slow"), "agent": {"kind": "command", "run": [sys.executable, "-c", code]}})
+    plan = plan_of({**scripted("slow"), "agent": {"kind": "command", "run": [SANDBOX_PY, "-c", code]}})
     report, _ = run(repo, plan, tmp_path, timeout=8.0)  # room for the interpreter to start under load
     (sub,) = report.subtasks
     assert sub.status is SubtaskStatus.TIMED_OUT
