@@ -256,6 +256,7 @@ class Action:
                 run_id=new_run_id(),
                 branch_prefix=config.branch_prefix,
                 default_agent=default,
+                pass_env=config.pass_env,
             )
             where = f"from {base_ref} ({base_commit[:10]})" if start == base_commit else f"({kept})"
             job_request = RunRequest(request, options, static, config.merge, config.max_subtasks)
@@ -316,6 +317,7 @@ class Action:
                 allowed_commands=config.allowed_commands,
                 config_source=config.source or DEFAULT_PATH,
             ),
+            sandbox=config.sandbox or None,
             session=lambda: self.model_session(config),
             progress=publisher,
             on_progress=on_progress,

@@ -240,6 +240,12 @@ def _default_agent(source: PlanSource, has_key: bool, configured: AgentSpec | No
 @click.option("--publish", metavar="OWNER/NAME", help="Push and open/update the PR on GitHub.")
 @click.option("--issue", type=int, help="With --publish: the issue this run answers.")
 @click.option("--pr", type=int, help="With --publish: the PR this run works on.")
+@click.option(
+    "--sandbox",
+    type=click.Choice(["user", "none"]),
+    help="How agents' commands run: user (a dedicated unprivileged account; the default where ci-swarm runs "
+    "as root or with passwordless sudo) or none (unsandboxed, your own machine only). Config: sandbox.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def run(
     source: PlanSource,
@@ -257,6 +263,7 @@ def run(
     publish: str | None,
     issue: int | None,
     pr: int | None,
+    sandbox: str | None,
     quiet: bool,
 ) -> None:
     """Plan, run agents in parallel, merge their branches, report."""
@@ -279,6 +286,7 @@ def run(
         run_id=run_id,  # with a publisher the service names one up front (the progress comment shows it)
         branch_prefix=branch_prefix or config.branch_prefix,
         default_agent=default,
+        pass_env=config.pass_env,
     )
     task = source.task or (static.task if static else "")
     request = Request(task=task, source="cli", number=issue or pr)
@@ -286,7 +294,8 @@ def run(
     console = Console(stderr=True)
     wiring = ServiceOptions(
         agents=AGENTS,
-        commands=CommandPolicy(trust_plan_commands=True),
+        commands=CommandPolicy(trust_plan_commands=True, allowed_commands=config.allowed_commands),
+        sandbox=sandbox or config.sandbox or None,
         session=lambda: _model_session(config, source, max_usd, max_tokens),
         progress=publisher,
         watch=_terminal(console, quiet),

@@ -80,6 +80,8 @@ class Config:
     min_permission: str = "write"  # one of PERMISSIONS
     allowed_bots: tuple[str, ...] = ()
     allowed_commands: tuple[tuple[str, ...], ...] = ()
+    sandbox: str = ""  # "user" | "none"; "" = user where available (ci_swarm.sandbox.resolve_policy)
+    pass_env: tuple[str, ...] = ()  # variables a command agent's pass_env may name
     check_command: tuple[str, ...] = ()
     merge: MergePolicy = field(default_factory=MergePolicy)
     role_prompts: Mapping[str, str] = field(default_factory=lambda: EMPTY)
@@ -342,6 +344,8 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
         min_permission=data.get("min_permission", "write"),
         allowed_bots=tuple(data.get("allowed_bots", ())),
         allowed_commands=tuple(_argv(c) for c in data.get("allowed_commands", ())),
+        sandbox=data.get("sandbox", ""),
+        pass_env=tuple(data.get("pass_env", ())),
         check_command=_argv(data["check_command"]) if "check_command" in data else (),
         merge=merge_policy(merge.get("order", "completion"), merge.get("prefer", "first")),
         role_prompts=MappingProxyType(dict(data.get("role_prompts", {}))),

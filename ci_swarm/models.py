@@ -235,6 +235,7 @@ class RunReport:
     interrupted: bool = False
     notes: tuple[str, ...] = ()
     request: Request | None = None
+    sandbox: str = "not needed"  # how agents' commands ran: user | none | not needed (service.choose_sandbox)
 
     @property
     def conflicts(self) -> tuple[Conflict, ...]:

@@ -124,6 +124,7 @@ def to_dict(report: RunReport) -> dict[str, Any]:
         "usage": _usage(report.usage),
         "budget_stopped": report.budget_stopped,
         "interrupted": report.interrupted,
+        "sandbox": report.sandbox,
         "notes": list(report.notes),
         "subtasks": [_subtask(s) for s in report.subtasks],
         "merges": [_merge(m) for m in report.merges],
@@ -213,7 +214,7 @@ def conflicts_section(conflicts: Iterable[Conflict]) -> str:
 def to_markdown(report: RunReport) -> str:
     st = report.stats
     summary = neutral.table(
-        ["integration branch", "base", "commit", "agents (cap)", "max in flight", "efficiency"],
+        ["integration branch", "base", "commit", "agents (cap)", "max in flight", "efficiency", "sandbox"],
         [
             [
                 neutral.code_cell(report.integration_branch),
@@ -222,6 +223,7 @@ def to_markdown(report: RunReport) -> str:
                 str(st.max_agents),
                 str(st.max_in_flight),
                 f"{st.efficiency:.2f}",
+                neutral.cell(report.sandbox),
             ]
         ],
     )
@@ -314,5 +316,5 @@ def print_terminal(report: RunReport, console: Console) -> None:
     console.print(
         f"wall {st.wall_seconds:.2f}s · Σ agent time {st.agent_seconds_sum:.2f}s · speedup "
         f"{st.speedup:.2f}× · bound {st.bound_seconds:.2f}s · efficiency {st.efficiency:.2f} · "
-        f"max in flight {st.max_in_flight}/{st.max_agents}"
+        f"max in flight {st.max_in_flight}/{st.max_agents} · sandbox {escape(report.sandbox)}"
     )

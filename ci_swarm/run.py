@@ -46,6 +46,7 @@ from ci_swarm.paths import serialize_overlaps
 from ci_swarm.plan import validate
 from ci_swarm.ports import AgentContext, AgentFactory, ProgressListener
 from ci_swarm.runtime import run_sync
+from ci_swarm.sandbox import SandboxPolicy
 from ci_swarm.schedule import Job, JobResult, SchedEvent, Scheduler
 from ci_swarm.workspace import Workspace
 
@@ -63,6 +64,8 @@ class RunOptions:
     branch_prefix: str = "swarm"
     workdir: Path | None = None
     default_agent: AgentSpec = field(default_factory=lambda: AgentSpec("scripted"))
+    sandbox: SandboxPolicy | None = None  # how agents' commands run (None: whatever is available)
+    pass_env: tuple[str, ...] = ()  # variables a command agent's pass_env may name (the config's list)
 
 
 class AgentFailed(Exception):
@@ -129,7 +132,10 @@ class Orchestrator:
         ws = await in_thread(self.spaces.make, sub, branch, start, undo=self.spaces.dispose)
         self.ledger.update(sub.id, lambda s: s.running(time.time()))
         self.emit("subtask_started", sub.id, "running", sub.title)
-        ctx = AgentContext(self.run_id, self.plan.task, self.plan, self.options.timeout)
+        opts = self.options
+        ctx = AgentContext(
+            self.run_id, self.plan.task, self.plan, opts.timeout, sandbox=opts.sandbox, pass_env=opts.pass_env
+        )
         try:
             outcome = await self.agents(sub).run(sub, ws, ctx)
         except asyncio.CancelledError:

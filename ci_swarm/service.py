@@ -4,8 +4,10 @@ report out.
 ``run_request`` is the flow ``ci-swarm run``, the GitHub Action and the demo share: decide whether the run
 needs a model (:func:`needs_model`), build the model session only then (through the factory the entry point
 wires in), plan when there is no plan, validate (warnings returned and handed to ``on_warning``), check agent
-kinds and command agents (:class:`CommandPolicy`), start the progress comment, run the orchestrator inside
-one event loop, close the session, and fold its usage, notes and budget stop into the report, once.
+kinds and command agents (:class:`CommandPolicy`), choose the sandbox (:func:`choose_sandbox`: a run that
+would start an untrusted process and has no sandbox stops here), start the progress comment, run the
+orchestrator inside one event loop, close the session, and fold its usage, notes and budget stop into the
+report, once.
 
 The service is core: it sees the model session and the publisher only through :mod:`ci_swarm.ports`.
 """
@@ -36,8 +38,11 @@ from ci_swarm.ports import (
 )
 from ci_swarm.run import RunOptions, run_plan
 from ci_swarm.runtime import run_sync
+from ci_swarm.sandbox import SandboxPolicy, resolve_policy
 
 MODEL_AGENT = "claude"  # the agent kind that talks to the model
+COMMAND_AGENT = "command"  # the agent kind that runs an external program
+UNSANDBOXED = "agents ran unsandboxed (sandbox: none): their commands ran as ci-swarm's own user"
 
 SessionFactory = Callable[[], ModelSession]
 Watch = Callable[[Plan], AbstractContextManager[ProgressListener | None]]
@@ -49,6 +54,33 @@ def needs_model(plan: Plan | None, default: AgentSpec) -> bool:
     if plan is None:
         return True
     return any((sub.agent or default).kind == MODEL_AGENT for sub in plan.subtasks)
+
+
+def needs_sandbox(plan: Plan, default: AgentSpec, allowed_commands: tuple[tuple[str, ...], ...]) -> bool:
+    """A run starts untrusted processes when a subtask's agent (its own, else the default) is a command
+    agent, or a Claude agent while ``allowed_commands`` lets it use ``run_command``. Scripted agents and
+    Claude agents without commands need no sandbox."""
+    kinds = {(sub.agent or default).kind for sub in plan.subtasks}
+    return COMMAND_AGENT in kinds or (MODEL_AGENT in kinds and bool(allowed_commands))
+
+
+def choose_sandbox(
+    plan: Plan, default: AgentSpec, allowed_commands: tuple[tuple[str, ...], ...], requested: str | None
+) -> SandboxPolicy | None:
+    """The sandbox the run's agents use (None: the run starts no untrusted process). ``requested`` is
+    ``--sandbox`` / config ``sandbox`` / the Action's input (None: whatever is available, never ``none``);
+    UsageError (exit 4, one line naming the option) when it is needed and there is none."""
+    if not needs_sandbox(plan, default, allowed_commands):
+        return None
+    return resolve_policy(requested or None)
+
+
+def sandboxed(report: RunReport, policy: SandboxPolicy | None) -> RunReport:
+    """The report says how agents' commands ran; an unsandboxed run carries a note saying so."""
+    if policy is None:
+        return replace(report, sandbox="not needed")
+    notes = report.notes + ((UNSANDBOXED,) if policy.unsandboxed else ())
+    return replace(report, sandbox=policy.backend, notes=notes)
 
 
 @dataclass(frozen=True)
@@ -167,6 +199,7 @@ class ServiceOptions:
     on_plan: Callable[[Plan, bool], None] = _ignore_plan  # the plan is known (and was planned: True)
     on_warning: Callable[[str], None] = _ignore_warning  # a validation warning
     on_progress: Callable[[ProgressComment], None] = _ignore_progress  # started: failures are told there
+    sandbox: str | None = None  # the sandbox asked for (user | none; None: user where available)
 
 
 @dataclass(frozen=True)
@@ -201,6 +234,7 @@ def run_request(job: RunRequest, wiring: ServiceOptions) -> RunOutcome:
                 backends[MODEL_AGENT] = session.agent_backend()
             wiring.agents.check(plan, default, backends)
             check_commands(plan, default, wiring.commands, options.repo, wiring.agents)
+            sandbox = choose_sandbox(plan, default, wiring.commands.allowed_commands, wiring.sandbox)
             wiring.on_plan(plan, job.plan is None)
             if wiring.progress is not None:
                 usage = session.usage if session is not None else None
@@ -211,7 +245,9 @@ def run_request(job: RunRequest, wiring: ServiceOptions) -> RunOutcome:
             with wiring.watch(plan) as watcher:
                 listener = fan_out(watcher, progress)
                 factory = wiring.agents.factory(default, backends)
-                return await run_plan(plan, options, factory, listener, job.request)
+                run_options = replace(options, sandbox=sandbox)
+                report = await run_plan(plan, run_options, factory, listener, job.request)
+                return sandboxed(report, sandbox)
         finally:
             if session is not None:
                 with suppress(Exception):  # closing never hides the run's own outcome

@@ -145,7 +145,9 @@ def snooping_issue(world: World) -> dict[str, str]:
     world.commit_to_default({".github/ci-swarm.yml": config})
     plan = swarm_plan(command_sub([sys.executable, "-c", SNOOP]))
     issue = world.issue("Look around", f"Please.\n\n{plan}", labels=("swarm",))
-    return world.env("issues", world.labeled(issue))
+    # unsandboxed (input sandbox: none), so the agent can read /proc/<ppid>/environ: these tests show what
+    # the token-by-file form and the push scan hold on their own (tests/test_sandbox_agents.py: sandboxed)
+    return {**world.env("issues", world.labeled(issue)), "CI_SWARM_SANDBOX": "none"}
 
 
 def test_a_command_agent_finds_no_token_when_it_comes_by_file(world: World, tmp_path: Path) -> None:

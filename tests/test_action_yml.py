@@ -33,6 +33,7 @@ INPUTS = {
     "base_branch",
     "branch_prefix",
     "dry_run",
+    "sandbox",
 }
 # the entry step's variables that carry a secret input into its shell (never into Python's environment)
 SECRET_ENV = {
@@ -105,6 +106,7 @@ def test_entry_reads_every_variable_the_action_sets() -> None:
     env = next(step["env"] for step in ACTION["runs"]["steps"] if step["id"] == "swarm")
     samples = {"CI_SWARM_MAX_AGENTS": "3", "CI_SWARM_BUDGET_USD": "1.5", "CI_SWARM_AGENT": "command"}
     samples["CI_SWARM_DRY_RUN"] = "true"
+    samples["CI_SWARM_SANDBOX"] = "none"
     unset = Settings.from_env({})
     for name in env:
         if name != "CI_SWARM_PYTHON" and name not in SECRET_ENV.values():  # those become files

@@ -45,6 +45,7 @@ class Inputs:
     base_branch: str = ""
     branch_prefix: str = ""
     dry_run: bool = False
+    sandbox: str = ""  # user | none ("" = the config's, else user where available)
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ def parse_inputs(env: Mapping[str, str]) -> Inputs:
         base_branch=text("base_branch"),
         branch_prefix=text("branch_prefix"),
         dry_run=_flag("dry_run", text("dry_run")),
+        sandbox=_choice("sandbox", text("sandbox"), ("user", "none")),
     )
 
 
@@ -222,6 +224,7 @@ def apply_inputs(config: Config, inputs: Inputs) -> Config:
         command=inputs.command or config.command,
         model=inputs.model or config.model,
         branch_prefix=inputs.branch_prefix or config.branch_prefix,
+        sandbox=inputs.sandbox or config.sandbox,
         max_agents=config.max_agents if inputs.max_agents is None else inputs.max_agents,
         budget=budget,
         agent=agent,
