@@ -59,6 +59,7 @@ class GitClones:
                 (self._private / "template").mkdir()
             if self._root is None:
                 self._root = self._own_root = Path(tempfile.mkdtemp(prefix=self._prefix))
+                self._root.chmod(0o711)  # sandbox accounts pass through to their clone; they list nothing
             self._root.mkdir(parents=True, exist_ok=True)
             return self._root, self._private
 
