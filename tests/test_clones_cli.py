@@ -20,8 +20,10 @@ FILES = {"README.md": "# r\n", "src/app.py": "print('app')\n"}
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    repo = make_repo(tmp_path / "repo", FILES)
+def repo(open_dir: Path) -> Path:
+    """The user's repository where the sandbox account may read its objects (the clones borrow them):
+    the agents' own git commands work in their clones."""
+    repo = make_repo(open_dir / "repo", FILES)
     hook = repo / ".git" / "hooks" / "pre-commit"
     hook.write_text("#!/bin/sh\nexit 0\n")
     hook.chmod(0o755)
@@ -72,8 +74,8 @@ def the(data: dict[str, Any], sub_id: str) -> dict[str, Any]:
 def test_an_agent_setting_fsmonitor_an_alias_and_a_hook_changes_nothing_of_the_user(
     repo: Path, tmp_path: Path
 ) -> None:
-    marker = tmp_path / "ran"
-    trap = tmp_path / "trap.sh"
+    marker = repo.parent / "ran"  # where the sandboxed agent can reach the trap it installs
+    trap = repo.parent / "trap.sh"
     trap.write_text(f"#!/bin/sh\ntouch {marker}\n")
     trap.chmod(0o755)
     before = user_state(repo)
