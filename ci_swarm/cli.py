@@ -308,6 +308,10 @@ def run(
     if publisher is not None:
         result = publisher.publish(git.open_repo(source.repo), outcome.report, outcome.progress)
         click.echo(f"published: {result.pr_url or result.branch}")
+        for held in result.held_back:  # place and kind, never the value
+            click.echo(f"ci-swarm: error: secret in an agent branch: {one_line(held)}", err=True)
+        if result.held_back:
+            sys.exit(errors.SecretFound.exit_code)
     sys.exit(exit_code(outcome.report))
 
 
@@ -342,6 +346,7 @@ def _publisher(full_name: str, issue: int | None, pr: int | None, repo: Path, ba
     """A Publisher for ``--publish OWNER/NAME`` (token from GITHUB_TOKEN, API from GITHUB_API_URL)."""
     import os
 
+    from ci_swarm.github.inputs import secret_values
     from ci_swarm.github.publish import Publisher, Target
     from ci_swarm.merge_only import remerge
 
@@ -363,6 +368,7 @@ def _publisher(full_name: str, issue: int | None, pr: int | None, repo: Path, ba
         Target(full_name, issue=issue, pr=pr),
         base_branch=None if pr else base_branch,
         remerge=remerge,
+        secrets=tuple(secret_values(os.environ)),  # pushes are scanned for these and the token
     )
 
 

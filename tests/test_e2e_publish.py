@@ -150,3 +150,37 @@ def test_run_publish_onto_an_open_pr_moves_its_branch_and_comments_on_it(
     config = (repo / ".git" / "config").read_text()
     basic = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
     assert TOKEN not in config and basic not in config
+
+
+def test_run_publish_holds_back_a_branch_carrying_a_secret_and_exits_7(
+    fake: tuple[str, Path], tmp_path: Path
+) -> None:
+    """The CLI publishes through the same scanned pushes as the Action: a runner secret written by an agent
+    keeps that branch home (named by file and line, never the value), the clean branch still lands."""
+    base_url, repo = fake
+    secret = "s3cr3t-" + "Database-Password-42"
+    plan = tmp_path / "plan.yml"
+    subtasks = [
+        scripted("clean", edits=[{"write": "ok.txt", "content": "fine\n"}]),
+        scripted("leaky", edits=[{"write": "settings.py", "content": f"PASSWORD = '{secret}'\n"}]),
+    ]
+    plan.write_text(yaml.safe_dump({"version": 1, "task": "Two files", "subtasks": subtasks}))
+    env = clean_env(GITHUB_TOKEN=TOKEN, GITHUB_API_URL=base_url, DATABASE_PASSWORD=secret)
+    proc = run_cli(
+        "run", "--plan", str(plan), "--repo", str(repo), "--base", "main", "--publish", "octo/demo",
+        env=env, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 7, proc.stderr
+    assert "settings.py:1" in proc.stderr and "secret in an agent branch" in proc.stderr
+    assert secret not in proc.stdout + proc.stderr
+    gh = github.Github(auth=github.Auth.Token(TOKEN), base_url=base_url, retry=None)
+    (pr,) = gh.get_repo("octo/demo").get_pulls(state="open")
+    assert {f.filename for f in pr.get_files()} == {"ok.txt"}
+    remote = tmp_path / "remote"
+    pushed = subprocess.run(
+        ["grep", "-r", "-l", "--", secret, str(remote)], capture_output=True, text=True, check=False
+    )
+    assert pushed.stdout == ""  # loose objects are compressed: the branch itself was never pushed
+    branches = [b.name for b in gh.get_repo("octo/demo").get_branches()]
+    assert not any(name.endswith("-agents/leaky") for name in branches)
+    assert any(name.endswith("-agents/clean") for name in branches)
