@@ -262,8 +262,9 @@ class Action:
             job_request = RunRequest(request, options, static, config.merge, config.max_subtasks)
             wiring = self.wiring(config, options.run_id or "", where, publisher, started.append)
             outcome = run_request(job_request, wiring)
-            if kept:
-                notes = (*outcome.report.notes, kept)
+            extra = (*run.notes, kept) if kept else run.notes  # where the plan came from; what was kept
+            if extra:
+                notes = (*outcome.report.notes, *extra)
                 outcome = dataclasses.replace(
                     outcome, report=dataclasses.replace(outcome.report, notes=notes)
                 )

@@ -5,6 +5,7 @@ process) against the fake GitHub, with payloads from @octokit/webhooks-examples 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,6 +170,8 @@ def test_a_trusted_authors_top_level_plan_is_honoured(
     assert f"plan from @{MAINTAINER}'s issue body" in capsys.readouterr().out
     pr = world.repo().get_pull(int(world.read_outputs()["pr_number"]))
     assert [f.filename for f in pr.get_files()] == ["made.txt"]
+    # the PR says so too (the mention defused by the neutraliser: nobody is pinged)
+    assert f"plan from @{MAINTAINER}'s issue body" in pr.body.replace("\u2060", "")
 
 
 def test_a_strangers_plan_labelled_by_a_maintainer_is_task_text(
@@ -231,3 +234,22 @@ def test_a_label_already_removed_is_not_an_error(world: World) -> None:
     (delete,) = [x for x in world.fake.traffic if x.method == "DELETE"]
     assert delete.status == 404
     assert json.loads(delete.response_body)["message"] == "Label does not exist"
+
+
+# ------------------------------------------------------------------------ as action.yml execs it
+
+
+def test_as_its_own_process_a_reader_is_refused_and_a_listed_bot_runs(world: World) -> None:
+    world.commit_to_default({".github/ci-swarm.yml": CONFIG + "allowed_bots: [renovate]\n"})
+    issue = world.issue("Docs", "The README needs care.")
+    argv = [sys.executable, "-m", "ci_swarm", "action"]
+    reader = world.env("issue_comment", commented(world, issue.number, "/Swarm go", "org-reader"))
+    done = subprocess.run(argv, env=reader, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "@org-reader has 'read' permission, not write access: refused" in done.stdout
+    assert len(comments(world, issue.number)) == 1
+    text = f"/swarm go\n{docs_plan()}"
+    bot = world.env("issue_comment", commented(world, issue.number, text, "renovate[bot]", kind="Bot"))
+    done = subprocess.run(argv, env=bot, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert world.read_outputs()["pr_number"]
