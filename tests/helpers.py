@@ -3,12 +3,15 @@ engine tests (repositories themselves come from :mod:`tests.fixtures`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ci_swarm import git
 from ci_swarm.agents import OPTION_VALIDATORS
@@ -90,3 +93,30 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def sh_agent(sub_id: str, script: str) -> dict[str, Any]:
+    """A plan's subtask whose command agent runs ``sh -c script``."""
+    return {
+        "id": sub_id,
+        "role": "builder",
+        "title": sub_id,
+        "agent": {"kind": "command", "run": ["sh", "-c", script]},
+    }
+
+
+def run_plan_cli(
+    repo: Path,
+    tmp: Path,
+    *subtasks: dict[str, Any],
+    args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``ci-swarm run`` on a plan of ``subtasks`` (written to ``tmp``) with ``args``, ``env`` added to
+    :func:`clean_env`: the process and its JSON report."""
+    plan = tmp / "plan.yml"
+    plan.write_text(yaml.safe_dump({"version": 1, "task": "hostile", "subtasks": list(subtasks)}))
+    report = tmp / "report.json"
+    argv = ("run", "--plan", str(plan), "--repo", str(repo), "--quiet", "--report", str(report), *args)
+    proc = run_cli(*argv, env=clean_env(**(env or {})), timeout=300)
+    return proc, json.loads(report.read_text())

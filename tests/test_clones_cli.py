@@ -4,17 +4,15 @@ branch, and work git cannot hold fails the subtask (exit 3) naming what was left
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from ci_swarm import git
 from tests.fixtures import make_repo
-from tests.helpers import run_cli
+from tests.helpers import run_plan_cli as run
+from tests.helpers import sh_agent as command
 
 FILES = {"README.md": "# r\n", "src/app.py": "print('app')\n"}
 
@@ -30,25 +28,6 @@ def repo(open_dir: Path) -> Path:
     write = repo / "uncommitted.txt"  # the user's own work in progress stays as it is
     write.write_text("mine\n")
     return repo
-
-
-def command(sub_id: str, script: str) -> dict[str, Any]:
-    return {
-        "id": sub_id,
-        "role": "builder",
-        "title": sub_id,
-        "agent": {"kind": "command", "run": ["sh", "-c", script]},
-    }
-
-
-def run(
-    repo: Path, tmp: Path, *subtasks: dict[str, Any]
-) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    plan = tmp / "plan.yml"
-    plan.write_text(yaml.safe_dump({"version": 1, "task": "hostile", "subtasks": list(subtasks)}))
-    report = tmp / "report.json"
-    proc = run_cli("run", "--plan", str(plan), "--repo", str(repo), "--quiet", "--report", str(report))
-    return proc, json.loads(report.read_text())
 
 
 def user_state(repo: Path) -> tuple[object, ...]:

@@ -23,8 +23,10 @@ from ci_swarm.testing.anthropic_script import Conversation, Script, subtask_matc
 from tests.act_helpers import TOKEN, World, make_world, swarm_plan
 from tests.anthropic_helpers import serve_fake
 from tests.fixtures import make_repo
-from tests.helpers import clean_env, plan_of, run_cli, scripted
+from tests.helpers import plan_of, run_plan_cli, scripted
+from tests.helpers import sh_agent as sh
 from tests.test_action_security import command_sub, run_action_process
+from tests.test_sandbox import alive
 
 FILES = {"README.md": "# r\n", "src/app.py": "print('app')\n"}
 SECRETS = {
@@ -58,25 +60,10 @@ def world(tmp_path: Path) -> Iterator[World]:
     yield from make_world(tmp_path)
 
 
-def sh(sub_id: str, script: str) -> dict[str, Any]:
-    return {
-        "id": sub_id,
-        "role": "builder",
-        "title": sub_id,
-        "agent": {"kind": "command", "run": ["sh", "-c", script]},
-    }
-
-
 def run(
     repo: Path, *subtasks: dict[str, Any], args: tuple[str, ...] = (), env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    """``ci-swarm run`` on a plan of ``subtasks`` with ``env`` added to the CLI's environment."""
-    plan = repo.parent / "plan.yml"
-    plan.write_text(yaml.safe_dump({"version": 1, "task": "sandboxed", "subtasks": list(subtasks)}))
-    report = repo.parent / "report.json"
-    argv = ("run", "--plan", str(plan), "--repo", str(repo), "--quiet", "--report", str(report), *args)
-    proc = run_cli(*argv, env=clean_env(**(env or {})), timeout=300)
-    return proc, json.loads(report.read_text())
+    return run_plan_cli(repo, repo.parent, *subtasks, args=args, env=env)
 
 
 def the(data: dict[str, Any], sub_id: str) -> dict[str, Any]:
@@ -89,14 +76,6 @@ def committed(repo: Path, commit: str) -> dict[str, str]:
         path: git.read_blob(repo, f"{commit}:{path}").decode(errors="replace")
         for path in git.tree_files(repo, commit)
     }
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 # ── through the CLI ─────────────────────────────────────────────────────────────────────────────────
