@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,13 @@ import pytest
 
 from ci_swarm import git
 from ci_swarm.agents import check_agent_kinds, make_agent_factory
-from ci_swarm.agents.command import LOG_HEAD, LOG_TAIL, CommandAgent
+from ci_swarm.agents.command import LOG_HEAD, LOG_TAIL, CommandAgent, check_options
 from ci_swarm.agents.scripted import ScriptedAgent
-from ci_swarm.errors import SwarmError, UsageError
+from ci_swarm.errors import PlanError, SwarmError, UsageError
 from ci_swarm.models import AgentOutcome, AgentSpec, Plan, Subtask, SubtaskStatus
 from ci_swarm.plan import freeze
 from ci_swarm.ports import Agent, AgentContext
+from ci_swarm.sandbox import SandboxPolicy
 from ci_swarm.schedule import Job, Scheduler
 from ci_swarm.workspace import Workspace
 from tests.fixtures import make_repo
@@ -345,6 +347,52 @@ def test_secrets_are_scrubbed_and_extra_env_passed(ws: Workspace, monkeypatch: p
     assert "CI_SWARM_VISIBLE" not in env  # an allow-list: nothing of ci-swarm's environment by default
     assert env["AGENT_MODE"] == "fast"
     assert "PATH" in env
+
+
+def pass_env_context(allowed: tuple[str, ...]) -> AgentContext:
+    return replace(context(), pass_env=allowed)
+
+
+def test_pass_env_hands_over_only_what_the_config_allows(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-for-the-agent-cli")
+    monkeypatch.setenv("OTHER_KEY", "not-for-the-agent")
+    code = "import json, os; print(json.dumps(dict(os.environ)))"
+    agent = CommandAgent(command(PY, "-c", code, pass_env=["ANTHROPIC_API_KEY"]))
+    outcome = asyncio.run(agent.run(subtask(), ws, pass_env_context(("ANTHROPIC_API_KEY",))))
+    assert outcome.ok, outcome.error
+    env = json.loads(outcome.log)
+    assert env["ANTHROPIC_API_KEY"] == "sk-ant-for-the-agent-cli" and "OTHER_KEY" not in env
+    refused = asyncio.run(agent.run(subtask(), ws, pass_env_context(())))
+    assert not refused.ok and "pass_env ANTHROPIC_API_KEY is not allowed" in refused.error
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    unset = asyncio.run(agent.run(subtask(), ws, pass_env_context(("ANTHROPIC_API_KEY",))))
+    assert not unset.ok and "pass_env ANTHROPIC_API_KEY is not set" in unset.error
+    with pytest.raises(PlanError, match="'pass_env' must be a list of variable names"):
+        check_options({"run": ["x"], "pass_env": "ANTHROPIC_API_KEY"}, "subtask 'a'")
+    with pytest.raises(PlanError, match="invalid variable name"):
+        check_options({"run": ["x"], "pass_env": ["A-B"]}, "subtask 'a'")
+
+
+def test_the_agent_runs_as_a_sandbox_account_and_its_files_come_back(ws: Workspace) -> None:
+    code = (
+        "import os; os.makedirs('src/new', exist_ok=True);"
+        "open('src/new/f.txt', 'w').write(str(os.getuid()));"
+        "os.chmod('src/new/f.txt', 0); os.chmod('src/new', 0o500)"
+    )
+    outcome = run(CommandAgent(command(PY, "-c", code)), ws)
+    assert outcome.ok, outcome.error
+    made = ws.root / "src" / "new" / "f.txt"
+    assert made.stat().st_uid == os.geteuid() and made.parent.stat().st_uid == os.geteuid()  # given back
+    assert int(made.read_text()) != os.geteuid()  # written by the sandbox account
+    assert made.stat().st_mode & 0o600 == 0o600  # readable and writable by ci-swarm again
+
+
+def test_sandbox_none_runs_as_ci_swarms_user(ws: Workspace) -> None:
+    agent = CommandAgent(command(PY, "-c", "import os; print(os.getuid())"))
+    outcome = asyncio.run(agent.run(subtask(), ws, replace(context(), sandbox=SandboxPolicy(backend="none"))))
+    assert outcome.ok and outcome.log == f"{os.geteuid()}\n"
 
 
 def test_secret_looking_extra_env_is_refused(ws: Workspace) -> None:

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from ci_swarm import git, sandbox
+from ci_swarm.action import main as action_main
 from ci_swarm.cli import main as cli_main
 from ci_swarm.errors import UsageError
 from ci_swarm.models import AgentSpec
@@ -267,3 +268,16 @@ def test_through_the_action_an_allowed_command_agent_dumping_env_pushes_no_token
         assert blob is not None and TOKEN.encode() not in blob, name
     assert git.try_read_blob(world.bare, pr.head.sha, "uid.txt") != b"0\n"
     assert TOKEN not in done.stdout + done.stderr
+
+
+def test_through_the_action_no_backend_stops_a_command_run_before_it_starts(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sandbox, "detect_backend", lambda: None)
+    world.commit_to_default({".github/ci-swarm.yml": 'allowed_commands:\n  - ["sh", "-c"]\n'})
+    plan = swarm_plan(command_sub(["sh", "-c", "echo hi > hi.txt"]))
+    issue = world.issue("Make a file", f"Please.\n\n{plan}", labels=("swarm",))
+    assert action_main(world.env("issues", world.labeled(issue))) == 4
+    assert not {b for b in world.remote_branches() if b.startswith("swarm/")}
+    said = [c.body for c in world.repo().get_issue(issue.number).get_comments()]
+    assert any("no sandbox is available" in body for body in said)
