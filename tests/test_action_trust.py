@@ -165,11 +165,11 @@ def test_a_hidden_plan_is_not_honoured_even_from_a_maintainer(
 def test_a_trusted_authors_top_level_plan_is_honoured(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    issue = world.issue("Make a file", f"Please.\n\n{swarm_plan(made_by_command(world))}", labels=("swarm",))
+    issue = world.issue("Docs", f"Please.\n\n{docs_plan()}", labels=("swarm",))
     assert main(world.env("issues", world.labeled(issue, author=MAINTAINER))) == 0
     assert f"plan from @{MAINTAINER}'s issue body" in capsys.readouterr().out
     pr = world.repo().get_pull(int(world.read_outputs()["pr_number"]))
-    assert [f.filename for f in pr.get_files()] == ["made.txt"]
+    assert [f.filename for f in pr.get_files()] == ["README.md"]
     # the PR says so too (the mention defused by the neutraliser: nobody is pinged)
     assert f"plan from @{MAINTAINER}'s issue body" in pr.body.replace("\u2060", "")
 
