@@ -13,6 +13,7 @@ import pytest
 
 from ci_swarm.config import Config, config_from_text
 from ci_swarm.errors import UsageError
+from ci_swarm.github.admission import bot_allowed, bot_name, meets
 from ci_swarm.github.event import (
     SELF_MARKER,
     PullRequestInfo,
@@ -638,3 +639,50 @@ def test_dispatch_needs_the_permission_too() -> None:
     assert isinstance(decision, Refuse)
     assert decision.reply is None  # nowhere to reply: the notice is all
     assert "not write access" in decision.notice
+
+
+# ---------------------------------------------------------------------- the pieces: bodies, admission
+
+
+@pytest.mark.parametrize(
+    ("body", "honoured"),
+    [
+        (f"<details>\n\nhidden\n\n</details>\n\n```swarm-plan\n{PLAN}```\n", True),  # after it closed
+        (f"Inline <!-- a note --> comment.\n\n```swarm-plan\n{PLAN}```\n", True),
+        (f"Line<br>break <img src=x> then\n\n```swarm-plan\n{PLAN}```\n", True),  # void tags open nothing
+        (f"<div>\n\n```swarm-plan\n{PLAN}```\n", False),  # an element left open
+        (f"<!-- never closed\n\n```swarm-plan\n{PLAN}```\n", False),
+        (f"```swarm-plan\n{PLAN}", True),  # unclosed: GitHub shows it to the end, so do we
+        (f"```swarm-plan extra words\n{PLAN}```\n", True),
+        (f"```swarm-planner\n{PLAN}```\n", False),
+    ],
+)
+def test_which_fences_are_visible_plan_blocks(body: str, honoured: bool) -> None:
+    assert (plan_block(body) == PLAN) is honoured
+
+
+def test_a_labeller_who_wrote_the_issue_is_asked_about_once() -> None:
+    access = Access({"Codertocat": "write"})
+    decision = route("issues", labeled(body=f"```swarm-plan\n{PLAN}```\n"), CONFIG, access)
+    assert isinstance(decision, Run)
+    assert decision.jobs[0].plan_text == PLAN
+    assert access.asked == ["Codertocat"]
+
+
+@pytest.mark.parametrize(
+    ("permission", "minimum", "ok"),
+    [
+        ("admin", "write", True),
+        ("maintain", "write", True),
+        ("triage", "write", False),
+        ("none", "read", False),
+    ],
+)
+def test_permission_ranks(permission: str, minimum: str, ok: bool) -> None:
+    assert meets(permission, minimum) is ok
+
+
+def test_bot_names() -> None:
+    assert bot_name("Dependabot[bot]") == bot_name("dependabot") == "dependabot"
+    assert bot_allowed("renovate[bot]", ("Renovate",))
+    assert not bot_allowed("renovate-evil[bot]", ("renovate",))
