@@ -58,6 +58,7 @@ from ci_swarm.plan import plan_from_dict
 from ci_swarm.ports import ModelSession, ProgressComment, ProgressEvent, ProgressListener
 from ci_swarm.run import RunOptions
 from ci_swarm.runtime import sigterm_interrupts
+from ci_swarm.safeyaml import load_yaml
 from ci_swarm.service import CommandPolicy, RunOutcome, RunRequest, ServiceOptions, run_request
 from ci_swarm.workspace import check_relative
 
@@ -100,7 +101,7 @@ def plan_from_text(text: str, source: str, default_merge: MergePolicy | None = N
     """A plan written in YAML (a ``swarm-plan`` block, a dispatch input, a plan file's content); without a
     ``merge:`` key it gets ``default_merge`` (the config's)."""
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}" if mark is not None else source

@@ -3,6 +3,7 @@ errors to exit codes."""
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -16,7 +17,7 @@ from rich.markup import escape
 
 from ci_swarm import errors, git
 from ci_swarm.agents import AGENTS, OPTION_VALIDATORS
-from ci_swarm.config import Config
+from ci_swarm.config import DEFAULT_TIMEOUT, Config
 from ci_swarm.dag import critical_path, waves
 from ci_swarm.errors import exit_code
 from ci_swarm.logtext import one_line
@@ -62,6 +63,57 @@ def fail(message: str, code: int) -> None:
 @click.version_option(package_name="ci-swarm")
 def cli() -> None:
     """Turn one request into parallel coding agents on git worktrees, merged git-natively."""
+
+
+# --- option types ---------------------------------------------------------------------------------
+
+
+class FiniteFloat(click.FloatRange):
+    """A float range that refuses ``nan`` and ``inf`` (a NaN timeout times everything out at once, an
+    infinite one is no timeout)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+def _run_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--run-id`` by git's ref rules, before any branch exists."""
+    from ci_swarm.naming import check_run_id
+
+    try:
+        return None if value is None else check_run_id(value)
+    except errors.UsageError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def _branch_prefix(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from ci_swarm.naming import check_branch_prefix
+
+    try:
+        return None if value is None else check_branch_prefix(value)
+    except errors.UsageError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def _agent_command(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--agent-command``: shell-like words whose program exists, checked before any agent starts."""
+    if value is None:
+        return None
+    import shlex
+
+    from ci_swarm.plan import require_executable
+
+    try:
+        argv = shlex.split(value)
+        if not argv:
+            raise errors.UsageError("--agent-command is empty")
+        require_executable(argv[0], "--agent-command")
+    except (ValueError, errors.UsageError) as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+    return value
 
 
 # --- shared options -------------------------------------------------------------------------------
@@ -143,7 +195,9 @@ def _plan_source_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 help="Default agent for subtasks that name none (claude when a key is set).",
             ),
             click.option(
-                "--agent-command", help="Argv for --agent command, e.g. 'aider --message {instructions}'."
+                "--agent-command",
+                callback=_agent_command,
+                help="Argv for --agent command, e.g. 'aider --message {instructions}'.",
             ),
             click.option("--model", help="Model for agents."),
             click.option("--planner-model", help="Model for the planner."),
@@ -225,15 +279,19 @@ def _default_agent(source: PlanSource, has_key: bool, configured: AgentSpec | No
 @click.option(
     "--max-agents", type=click.IntRange(1, 256), help="At most this many agents at once (config; default 4)."
 )
-@click.option("--timeout", type=click.FloatRange(min=0.01), help="Per-subtask timeout in seconds.")
+@click.option(
+    "--timeout",
+    type=FiniteFloat(min=0.01),
+    help=f"Per-subtask timeout in seconds (config; default {DEFAULT_TIMEOUT:g}).",
+)
 @click.option("--merge-order", type=click.Choice(["completion", "plan"]), help="Override the plan's order.")
 @click.option("--fail-fast", is_flag=True, help="Cancel the rest on the first failure.")
 @click.option(
     "--serialize-overlaps", is_flag=True, help="Run subtasks with overlapping paths one after another."
 )
-@click.option("--run-id", help="Use this run id (error if its branch exists).")
-@click.option("--branch-prefix", help="Branch namespace (config; default swarm).")
-@click.option("--max-usd", type=float, help="Budget for the whole swarm in USD (Claude).")
+@click.option("--run-id", callback=_run_id, help="Use this run id (error if its branch exists).")
+@click.option("--branch-prefix", callback=_branch_prefix, help="Branch namespace (config; default swarm).")
+@click.option("--max-usd", type=FiniteFloat(min=0), help="Budget for the whole swarm in USD (Claude).")
 @click.option("--max-tokens", type=int, help="Token budget for the whole swarm (Claude).")
 @click.option("--report", "report_json", type=click.Path(path_type=Path, dir_okay=False), help="Write JSON.")
 @click.option("--report-md", type=click.Path(path_type=Path, dir_okay=False), help="Write Markdown.")
@@ -279,7 +337,7 @@ def run(
         repo=source.repo,
         base=source.base,
         max_agents=max_agents or config.max_agents,
-        timeout=timeout if timeout is not None else (config.timeout if config.source else None),
+        timeout=timeout if timeout is not None else config.timeout,  # the config or its default
         merge_order=MergeOrder(merge_order) if merge_order else None,
         fail_fast=fail_fast,
         serialize_overlaps=serialize_overlaps,
@@ -451,7 +509,7 @@ def merge_cmd(
 @click.option("--max-agents", type=click.IntRange(1, 64), default=3, show_default=True)
 @click.option(
     "--speed",
-    type=click.FloatRange(min=0.01),
+    type=FiniteFloat(min=0.01),
     default=1.0,
     show_default=True,
     help="Multiply the simulated agent latency (0.1 = ten times faster).",

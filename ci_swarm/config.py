@@ -3,6 +3,7 @@
 The JSON schema shipped in ``ci_swarm/data/ci-swarm.schema.json`` is the one source of truth for what is
 valid: the file is parsed into YAML nodes (which keep their line numbers), validated against the schema with
 ``jsonschema``, and every error names the key and the line (``.github/ci-swarm.yml:7: merge.order: ...``).
+The YAML is read within :mod:`ci_swarm.safeyaml`'s limits (depth, alias expansion, finite numbers).
 Then the plain values become a frozen :class:`Config`.
 """
 
@@ -24,6 +25,7 @@ import yaml
 
 from ci_swarm.errors import ConfigError
 from ci_swarm.models import EMPTY, AgentSpec, MergeOrder, MergePolicy
+from ci_swarm.safeyaml import BoundedLoader
 from ci_swarm.workspace import matches_any
 
 DEFAULT_PATH = ".github/ci-swarm.yml"
@@ -33,6 +35,7 @@ DEFAULT_TRUSTED = ("OWNER", "MEMBER", "COLLABORATOR")  # deprecated key, kept re
 PERMISSIONS = ("read", "triage", "write", "maintain", "admin")
 # workflows, local actions, CODEOWNERS, dependabot …; and every action definition: CI runs them with secrets
 DEFAULT_PROTECTED = (".github/**", "**/action.yml", "**/action.yaml")
+DEFAULT_TIMEOUT = 1800.0  # seconds per subtask, also when there is no config file
 
 KeyPath = tuple[str | int, ...]
 
@@ -72,7 +75,7 @@ class Config:
     planner_model: str = ""  # "" → model
     max_agents: int = 4
     max_subtasks: int = 8
-    timeout: float = 1800.0  # seconds per subtask
+    timeout: float = DEFAULT_TIMEOUT  # seconds per subtask
     budget: Budget = Budget()
     label: str = "swarm"
     command: str = "/swarm"
@@ -145,7 +148,7 @@ def _schema() -> dict[str, Any]:
 
 
 def _parse(text: str, source: str) -> tuple[dict[str, Any], dict[KeyPath, int]]:
-    loader = yaml.SafeLoader(text)
+    loader = BoundedLoader(text)
     try:
         root = loader.get_single_node()
         if root is None:
@@ -333,7 +336,7 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
         planner_model=data.get("planner_model", ""),
         max_agents=data.get("max_agents", 4),
         max_subtasks=data.get("max_subtasks", 8),
-        timeout=float(data.get("timeout", 1800.0)),
+        timeout=float(data.get("timeout", DEFAULT_TIMEOUT)),
         budget=Budget(
             usd=float(budget["usd"]) if "usd" in budget else None,
             tokens=budget.get("tokens"),

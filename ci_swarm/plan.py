@@ -6,15 +6,18 @@ cycles, size) and returns warnings (ownership overlap between subtasks that may 
 
 The core knows no agent backend: each backend checks its own ``agent:`` options through an
 :class:`OptionsValidator`, and the caller passes the validators it has (``ci_swarm.agents`` provides the
-mapping of the built-in kinds). A kind without a validator is not checked here: whether it exists is the
-agent factory's question. Everything here is pure except reading the file.
+mapping of the built-in kinds). Given validators, a kind none of them names is refused ("did you mean");
+given none, kinds are not checked here. Files are read within :mod:`ci_swarm.safeyaml`'s limits (depth,
+alias expansion, finite numbers). Everything here is pure except reading the file.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
+import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -26,6 +29,7 @@ from ci_swarm.dag import check_acyclic, deps_of
 from ci_swarm.errors import PlanError
 from ci_swarm.models import AgentSpec, MergeOrder, MergePolicy, Plan, Subtask
 from ci_swarm.paths import overlap_warning, ownership_overlaps
+from ci_swarm.safeyaml import JSONLimitError, load_json, load_yaml
 
 SUPPORTED_VERSIONS = (1,)
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")
@@ -68,11 +72,13 @@ def load_plan(path: Path, *, validators: Validators = NO_VALIDATORS) -> Plan:
 def _parse(text: str, path: Path) -> Any:
     if path.suffix.lower() == ".json":
         try:
-            return json.loads(text)
+            return load_json(text)
         except json.JSONDecodeError as exc:
             raise PlanError(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from exc
+        except JSONLimitError as exc:
+            raise PlanError(f"{path}: refused JSON: {exc}") from exc
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -140,7 +146,13 @@ def _agent(raw: Any, where: str, validators: Validators) -> AgentSpec | None:
     kind = raw.get("kind", "scripted")
     if not isinstance(kind, str) or not kind:
         raise PlanError(f"{where}: 'agent.kind' must be a string, got {kind_of(kind)}")
+    if validators and kind not in validators:
+        known = ", ".join(sorted(validators))
+        raise PlanError(
+            f"{where}: unknown agent kind {kind!r}{did_you_mean(kind, validators)} (available: {known})"
+        )
     options = {str(k): v for k, v in raw.items() if k != "kind"}
+    _finite_numbers(options, f"{where}: agent")
     spec = AgentSpec(kind=kind, options=freeze(options))
     check_agent(spec, where, validators)
     return spec
@@ -217,6 +229,31 @@ def _check_deps(plan: Plan) -> None:
 
 
 # --- small helpers (also for the backends' validators) ------------------------------------------
+
+
+def require_executable(program: str, where: str, path: str | None = None) -> None:
+    """PlanError unless ``program`` (an argv[0]) can be started: found on ``path`` (default ``$PATH``)
+    when it is a bare name, an executable file when it is absolute. A relative path (``./tool``) names a
+    file in the agent's clone and is left to run time."""
+    if "/" in program and not program.startswith("/"):
+        return
+    if shutil.which(program, path=path) is None:
+        found = "is not an executable file" if "/" in program else "is not found on PATH"
+        raise PlanError(f"{where}: executable {program!r} {found}")
+
+
+def _finite_numbers(value: Any, where: str) -> None:
+    """PlanError naming the option that holds a NaN or an infinity (plans may come from a model, not only
+    from files, whose loader refuses them already)."""
+    todo: list[tuple[Any, str]] = [(value, where)]
+    while todo:
+        item, at = todo.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise PlanError(f"{at}: {item!r} is not a finite number")
+        if isinstance(item, Mapping):
+            todo.extend((v, f"{at}.{k}") for k, v in item.items())
+        elif isinstance(item, list | tuple):
+            todo.extend((v, f"{at}[{i}]") for i, v in enumerate(item))
 
 
 def freeze(value: Any) -> Any:

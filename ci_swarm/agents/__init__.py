@@ -5,20 +5,22 @@ Other backends (the Claude agent) are registered through ``extra``.
 
 Each backend validates its own ``agent:`` options; ``OPTION_VALIDATORS`` is the mapping of every kind this
 package knows (``claude`` included: its validator needs no SDK), to pass to ``plan.load_plan`` /
-``plan_from_dict`` / ``validate``. ``check_agent_kinds`` checks a plan's kinds and options before a run.
+``plan_from_dict`` / ``validate``; the command kind's also resolves its program (exit 4 at plan time).
+``check_agent_kinds`` checks a plan's kinds and options before a run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
+from typing import Any
 
 from ci_swarm.agents import claude, command, scripted
 from ci_swarm.agents.command import CommandAgent
 from ci_swarm.agents.scripted import ScriptedAgent
 from ci_swarm.errors import UsageError
 from ci_swarm.models import AgentSpec, Plan, Subtask
-from ci_swarm.plan import Validators, check_agent, did_you_mean
+from ci_swarm.plan import Validators, check_agent, did_you_mean, require_executable
 from ci_swarm.ports import Agent, AgentFactory, AgentKit
 
 Backend = Callable[[AgentSpec], Agent]
@@ -27,11 +29,22 @@ BUILTIN: Mapping[str, Backend] = MappingProxyType({"scripted": ScriptedAgent, "c
 OPTION_VALIDATORS: Validators = MappingProxyType(
     {
         "scripted": scripted.check_options,
-        "command": command.check_options,
+        "command": lambda options, where: _command_options(options, where),
         "claude": claude.check_options,
     }
 )
 _NO_EXTRA: Mapping[str, Backend] = MappingProxyType({})
+
+
+def _command_options(options: Mapping[str, Any], where: str) -> None:
+    """The command backend's options, then its program: found now (on the ``PATH`` of its ``env:``, else
+    this process's), not once per subtask when the agents start."""
+    command.check_options(options, where)
+    env = options.get("env")
+    path = env.get("PATH") if isinstance(env, Mapping) else None
+    require_executable(
+        command.command_argv(options, where)[0], where, path if isinstance(path, str) else None
+    )
 
 
 def make_agent_factory(default: AgentSpec, extra: Mapping[str, Backend] = _NO_EXTRA) -> AgentFactory:
