@@ -22,6 +22,7 @@ SUITES = {
     "run": "benchmarks.bench_run",
     "llm": "benchmarks.bench_llm",
     "setup": "benchmarks.bench_setup",
+    "plan": "benchmarks.bench_plan",
 }
 
 
@@ -42,6 +43,12 @@ TARGETS: list[tuple[str, str, tuple[str, ...], str, Any]] = [
      ("throughput", "limiter", "failed_subtasks"), "0", lambda v: v == 0),
     ("LLM: share of the shared prefix read from cache, 8 parallel agents", "llm",
      ("cache", "warm_gate", "prefix_read_share"), "≥ 0.80", lambda v: v >= 0.8),
+    ("plan --shard over 2,100 files, 8 agents, whole process (s)", "plan", ("shard_2100", "wall_s"), "< 2 s",
+     lambda v: v < 2),
+    ("10,000-subtask plan (JSON) loaded and validated, whole process (s)", "plan",
+     ("validate_10k", "json", "wall_s"), "< 5 s", lambda v: v < 5),
+    ("10,000-subtask plan (JSON): peak RSS (MB)", "plan", ("validate_10k", "json", "peak_rss_mb"),
+     "< 500 MB", lambda v: v < 500),
 ]  # fmt: skip
 
 
