@@ -150,20 +150,20 @@ class Reach:
 
     def __init__(self, deps: Deps, order: Sequence[str] | None = None) -> None:
         self._nodes = list(dict.fromkeys([*(order if order is not None else ()), *deps]))
-        self._bit = {node: 1 << i for i, node in enumerate(self._nodes)}
+        self._pos = {node: i for i, node in enumerate(self._nodes)}
         self._deps = {node: list(deps.get(node, ())) for node in self._nodes}
         self._anc: dict[str, int] = {}
         self._desc: dict[str, int] | None = None
         for node in _postorder(self._deps, self._nodes):
             bits = 0
             for dep in self._deps[node]:
-                if dep in self._bit:
-                    bits |= self._anc.get(dep, 0) | self._bit[dep]
+                if dep in self._pos:
+                    bits |= self._anc.get(dep, 0) | self._bit(dep)
             self._anc[node] = bits
 
     def depends(self, node: str, on: str) -> bool:
         """Whether ``node`` (transitively) depends on ``on``."""
-        return bool(self._anc.get(node, 0) & self._bit.get(on, 0))
+        return on in self._pos and bool(self._anc.get(node, 0) >> self._pos[on] & 1)
 
     def concurrent(self, a: str, b: str) -> bool:
         """Whether ``a`` and ``b`` may run at the same time: neither depends on the other."""
@@ -175,8 +175,8 @@ class Reach:
     def add_edge(self, node: str, on: str) -> None:
         """``node`` now also depends on ``on`` (the caller keeps the graph acyclic)."""
         desc = self._descendants()
-        above = self._anc[on] | self._bit[on]
-        below = desc[node] | self._bit[node]
+        above = self._anc[on] | self._bit(on)
+        below = desc[node] | self._bit(node)
         for x in self._decode(below):
             self._anc[x] |= above
         for y in self._decode(above):
@@ -189,9 +189,12 @@ class Reach:
             for node in reversed(list(_postorder(self._deps, self._nodes))):
                 for dep in self._deps[node]:
                     if dep in desc:
-                        desc[dep] |= desc[node] | self._bit[node]
+                        desc[dep] |= desc[node] | self._bit(node)
             self._desc = desc
         return self._desc
+
+    def _bit(self, node: str) -> int:
+        return 1 << self._pos[node]
 
     def _decode(self, bits: int) -> Iterator[str]:
         while bits:

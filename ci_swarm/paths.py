@@ -6,6 +6,7 @@ literal prefix, not by comparing all pairs.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -30,10 +31,10 @@ def check_edit_path(path: str) -> None:
 def ownership_overlaps(plan: Plan) -> tuple[Overlap, ...]:
     """``(a, b, patterns)`` for each concurrent pair (plan order) whose ``paths`` globs may overlap.
 
-    No all-pairs work: globs are indexed by their literal leading segments (:class:`GlobIndex`), so only
-    globs of which one's literal prefix lies on the other's are compared, and only pairs with a common
+    No all-pairs work: globs are indexed by their literal prefix (:class:`GlobIndex`), so only globs of
+    which one's literal prefix starts the other's are compared, and only pairs with a common
     glob are asked whether they may run at the same time (:class:`ci_swarm.dag.Reach`). A sharded plan's
-    exact file lists share no prefix path, so its shards are known disjoint without a single comparison."""
+    exact file lists share no prefix, so its shards are known disjoint without a single comparison."""
     position = {sub.id: i for i, sub in enumerate(plan.subtasks)}
     index = GlobIndex()
     for sub in plan.subtasks:
@@ -58,52 +59,40 @@ def ownership_overlaps(plan: Plan) -> tuple[Overlap, ...]:
 
 
 class GlobIndex:
-    """Globs filed under their literal leading segments (``src/app/**/*.py`` under ``src/app``; a glob
-    without wildcards under all its segments, since it also covers its subtree). Two globs can match a
-    common path only if one's literal prefix is a prefix of the other's, so ``candidate_pairs`` pairs each
-    glob with the globs filed at its own node and above it: no pair of unrelated directories is formed.
-    The candidates are a superset of the overlapping pairs; :func:`globs_may_overlap` decides."""
+    """Globs filed under their literal prefix: the text before the first wildcard (``src/app/test_*.py``
+    under ``src/app/test_``; a glob without wildcards under itself, since it also covers its subtree). Every
+    path two globs both match starts with both prefixes, and :func:`globs_may_overlap` never says yes
+    otherwise, so only globs of which one's prefix starts the other's can overlap. ``candidate_pairs``
+    finds those in the sorted prefixes (each prefix's extensions follow it contiguously): no pair of
+    unrelated directories or files is formed. The candidates are a superset of the overlapping pairs;
+    :func:`globs_may_overlap` decides."""
 
     def __init__(self) -> None:
-        self._root = _Node()
+        self._keys: dict[str, list[tuple[int, int]]] = {}
 
     def add(self, pattern: str, key: tuple[int, int]) -> None:
-        node = self._root
-        for segment in literal_segments(pattern):
-            node = node.children.setdefault(segment, _Node())
-        node.keys.append(key)
+        self._keys.setdefault(literal_prefix(pattern), []).append(key)
 
     def candidate_pairs(self) -> Iterator[tuple[tuple[int, int], tuple[int, int]]]:
-        """Each unordered pair of keys whose globs are filed on one root-to-leaf line (once)."""
-        stack: list[tuple[_Node, list[tuple[int, int]]]] = [(self._root, [])]
-        while stack:
-            node, above = stack.pop()
-            for i, key in enumerate(node.keys):
-                for other in above:
+        """Each unordered pair of keys whose globs' prefixes are equal or one starts the other (once)."""
+        prefixes = sorted(self._keys)
+        for i, prefix in enumerate(prefixes):
+            here = self._keys[prefix]
+            for k, key in enumerate(here):
+                for other in here[k + 1 :]:
                     yield key, other
-                for other in node.keys[i + 1 :]:
-                    yield key, other
-            if node.children:
-                below = above + node.keys if node.keys else above
-                stack.extend((child, below) for child in node.children.values())
+            j = i + 1
+            while j < len(prefixes) and prefixes[j].startswith(prefix):
+                for key in here:
+                    for other in self._keys[prefixes[j]]:
+                        yield key, other
+                j += 1
 
 
-class _Node:
-    __slots__ = ("children", "keys")
-
-    def __init__(self) -> None:
-        self.children: dict[str, _Node] = {}
-        self.keys: list[tuple[int, int]] = []
-
-
-def literal_segments(pattern: str) -> tuple[str, ...]:
-    """The leading segments of a glob that hold no wildcard (every segment of a literal path)."""
-    out: list[str] = []
-    for segment in pattern.strip("/").split("/"):
-        if _has_wild(segment):
-            break
-        out.append(segment)
-    return tuple(out)
+def literal_prefix(pattern: str) -> str:
+    """The text of a glob before its first wildcard (all of a literal path), without leading or trailing
+    slashes."""
+    return _literal_prefix(pattern.strip("/"))
 
 
 def overlap_warning(a: str, b: str, patterns: Sequence[str]) -> str:
@@ -175,12 +164,17 @@ def _segment_overlap(a: str, b: str) -> bool:
     if not _has_wild(a) and not _has_wild(b):
         return a == b
     if not _has_wild(a):
-        return re.fullmatch(glob_to_regex(b), a) is not None
+        return _segment_regex(b).fullmatch(a) is not None
     if not _has_wild(b):
-        return re.fullmatch(glob_to_regex(a), b) is not None
+        return _segment_regex(a).fullmatch(b) is not None
     pa, pb = _literal_prefix(a), _literal_prefix(b)
     sa, sb = _literal_prefix(a[::-1]), _literal_prefix(b[::-1])
     return (pa.startswith(pb) or pb.startswith(pa)) and (sa.startswith(sb) or sb.startswith(sa))
+
+
+@functools.lru_cache(maxsize=4096)
+def _segment_regex(glob: str) -> re.Pattern[str]:
+    return re.compile(glob_to_regex(glob))
 
 
 def _literal_prefix(text: str) -> str:

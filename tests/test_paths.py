@@ -13,7 +13,7 @@ from ci_swarm.models import Plan, Subtask
 from ci_swarm.paths import (
     GlobIndex,
     globs_may_overlap,
-    literal_segments,
+    literal_prefix,
     ownership_overlaps,
     serialize_overlaps,
 )
@@ -95,19 +95,31 @@ def test_every_overlapping_glob_pair_is_a_candidate(seed: int) -> None:
             assert pair in candidates, (globs[i], globs[j])
 
 
-def test_unrelated_directories_are_never_compared() -> None:
+def test_unrelated_directories_and_files_are_never_compared() -> None:
     index = GlobIndex()
-    for k, glob in enumerate(("src/a/x.py", "src/b/y.py", "docs/**", "src/a/**/*.py", "**/*.md")):
+    globs = (
+        "src/a/x.py",
+        "src/b/y.py",
+        "docs/**",
+        "src/a/**/*.py",
+        "**/*.md",
+        "src/a/test_1*",
+        "src/a/test_2*",
+    )
+    for k, glob in enumerate(globs):
         index.add(glob, (k, 0))
     pairs = {frozenset((a[0], b[0])) for a, b in index.candidate_pairs()}
-    # the root glob meets everything; src/a/** meets src/a/x.py; nothing pairs src/b with src/a or docs
-    assert pairs == {frozenset(p) for p in ((4, 0), (4, 1), (4, 2), (4, 3), (3, 0))}
+    # the root glob meets everything; src/a/** meets what is under src/a; siblings never meet
+    assert pairs == {
+        frozenset(p) for p in ((4, 0), (4, 1), (4, 2), (4, 3), (4, 5), (4, 6), (3, 0), (3, 5), (3, 6))
+    }
 
 
-def test_literal_segments() -> None:
-    assert literal_segments("/src/app/**/*.py") == ("src", "app")
-    assert literal_segments("src/app/x.py/") == ("src", "app", "x.py")
-    assert literal_segments("*.py") == ()
+def test_literal_prefix() -> None:
+    assert literal_prefix("/src/app/**/*.py") == "src/app/"
+    assert literal_prefix("src/app/test_*.py") == "src/app/test_"
+    assert literal_prefix("src/app/x.py/") == "src/app/x.py"
+    assert literal_prefix("*.py") == ""
 
 
 def test_sharded_plans_are_disjoint() -> None:
