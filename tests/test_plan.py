@@ -392,7 +392,7 @@ def test_validators_are_looked_up_by_kind() -> None:
             {"kind": "command", "run": ["ls"], "timout": 3},
             "unknown option 'timout' (did you mean 'timeout'?)",
         ),
-        ({"kind": "command", "run": ["ls"], "zzz": 3}, "unknown option 'zzz' (allowed: command, env, run"),
+        ({"kind": "command", "run": ["ls"], "zzz": 3}, "unknown option 'zzz' (allowed: command, env, "),
         ({"kind": "claude", "max_turn": 3}, "unknown option 'max_turn' (did you mean 'max_turns'?)"),
         ({"kind": "claude", "max_turns": 0}, "'agent.max_turns' must be a whole number above 0"),
         ({"kind": "claude", "model": 4}, "'agent.model' must be a string"),
