@@ -21,10 +21,10 @@ from ci_swarm.config import DEFAULT_TIMEOUT, Config
 from ci_swarm.dag import critical_path, waves
 from ci_swarm.errors import exit_code
 from ci_swarm.logtext import one_line
-from ci_swarm.models import AgentSpec, MergeOrder, MergePolicy, Plan, Request, RunReport
+from ci_swarm.models import AgentSpec, MergeOrder, MergePolicy, Plan, Request, RunReport, Subtask
 from ci_swarm.plan import load_plan, validate
 from ci_swarm.ports import ModelSession, ProgressListener
-from ci_swarm.report import print_terminal, write_json, write_markdown
+from ci_swarm.report import print_terminal, summary_lines, write_json, write_markdown
 from ci_swarm.run import RunOptions
 from ci_swarm.service import (
     CommandPolicy,
@@ -304,6 +304,12 @@ def _default_agent(source: PlanSource, has_key: bool, configured: AgentSpec | No
     help="How agents' commands run: user (a dedicated unprivileged account; the default where ci-swarm runs "
     "as root or with passwordless sudo) or none (unsandboxed, your own machine only). Config: sandbox.",
 )
+@click.option(
+    "--compare-serial",
+    is_flag=True,
+    help="After the swarm, run its command agent once over all the shards' paths in a scratch clone and "
+    "report both times and whether the trees are equal.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def run(
     source: PlanSource,
@@ -322,14 +328,18 @@ def run(
     issue: int | None,
     pr: int | None,
     sandbox: str | None,
+    compare_serial: bool,
     quiet: bool,
 ) -> None:
     """Plan, run agents in parallel, merge their branches, report."""
     import os
 
+    from ci_swarm.github.inputs import secret_values
+
     config = _repo_config(source)
     default = _default_agent(source, bool(os.environ.get("ANTHROPIC_API_KEY")), config.agent)
     static = _static_plan(source, default)
+    serial = _serial_subtask(static, default) if compare_serial else None
     if not needs_model(static, default) and (max_usd is not None or max_tokens is not None):
         warning = "ci-swarm: warning: --max-usd/--max-tokens limit Claude agents; this run has none"
         click.echo(warning, err=True)
@@ -345,6 +355,7 @@ def run(
         branch_prefix=branch_prefix or config.branch_prefix,
         default_agent=default,
         pass_env=config.pass_env,
+        secrets=secret_values(os.environ),  # redacted from the reports' output tails and commands
     )
     task = source.task or (static.task if static else "")
     request = Request(task=task, source="cli", number=issue or pr)
@@ -360,17 +371,54 @@ def run(
         on_plan=lambda plan, planned: _print_plan(plan, console) if planned and not quiet else None,
     )
     outcome = run_request(RunRequest(request, options, static, merge=config.merge), wiring)
+    report = outcome.report
+    if serial is not None and not report.interrupted:
+        report = _with_serial(report, serial, options)
     if not quiet:
-        print_terminal(outcome.report, console)
-    _write_reports(outcome.report, report_json, report_md)
+        print_terminal(report, console)
+    _write_reports(report, report_json, report_md)
+    for line in summary_lines(report):  # on stdout, one line each, never cut to the terminal's width
+        click.echo(one_line(line))
     if publisher is not None:
-        result = publisher.publish(git.open_repo(source.repo), outcome.report, outcome.progress)
+        result = publisher.publish(git.open_repo(source.repo), report, outcome.progress)
         click.echo(f"published: {result.pr_url or result.branch}")
         for held in result.held_back:  # place and kind, never the value
             click.echo(f"ci-swarm: error: secret in an agent branch: {one_line(held)}", err=True)
         if result.held_back:
             sys.exit(errors.SecretFound.exit_code)
-    sys.exit(exit_code(outcome.report))
+    sys.exit(exit_code(report))
+
+
+def _serial_subtask(static: Plan | None, default: AgentSpec) -> Subtask:
+    """``--compare-serial``'s one subtask, checked before the swarm starts (exit 4 when it cannot be)."""
+    from ci_swarm.serial import serial_subtask
+
+    if static is None:
+        raise errors.UsageError("--compare-serial needs a plan file or --shard, not a plan from the model")
+    return serial_subtask(static, default)
+
+
+def _with_serial(report: RunReport, sub: Subtask, options: RunOptions) -> RunReport:
+    """The report with the serial baseline: the same command agent, backend and sandbox as the swarm."""
+    from dataclasses import replace
+
+    from ci_swarm.runtime import run_sync
+    from ci_swarm.sandbox import resolve_policy
+    from ci_swarm.serial import compare_serial
+
+    policy = resolve_policy(report.sandbox) if report.sandbox in ("user", "none") else None
+    agents = AGENTS.factory(options.default_agent, {})
+    comparison = run_sync(
+        lambda: compare_serial(
+            sub,
+            report,
+            agents,
+            sandbox=policy,
+            timeout=options.timeout,
+            branch_prefix=options.branch_prefix,
+        )
+    )
+    return replace(report, serial=comparison)
 
 
 def _terminal(console: Console, quiet: bool) -> Watch:

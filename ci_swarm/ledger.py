@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from ci_swarm.models import AgentOutcome, Subtask, SubtaskRecord, SubtaskStatus
+from ci_swarm.diffstat import outside_paths
+from ci_swarm.models import AgentOutcome, Diffstat, Subtask, SubtaskRecord, SubtaskStatus
+from ci_swarm.outputtail import Redactor
 from ci_swarm.schedule import JobResult
 
 
@@ -31,6 +33,9 @@ class SubtaskState:
     outcome: AgentOutcome | None = None
     files: tuple[str, ...] = ()
     lost: str = ""  # why (part of) the agent's work could not be committed: the subtask failed
+    setup_seconds: float = 0.0  # making its workspace
+    collect_seconds: float = 0.0  # committing its work and measuring its diffstat
+    diffstat: Diffstat = field(default_factory=Diffstat)
 
     def placed(self, branch: str, start: str) -> SubtaskState:
         return replace(self, branch=branch, start=start)
@@ -51,13 +56,23 @@ class SubtaskState:
     def dropped(self, reason: str) -> SubtaskState:
         return replace(self, lost=reason)
 
+    def set_up(self, seconds: float) -> SubtaskState:
+        return replace(self, setup_seconds=seconds)
+
+    def collected(self, seconds: float, stat: Diffstat) -> SubtaskState:
+        return replace(self, collect_seconds=self.collect_seconds + seconds, diffstat=stat)
+
     def status(self, result: JobResult[AgentOutcome] | None) -> SubtaskStatus:
         """The agent's status, except that a success whose work was (partly) lost is a failure."""
         status = result.status if result else SubtaskStatus.CANCELLED
         return SubtaskStatus.FAILED if self.lost and status is SubtaskStatus.SUCCEEDED else status
 
-    def record(self, sub: Subtask, result: JobResult[AgentOutcome] | None) -> SubtaskRecord:
+    def record(
+        self, sub: Subtask, result: JobResult[AgentOutcome] | None, redactor: Redactor | None = None
+    ) -> SubtaskRecord:
+        """The report's record; the output tail through ``redactor`` (token formats only when None)."""
         outcome = self.outcome or AgentOutcome(ok=False)
+        redact = redactor or Redactor()
         return SubtaskRecord(
             id=sub.id,
             role=sub.role,
@@ -74,7 +89,14 @@ class SubtaskState:
             summary=outcome.summary,
             log=outcome.log,
             usage=outcome.usage,
-            outside_paths=outcome.outside_paths,
+            outside_paths=outside_paths(self.files, sub.paths, outcome.outside_paths),
+            paths=sub.paths,
+            command=tuple(redact.text(arg) for arg in outcome.command),
+            exit_status=outcome.exit_status,
+            output_tail=redact.tail(outcome.log),
+            diffstat=self.diffstat,
+            setup_seconds=self.setup_seconds,
+            collect_seconds=self.collect_seconds,
         )
 
 

@@ -11,6 +11,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from ci_swarm import __version__
+
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -147,6 +149,18 @@ class AgentOutcome:
     usage: Usage = Usage()
     outside_paths: tuple[str, ...] = ()  # files written outside the subtask's `paths`
     budget_stopped: bool = False
+    command: tuple[str, ...] = ()  # the argv a command agent ran (after substitution); () for other kinds
+    exit_status: int | None = None  # a command agent's exit code (None: no process, or ended by a signal)
+
+
+@dataclass(frozen=True)
+class Diffstat:
+    """What one agent's commit changed against its start: ``git diff --numstat start..commit`` summed
+    (a binary file counts as changed with no lines)."""
+
+    files: int = 0
+    insertions: int = 0
+    deletions: int = 0
 
 
 @dataclass(frozen=True)
@@ -166,7 +180,14 @@ class SubtaskRecord:
     summary: str = ""
     log: str = ""
     usage: Usage = Usage()
-    outside_paths: tuple[str, ...] = ()
+    outside_paths: tuple[str, ...] = ()  # changed files outside `paths`, whatever the agent kind
+    paths: tuple[str, ...] = ()  # the paths the subtask owns (its plan entry)
+    command: tuple[str, ...] = ()  # command agents: the argv that ran
+    exit_status: int | None = None  # command agents: the process's exit code
+    output_tail: str = ""  # the agent's last output lines, secrets redacted
+    diffstat: Diffstat = Diffstat()
+    setup_seconds: float = 0.0  # making the agent's clone
+    collect_seconds: float = 0.0  # committing its work (and its diffstat)
 
 
 @dataclass(frozen=True)
@@ -207,13 +228,48 @@ class MergeRecord:
 
 @dataclass(frozen=True)
 class RunStats:
+    """A run's figures. ``wall_seconds`` runs from the start of the run (validation, the integration
+    branch) to the final report: every clone's setup, the collections, the merges and the clean-up
+    included. ``parallelism`` = Σ agent seconds / wall (how many agents worked on average) — not a
+    comparison with a serial run (``--compare-serial`` measures that); ``speedup`` is its deprecated
+    alias. ``bound_seconds`` = max(critical path, Σ/cap); the fixed costs are reported apart: the run's
+    own setup before the first agent and its clean-up after the last merge, and per agent Σ clone setup,
+    Σ collection and Σ merge seconds."""
+
     wall_seconds: float
     agent_seconds_sum: float
-    speedup: float
+    parallelism: float
     bound_seconds: float
     efficiency: float
     max_agents: int
     max_in_flight: int
+    critical_path_seconds: float = 0.0
+    run_setup_seconds: float = 0.0  # before the scheduler started (validation, the integration branch)
+    cleanup_seconds: float = 0.0  # after the scheduler ended (merges in flight, clones removed)
+    setup_seconds_sum: float = 0.0  # Σ per-agent clone setup
+    collect_seconds_sum: float = 0.0  # Σ per-agent collection (commit + diffstat)
+    merge_seconds_sum: float = 0.0  # Σ merge seconds
+
+    @property
+    def speedup(self) -> float:
+        """Deprecated alias of :attr:`parallelism` (kept in the JSON report and the Action's outputs)."""
+        return self.parallelism
+
+
+@dataclass(frozen=True)
+class SerialComparison:
+    """``--compare-serial``: the same command run once over the union of the shards' paths in a scratch
+    clone at the base, after the swarm. ``ratio`` = serial seconds / swarm wall (above 1: the swarm was
+    faster). ``same_tree``: the serial result's tree equals the swarm's integration tree."""
+
+    seconds: float  # clone setup + the command + collection, like the swarm's wall
+    agent_seconds: float  # the command alone
+    swarm_seconds: float
+    ratio: float
+    commit: str
+    same_tree: bool
+    exit_status: int | None = None
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -236,6 +292,8 @@ class RunReport:
     notes: tuple[str, ...] = ()
     request: Request | None = None
     sandbox: str = "not needed"  # how agents' commands ran: user | none | not needed (service.choose_sandbox)
+    version: str = __version__  # the ci-swarm that wrote the report
+    serial: SerialComparison | None = None  # --compare-serial
 
     @property
     def conflicts(self) -> tuple[Conflict, ...]:

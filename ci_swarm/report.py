@@ -18,9 +18,11 @@ from ci_swarm import neutral
 from ci_swarm.gantt import mermaid_gantt as mermaid_gantt
 from ci_swarm.models import (
     Conflict,
+    Diffstat,
     MergeRecord,
     MergeStatus,
     RunReport,
+    SerialComparison,
     SubtaskRecord,
     SubtaskStatus,
     Usage,
@@ -71,6 +73,32 @@ def _subtask(s: SubtaskRecord) -> dict[str, Any]:
         "summary": s.summary,
         "outside_paths": list(s.outside_paths),
         "usage": _usage(s.usage),
+        "paths": list(s.paths),
+        "command": list(s.command),
+        "exit_status": s.exit_status,
+        "output_tail": s.output_tail,
+        "diffstat": _diffstat(s.diffstat),
+        "setup_seconds": round(s.setup_seconds, 3),
+        "collect_seconds": round(s.collect_seconds, 3),
+    }
+
+
+def _diffstat(d: Diffstat) -> dict[str, int]:
+    return {"files": d.files, "insertions": d.insertions, "deletions": d.deletions}
+
+
+def _serial(c: SerialComparison | None) -> dict[str, Any] | None:
+    if c is None:
+        return None
+    return {
+        "seconds": round(c.seconds, 3),
+        "agent_seconds": round(c.agent_seconds, 3),
+        "swarm_seconds": round(c.swarm_seconds, 3),
+        "ratio": round(c.ratio, 3),
+        "commit": c.commit,
+        "same_tree": c.same_tree,
+        "exit_status": c.exit_status,
+        "error": c.error,
     }
 
 
@@ -103,6 +131,7 @@ def _merge(m: MergeRecord) -> dict[str, Any]:
 def to_dict(report: RunReport) -> dict[str, Any]:
     st = report.stats
     return {
+        "version": report.version,
         "run_id": report.run_id,
         "task": report.task,
         "repo": report.repo,
@@ -111,11 +140,19 @@ def to_dict(report: RunReport) -> dict[str, Any]:
         "integration_commit": report.integration_commit,
         "wall_seconds": round(st.wall_seconds, 3),
         "agent_seconds_sum": round(st.agent_seconds_sum, 3),
-        "speedup": round(st.speedup, 3),
+        "parallelism": round(st.parallelism, 3),
+        "speedup": round(st.speedup, 3),  # deprecated: the same figure as parallelism
+        "critical_path_seconds": round(st.critical_path_seconds, 3),
         "bound_seconds": round(st.bound_seconds, 3),
         "efficiency": round(st.efficiency, 3),
         "max_agents": st.max_agents,
         "max_in_flight": st.max_in_flight,
+        "run_setup_seconds": round(st.run_setup_seconds, 3),
+        "cleanup_seconds": round(st.cleanup_seconds, 3),
+        "setup_seconds_sum": round(st.setup_seconds_sum, 3),
+        "collect_seconds_sum": round(st.collect_seconds_sum, 3),
+        "merge_seconds_sum": round(st.merge_seconds_sum, 3),
+        "serial": _serial(report.serial),
         "merge_policy": {
             "order": report.merge_policy.order.value,
             "prefer": report.merge_policy.prefer_label,
@@ -149,11 +186,34 @@ def headline(report: RunReport) -> str:
         f"{ok}/{len(report.subtasks)} subtasks succeeded",
         f"{len(report.conflicts)} conflict(s) recorded",
         f"wall {st.wall_seconds:.1f}s",
-        f"speedup {st.speedup:.2f}×",
+        f"parallelism {st.parallelism:.2f}×",
     ]
+    if report.serial is not None:
+        parts.append(f"serial {report.serial.seconds:.1f}s ({report.serial.ratio:.2f}× the swarm's wall)")
     if report.usage.requests:
         parts.append(f"${report.usage.cost_usd:.4f}")
     return " · ".join(parts)
+
+
+def summary_lines(report: RunReport) -> tuple[str, ...]:
+    """What ``ci-swarm run`` prints on stdout: the summary and the integration branch with its commit, one
+    line each (never cut to a terminal's width; untrusted text made one inert line by the caller)."""
+    st = report.stats
+    ok = sum(s.status is SubtaskStatus.SUCCEEDED for s in report.subtasks)
+    summary = (
+        f"summary: {ok}/{len(report.subtasks)} subtasks succeeded, {len(report.conflicts)} conflict(s), "
+        f"wall {st.wall_seconds:.2f}s, Σ agent time {st.agent_seconds_sum:.2f}s, "
+        f"parallelism {st.parallelism:.2f}x"
+    )
+    lines = [summary]
+    if report.serial is not None:
+        same = "same tree" if report.serial.same_tree else "different tree"
+        lines.append(
+            f"serial: {report.serial.seconds:.2f}s vs swarm {report.serial.swarm_seconds:.2f}s "
+            f"(ratio {report.serial.ratio:.2f}, {same})"
+        )
+    lines.append(f"integration: {report.integration_branch} {report.integration_commit}")
+    return tuple(lines)
 
 
 def subtasks_table(report: RunReport) -> str:
@@ -245,9 +305,77 @@ def to_markdown(report: RunReport) -> str:
     if outside:
         rows = [[neutral.code_cell(sub), neutral.code_cell(path)] for sub, path in outside]
         parts += ["### Writes outside owned paths", neutral.table(["subtask", "path"], rows)]
+    parts += ["### Timing", timing_table(report)]
+    if report.serial is not None:
+        parts += ["### Serial comparison", serial_section(report.serial, report.stats.wall_seconds)]
+    if report.subtasks:
+        parts += ["### Subtask details", *(subtask_details(s) for s in report.subtasks)]
     if report.usage.requests:
         parts += ["### Usage", _usage_table(report.usage)]
+    parts.append(f"*ci-swarm {neutral.inline(report.version)}*")
     return "\n\n".join(parts) + "\n"
+
+
+def timing_table(report: RunReport) -> str:
+    """Wall time and where it went: agents, the critical path, the fixed costs of the run and per agent."""
+    st = report.stats
+    rows = [
+        ["wall (start of the run to this report)", f"{st.wall_seconds:.2f}s"],
+        ["Σ agent time", f"{st.agent_seconds_sum:.2f}s"],
+        ["parallelism (Σ agent time / wall)", f"{st.parallelism:.2f}×"],
+        ["critical path", f"{st.critical_path_seconds:.2f}s"],
+        ["bound max(critical path, Σ/cap)", f"{st.bound_seconds:.2f}s"],
+        ["run setup (before the first agent)", f"{st.run_setup_seconds:.2f}s"],
+        ["Σ clone setup", f"{st.setup_seconds_sum:.2f}s"],
+        ["Σ collection", f"{st.collect_seconds_sum:.2f}s"],
+        ["Σ merges", f"{st.merge_seconds_sum:.2f}s"],
+        ["clean-up (after the last agent)", f"{st.cleanup_seconds:.2f}s"],
+    ]
+    return neutral.table(["figure", "value"], rows)
+
+
+def serial_section(c: SerialComparison, wall: float) -> str:
+    tree = (
+        "The serial run's tree **equals** the swarm's integration tree."
+        if c.same_tree
+        else "The serial run's tree **differs from** the swarm's integration tree."
+    )
+    rows = [
+        [
+            f"{wall:.2f}s",
+            f"{c.seconds:.2f}s",
+            f"{c.agent_seconds:.2f}s",
+            f"{c.ratio:.2f}×",
+            "–" if c.exit_status is None else str(c.exit_status),
+            neutral.cell(c.commit[:10]),
+        ]
+    ]
+    header = ["swarm wall", "serial (setup + command + collection)", "serial command", "serial / swarm"]
+    parts = [neutral.table([*header, "exit", "commit"], rows), tree]
+    if c.error:
+        parts.append(f"> {neutral.inline(c.error)}")
+    return "\n\n".join(parts)
+
+
+def subtask_details(s: SubtaskRecord) -> str:
+    """One subtask's owned paths, command, exit status, diffstat and output tail."""
+    d = s.diffstat
+    lines = [
+        f"**{neutral.code_span(s.id)}** — {s.status.value}",
+        "",
+        f"- paths: {', '.join(neutral.code_span(p) for p in s.paths) or 'any'}",
+        f"- diffstat: {d.files} file(s) changed, +{d.insertions} −{d.deletions}",
+    ]
+    if s.command:
+        lines.append(f"- command: {neutral.code_span(' '.join(s.command))}")
+    if s.command or s.exit_status is not None:
+        lines.append(f"- exit status: {'–' if s.exit_status is None else s.exit_status}")
+    if s.outside_paths:
+        lines.append(f"- outside owned paths: {', '.join(neutral.code_span(p) for p in s.outside_paths)}")
+    if s.output_tail:
+        lines += ["", "<details><summary>output (last lines)</summary>", "", neutral.fence(s.output_tail)]
+        lines += ["", "</details>"]
+    return "\n".join(lines)
 
 
 def _usage_table(u: Usage) -> str:
@@ -314,7 +442,15 @@ def print_terminal(report: RunReport, console: Console) -> None:
         )
     st = report.stats
     console.print(
-        f"wall {st.wall_seconds:.2f}s · Σ agent time {st.agent_seconds_sum:.2f}s · speedup "
-        f"{st.speedup:.2f}× · bound {st.bound_seconds:.2f}s · efficiency {st.efficiency:.2f} · "
-        f"max in flight {st.max_in_flight}/{st.max_agents} · sandbox {escape(report.sandbox)}"
+        f"wall {st.wall_seconds:.2f}s · Σ agent time {st.agent_seconds_sum:.2f}s · parallelism "
+        f"{st.parallelism:.2f}× · critical path {st.critical_path_seconds:.2f}s · bound "
+        f"{st.bound_seconds:.2f}s · efficiency {st.efficiency:.2f} · max in flight "
+        f"{st.max_in_flight}/{st.max_agents} · sandbox {escape(report.sandbox)}",
+        soft_wrap=True,
+    )
+    console.print(
+        f"setup: run {st.run_setup_seconds:.2f}s · Σ clones {st.setup_seconds_sum:.2f}s · Σ collection "
+        f"{st.collect_seconds_sum:.2f}s · Σ merges {st.merge_seconds_sum:.2f}s · clean-up "
+        f"{st.cleanup_seconds:.2f}s",
+        soft_wrap=True,
     )

@@ -26,6 +26,7 @@ from pathlib import Path
 from ci_swarm import git
 from ci_swarm.clones import GitClones
 from ci_swarm.concurrency import Deferred, Emitter, in_thread, use_worker_threads
+from ci_swarm.diffstat import diffstat
 from ci_swarm.errors import RepoError, SwarmError, WorkLeftOut
 from ci_swarm.ledger import Ledger, Settlement
 from ci_swarm.merge import MergeQueue
@@ -33,6 +34,7 @@ from ci_swarm.merge_consumer import MergeConsumer
 from ci_swarm.models import (
     AgentOutcome,
     AgentSpec,
+    Diffstat,
     MergeOrder,
     Plan,
     Request,
@@ -42,6 +44,7 @@ from ci_swarm.models import (
     Usage,
 )
 from ci_swarm.naming import agent_branch, agent_identity, commit_message, integration_branch, new_run_id
+from ci_swarm.outputtail import Redactor
 from ci_swarm.paths import serialize_overlaps
 from ci_swarm.plan import validate
 from ci_swarm.ports import AgentContext, AgentFactory, ProgressListener
@@ -66,6 +69,15 @@ class RunOptions:
     default_agent: AgentSpec = field(default_factory=lambda: AgentSpec("scripted"))
     sandbox: SandboxPolicy | None = None  # how agents' commands run (None: whatever is available)
     pass_env: tuple[str, ...] = ()  # variables a command agent's pass_env may name (the config's list)
+    secrets: tuple[str, ...] = ()  # values the report redacts from agents' output (with token formats)
+
+
+@dataclass(frozen=True)
+class Phases:
+    """The run's own fixed costs: before the scheduler started, and after it ended."""
+
+    setup: float
+    cleanup: float
 
 
 class AgentFailed(Exception):
@@ -81,6 +93,7 @@ class Orchestrator:
         listener: ProgressListener | None = None,
         request: Request | None = None,
     ) -> None:
+        self.clock = time.monotonic()  # the run's wall time starts here: validation and setup count
         self.repo = git.open_repo(options.repo)
         self.base = git.rev_parse(self.repo, options.base)
         self.notes = list(validate(plan))
@@ -130,7 +143,8 @@ class Orchestrator:
         self.ledger.update(sub.id, lambda s: s.placed(branch, start))
         job_started = time.monotonic()  # the scheduler's timeout covers making the workspace too
         ws = await in_thread(self.spaces.make, sub, branch, start, undo=self.spaces.dispose)
-        self.ledger.update(sub.id, lambda s: s.running(time.time()))
+        set_up = time.monotonic() - job_started
+        self.ledger.update(sub.id, lambda s: s.set_up(set_up).running(time.time()))
         self.emit("subtask_started", sub.id, "running", sub.title)
         opts = self.options
         ctx = AgentContext(
@@ -181,17 +195,30 @@ class Orchestrator:
         """Commit whatever the agent left on its branch, also when it failed (blocking). Work that cannot be
         committed fails the subtask, naming what was left out; whatever can be saved is committed."""
         message, identity = commit_message(sub, self.run_id, note), agent_identity(sub)
+        began = time.monotonic()
         try:
             tip, files = self.spaces.collect(ws, message, identity)
         except WorkLeftOut as exc:
             lost, saved, saved_files = str(exc), exc.tip, exc.files
             self.ledger.update(sub.id, lambda s: s.committed(saved, saved_files).dropped(lost))
+            self._measure(sub, ws.start_commit, saved, began)
             return
         except SwarmError as exc:
             lost = f"could not commit the agent's work: {exc}"
             self.ledger.update(sub.id, lambda s: s.dropped(lost))
+            self._measure(sub, ws.start_commit, "", began)
             return
         self.ledger.update(sub.id, lambda s: s.committed(tip, files))
+        self._measure(sub, ws.start_commit, tip, began)
+
+    def _measure(self, sub: Subtask, start: str, tip: str, began: float) -> None:
+        """The committed work's diffstat, and the collection's time (blocking)."""
+        try:
+            stat = diffstat(self.repo, start, tip)
+        except SwarmError:
+            stat = Diffstat()  # a figure for the report; never fails the subtask
+        seconds = time.monotonic() - began
+        self.ledger.update(sub.id, lambda s: s.collected(seconds, stat))
 
     def _on_sched(self, event: SchedEvent) -> None:
         """A job ended without success: settle it (a success is settled once its work is committed)."""
@@ -212,7 +239,7 @@ class Orchestrator:
         self.emit.bind()
         use_worker_threads(self.options.max_agents)
         self.emit("run_started", message=self.plan.task)
-        started = time.time()
+        scheduled = time.monotonic()
         consumer = asyncio.create_task(self.merger.run())
         interrupted = False
         try:
@@ -221,8 +248,10 @@ class Orchestrator:
             interrupted = True
             results = self.scheduler.results
         finally:
+            ended = time.monotonic()
             await self._wind_down(consumer, interrupted)
-        report = self._report(results, time.time() - started, interrupted)
+        phases = Phases(scheduled - self.clock, time.monotonic() - ended)
+        report = self._report(results, phases, interrupted)
         self.emit("run_finished", status="interrupted" if interrupted else "done", message=report.run_id)
         return report
 
@@ -239,11 +268,13 @@ class Orchestrator:
         await asyncio.to_thread(self.spaces.close)
 
     def _report(
-        self, results: dict[str, JobResult[AgentOutcome]], wall: float, interrupted: bool
+        self, results: dict[str, JobResult[AgentOutcome]], phases: Phases, interrupted: bool
     ) -> RunReport:
-        states = self.ledger.states
-        records = tuple(states[s.id].record(s, results.get(s.id)) for s in self.plan.subtasks)
+        states, redactor = self.ledger.states, Redactor(self.options.secrets)
+        records = tuple(states[s.id].record(s, results.get(s.id), redactor) for s in self.plan.subtasks)
         durations = {r.id: r.seconds for r in records if r.started_at is not None}
+        merges = tuple(self.merger.merges)
+        wall = time.monotonic() - self.clock  # from the start of the run to this report
         notes = [*self.notes, *([self.emit.failure] if self.emit.failure else [])]
         if interrupted:
             notes.append("interrupted: unfinished subtasks were cancelled; their partial work is committed")
@@ -254,9 +285,16 @@ class Orchestrator:
             base=self.base,
             integration_branch=self.queue.integration_branch,
             integration_commit=self.queue.tip,
-            stats=self.scheduler.run_stats(wall, durations),
+            stats=replace(
+                self.scheduler.run_stats(wall, durations),
+                run_setup_seconds=round(phases.setup, 3),
+                cleanup_seconds=round(phases.cleanup, 3),
+                setup_seconds_sum=round(sum(r.setup_seconds for r in records), 3),
+                collect_seconds_sum=round(sum(r.collect_seconds for r in records), 3),
+                merge_seconds_sum=round(sum(m.seconds for m in merges), 3),
+            ),
             subtasks=records,
-            merges=tuple(self.merger.merges),
+            merges=merges,
             overlap=self.queue.overlaps,
             merge_policy=self.plan.merge,
             rationale=self.plan.rationale,

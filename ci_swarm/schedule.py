@@ -308,8 +308,8 @@ def stats(
     max_in_flight: int = 0,
     durations: Mapping[str, float] | None = None,
 ) -> RunStats:
-    """Wall time, Σ agent seconds, speedup = Σ/wall, bound = max(critical path, Σ/cap),
-    efficiency = bound/wall. ``durations`` defaults to each result's seconds."""
+    """Wall time, Σ agent seconds, parallelism = Σ/wall, the critical path, bound = max(critical path,
+    Σ/cap), efficiency = bound/wall. ``durations`` defaults to each result's seconds."""
     times = dict(durations) if durations is not None else {k: r.seconds for k, r in results.items()}
     total = sum(times.values())
     deps = {job.id: job.depends_on for job in jobs} or dict.fromkeys(times, ())
@@ -318,11 +318,12 @@ def stats(
     return RunStats(
         wall_seconds=round(wall, 3),
         agent_seconds_sum=round(total, 3),
-        speedup=round(total / wall, 3) if wall > 0 else 0.0,
+        parallelism=round(total / wall, 3) if wall > 0 else 0.0,
         bound_seconds=round(bound, 3),
         efficiency=round(bound / wall, 3) if wall > 0 else 0.0,
         max_agents=cap,
         max_in_flight=max_in_flight,
+        critical_path_seconds=round(critical, 3),
     )
 
 

@@ -40,7 +40,18 @@ SECRET_ENV = {
     "github_token": "CI_SWARM_SECRET_GITHUB_TOKEN",
     "anthropic_api_key": "CI_SWARM_SECRET_ANTHROPIC_KEY",
 }
-OUTPUTS = {"run_id", "branch", "pr_number", "pr_url", "conflicts", "failed", "cost_usd", "tokens", "speedup"}
+OUTPUTS = {
+    "run_id",
+    "branch",
+    "pr_number",
+    "pr_url",
+    "conflicts",
+    "failed",
+    "cost_usd",
+    "tokens",
+    "parallelism",
+    "speedup",
+}
 
 
 def load_yaml(path: Path) -> dict[str, Any]:

@@ -96,6 +96,7 @@ def test_emit_run_groups_logs_without_letting_them_run_commands(tmp_path: Path) 
         "failed": "1",
         "cost_usd": "0.0123",
         "tokens": "1234",
+        "parallelism": "1.80",
         "speedup": "1.80",
     }
     assert (tmp_path / "s").read_text() == "# summary\n"

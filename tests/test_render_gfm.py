@@ -150,14 +150,14 @@ def assert_inert(doc: Rendered, closes: int | None = None) -> None:
 
 
 SECTIONS = ["h3 Subtasks", "h3 Timeline", "h3 Merges", "h3 Overlap", "h3 Conflicts",
-            "h3 Writes outside owned paths"]  # fmt: skip
+            "h3 Writes outside owned paths", "h3 Timing", "h3 Subtask details"]  # fmt: skip
 
 
 def test_the_markdown_report_and_job_summary() -> None:
     doc = rendered(to_markdown(hostile_report()))
     assert_inert(doc)
     assert doc.headings() == ["h2 ci-swarm run `r1`", *SECTIONS]  # nothing hostile became a heading
-    assert doc.table_shapes() == [[6, 6], [8, 8, 8], [6, 6, 6], [4, 4], [2, 2]]
+    assert doc.table_shapes() == [[7, 7], [8, 8, 8], [6, 6, 6], [4, 4], [2, 2], [2] * 11]
     assert [info for info, _ in doc.fences()] == ["mermaid", ""]
     assert doc.fences()[1][1] == OTHER_SIDE  # the other side, verbatim, in a fence that holds it all
     visible = doc.visible()

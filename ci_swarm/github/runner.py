@@ -125,7 +125,8 @@ def run_outputs(
         "failed": len(report.failed),
         "cost_usd": f"{report.usage.cost_usd:.4f}",
         "tokens": report.usage.tokens,
-        "speedup": f"{report.stats.speedup:.2f}",
+        "parallelism": f"{report.stats.parallelism:.2f}",
+        "speedup": f"{report.stats.speedup:.2f}",  # deprecated alias of parallelism
     }
 
 
