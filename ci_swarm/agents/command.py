@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -153,10 +154,12 @@ class CommandAgent:
             return AgentOutcome(ok=False, error=str(exc))
         problem = program_problem(spec.argv[0], workspace.root, spec.env.get("PATH", sandbox.SANE_PATH))
         if problem:
-            return AgentOutcome(ok=False, error=problem)
+            return AgentOutcome(ok=False, error=problem, command=spec.argv)
         ctx.log(f"{subtask.id}: $ {' '.join(spec.argv)}")
         result = await sandbox.run(spec, policy, on_line=lambda line: ctx.log(f"{subtask.id}: {line}"))
-        return outcome(spec.argv[0], result, spec.timeout)
+        # the report shows the command and its exit status (None: a signal, a timeout, a stop)
+        done = outcome(spec.argv[0], result, spec.timeout)
+        return replace(done, command=spec.argv, exit_status=result.returncode)
 
     def process(self, subtask: Subtask, workspace: Workspace, ctx: AgentContext) -> ProcessSpec:
         """The sandboxed process of this agent for ``subtask``: PlanError / UsageError when its options or
