@@ -39,7 +39,8 @@ class GitClones:
     def make(self, sub: Subtask, branch: str, start: str) -> Workspace:
         root, private = self._where()
         git.create_branch(self.repo, branch, start)  # RepoError if it exists: never overwritten
-        ws = Workspace(root / sub.id, branch, start, sub.id, sub.paths)
+        submodules = git.gitlinks(self.repo, start)  # the workspace refuses writes inside them
+        ws = Workspace(root / sub.id, branch, start, sub.id, sub.paths, submodules)
         try:
             git.clone_shared(self.repo, ws.root, private / "template")
             git.remove_remote(ws.root, "origin")

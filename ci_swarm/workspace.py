@@ -2,19 +2,32 @@
 
 Every path an agent names goes through :meth:`Workspace.resolve`: no absolute paths, no ``..`` that
 leaves the worktree, no symlink that points outside it, nothing under ``.git`` by git's own rules
-(:func:`ci_swarm.gitpaths.is_git_dir_name`: any case, and the NTFS/HFS+ spellings such as ``git~1``).
+(:func:`ci_swarm.gitpaths.is_git_dir_name`: any case, and the NTFS/HFS+ spellings such as ``git~1``), no
+backslash (git on Windows reads it as a directory separator, git elsewhere as part of a name:
+:mod:`ci_swarm.gitpaths` refuses it, and so does collection, so a name is never silently changed).
+
+Writes and deletes are also refused, with the reason, where ci-swarm could not commit the result
+(:meth:`Workspace.writable`): a path git refuses (:func:`ci_swarm.gitpaths.check_tree_path`) or one inside a
+submodule of the start commit (its files belong to another repository). Bytes are written as given; a
+delete removes a symlink itself, never what it points to (:meth:`Workspace.entry`).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import posixpath
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ci_swarm.errors import PathEscapeError
-from ci_swarm.gitpaths import is_git_dir_name
+from ci_swarm.gitpaths import check_tree_path, is_git_dir_name
+
+BACKSLASH = (
+    "a backslash (git on Windows reads it as a directory separator, git elsewhere as part of the name); "
+    "separate directories with '/'"
+)
 
 
 def check_relative(path: str) -> PurePosixPath:
@@ -46,10 +59,11 @@ class Workspace:
     start_commit: str
     subtask_id: str = ""
     owned: tuple[str, ...] = ()  # the subtask's `paths` globs
+    submodules: tuple[str, ...] = ()  # gitlink paths of the start commit: nothing may be written inside
 
     def resolve(self, path: str) -> Path:
         """The absolute path for ``path`` inside the worktree; PathEscapeError otherwise."""
-        rel = check_relative(path)
+        rel = _checked(path)
         root = self.root.resolve()
         target = (root / rel).resolve()
         if target != root and root not in target.parents:
@@ -59,27 +73,71 @@ class Workspace:
             raise PathEscapeError(f"path {path!r} is under .git/: refused")
         return target
 
+    def entry(self, path: str) -> Path:
+        """The directory entry ``path`` names, its last component not followed (a symlink is itself):
+        the parent is resolved and confined as :meth:`resolve` does."""
+        rel = PurePosixPath(posixpath.normpath(_checked(path).as_posix()))
+        if rel.name in ("", ".", ".."):
+            raise PathEscapeError(f"path {path!r} names the worktree itself, not a file")
+        return self.resolve(rel.parent.as_posix()) / rel.name
+
     def relative(self, path: Path) -> str:
         return path.resolve().relative_to(self.root.resolve()).as_posix()
 
+    def relative_entry(self, entry: Path) -> str:
+        """The worktree path of an entry from :meth:`entry` (its last component not followed)."""
+        return entry.relative_to(self.root.resolve()).as_posix()
+
+    def writable(self, path: str, rel: str) -> None:
+        """PathEscapeError, with the reason, when ci-swarm could not commit a file at worktree path ``rel``
+        (``path`` as the agent named it): git refuses the name, or it lies inside a submodule."""
+        check_tree_path(rel)
+        for sub in self.submodules:
+            if rel == sub or rel.startswith(sub + "/"):
+                raise PathEscapeError(
+                    f"path {path!r} refused: it is inside submodule {sub!r}, whose files belong to another "
+                    "repository (not checked out here); ci-swarm cannot commit them"
+                )
+
     def read_text(self, path: str) -> str:
+        """A readable view of a text file (undecodable bytes replaced, line breaks as ``\\n``)."""
         return self.resolve(path).read_text(encoding="utf-8", errors="replace")
 
+    def read_bytes(self, path: str) -> bytes:
+        return self.resolve(path).read_bytes()
+
     def write_text(self, path: str, content: str) -> Path:
+        """Write ``content`` as UTF-8, exactly as given (no newline translation)."""
+        return self.write_bytes(path, content.encode("utf-8"))
+
+    def write_bytes(self, path: str, data: bytes) -> Path:
+        """Create or overwrite a file with exactly ``data`` (through an in-tree symlink, its target)."""
         target = self.resolve(path)
+        self.writable(path, self.relative(target))
         target.parent.mkdir(parents=True, exist_ok=True)
         self.resolve(path)  # re-check after creating parents (a symlinked parent dir)
-        target.write_text(content, encoding="utf-8", newline="")
+        target.write_bytes(data)
         return target
 
     def delete(self, path: str) -> None:
-        target = self.resolve(path)
-        if not target.exists():
-            raise FileNotFoundError(path)
-        target.unlink()
+        """Delete a file, or a symlink itself (never its target); FileNotFoundError / IsADirectoryError."""
+        entry = self.entry(path)
+        self.writable(path, self.relative_entry(entry))
+        if not entry.is_symlink():
+            if not entry.exists():
+                raise FileNotFoundError(path)
+            if entry.is_dir():
+                raise IsADirectoryError(path)
+        entry.unlink()
 
     def owns(self, path: str) -> bool:
         return not self.owned or matches_any(path, self.owned)
+
+
+def _checked(path: str) -> PurePosixPath:
+    if "\\" in path:
+        raise PathEscapeError(f"path {path!r} refused: {BACKSLASH}")
+    return check_relative(path)
 
 
 def matches_any(path: str, patterns: Sequence[str]) -> bool:

@@ -1,5 +1,6 @@
 """The scripted agent's ``edits`` option: write / replace / append / delete, parsed into ``Edit`` values
-with errors naming the edit, key or path at fault."""
+with errors naming the edit, key or path at fault (a path with a backslash is refused here, as the
+workspace and collection refuse it)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from ci_swarm.errors import PathEscapeError, PlanError
 from ci_swarm.paths import check_edit_path
 from ci_swarm.plan import kind_of
+from ci_swarm.workspace import BACKSLASH
 
 EDIT_OPS = ("write", "replace", "append", "delete")
 _EDIT_FIELDS: Mapping[str, tuple[str, ...]] = {
@@ -60,6 +62,8 @@ def _edit(raw: Any, n: int, where: str) -> Edit:
             raise PlanError(f"{where}: edit #{n} ({op} {path}) needs '{key}' (a string)")
         values[key] = value
     try:
+        if "\\" in path:
+            raise PathEscapeError(f"path {path!r} refused: {BACKSLASH}")
         check_edit_path(path)
     except PathEscapeError as exc:
         raise PlanError(f"{where}: edit #{n}: {exc}") from exc

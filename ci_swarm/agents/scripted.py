@@ -3,7 +3,9 @@
 Options (from the plan's ``agent:`` mapping): ``delay`` (seconds), ``edits`` (write / replace / append /
 delete, in order), ``fail`` (a reason: the agent reports failure after the delay and its edits),
 ``crash: true`` (raises), ``hang: true`` (never returns; the scheduler's timeout stops it).
-A path leaving the worktree is a recorded failure with the PathEscapeError message.
+A path leaving the worktree, one git cannot hold (a backslash …) or one inside a submodule is a recorded
+failure with the PathEscapeError message. Edits keep the bytes they do not change (line endings included);
+a delete removes a symlink itself.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ci_swarm.agents import options as opt
+from ci_swarm.agents import textedit
 from ci_swarm.agents.edits import Edit, parse_edits
 from ci_swarm.errors import PathEscapeError, PlanError, SwarmError
 from ci_swarm.models import AgentOutcome, AgentSpec, Subtask
@@ -65,36 +68,41 @@ class ScriptedAgent:
 
 
 def apply_edit(workspace: Workspace, edit: Edit) -> str:
-    """Apply one edit through the workspace's confined file access; a line describing what was done."""
+    """Apply one edit through the workspace's confined file access; a line describing what was done.
+
+    ``write`` writes the content as given; ``replace`` and ``append`` keep every byte of the file they do
+    not change, line endings included (:mod:`ci_swarm.agents.textedit`); ``delete`` removes a symlink
+    itself, never its target."""
     if edit.op == "write":
         workspace.write_text(edit.path, edit.content)
         return f"wrote {edit.path}"
     if edit.op == "append":
         target = workspace.resolve(edit.path)
-        before = workspace.read_text(edit.path) if target.is_file() else ""
-        workspace.write_text(edit.path, before + edit.content)
+        before = textedit.decode(workspace.read_bytes(edit.path)) if target.is_file() else ""
+        workspace.write_bytes(edit.path, textedit.encode(textedit.append(before, edit.content)))
         return f"appended to {edit.path}"
     if edit.op == "replace":
         text = _read_existing(workspace, edit)
-        if edit.old not in text:
+        spans = textedit.find(text, edit.old)
+        if not spans:
             raise EditFailed(f"replace in {edit.path}: text {_short(edit.old)!r} not found")
-        workspace.write_text(edit.path, text.replace(edit.old, edit.new, 1))
+        workspace.write_bytes(edit.path, textedit.encode(textedit.replace(text, spans[0], edit.new)))
         return f"replaced text in {edit.path}"
     if edit.op == "delete":
-        _require_file(workspace, edit)
-        workspace.delete(edit.path)
+        try:
+            workspace.delete(edit.path)
+        except FileNotFoundError as exc:
+            raise EditFailed(f"{edit.op} {edit.path}: no such file in the worktree") from exc
+        except IsADirectoryError as exc:
+            raise EditFailed(f"{edit.op} {edit.path}: is a directory, not a file") from exc
         return f"deleted {edit.path}"
     raise EditFailed(f"unknown edit {edit.op!r} on {edit.path}")
 
 
 def _read_existing(workspace: Workspace, edit: Edit) -> str:
-    _require_file(workspace, edit)
-    return workspace.read_text(edit.path)
-
-
-def _require_file(workspace: Workspace, edit: Edit) -> None:
     if not workspace.resolve(edit.path).is_file():
         raise EditFailed(f"{edit.op} {edit.path}: no such file in the worktree")
+    return textedit.decode(workspace.read_bytes(edit.path))
 
 
 def _short(text: str, limit: int = 60) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_swarm import git, sandbox
+from ci_swarm.agents import textedit
 from ci_swarm.allowlist import command_allowed
 from ci_swarm.errors import GitError, PathEscapeError, UsageError
 from ci_swarm.sandbox import ProcessSpec, SandboxPolicy
@@ -186,6 +187,8 @@ class ToolBox:
             return _error(f"{args.get('path', '')}: a parent is not a directory")
         except GitError as exc:
             return _error(f"search failed: {exc}")
+        except UnicodeEncodeError:
+            return _error(f"{name}: the text is not valid Unicode (it holds a lone surrogate)")
         except OSError as exc:
             return _error(f"{name} failed: {exc.strerror or exc}")
 
@@ -196,22 +199,26 @@ class ToolBox:
         if not base.is_dir():
             return _error(f"{args.get('path')}: not a directory")
         pattern = args.get("pattern")
-        found = sorted(
-            rel
-            for rel in self._walk(base)
-            if not pattern or _glob_match(rel, pattern, self.workspace.relative(base))
-        )
-        shown = found[:MAX_LIST]
+        base_rel = self.workspace.relative(base)
+        walked = self._walk(base)
+        found = sorted(entry for entry in walked if not pattern or _glob_match(entry[0], pattern, base_rel))
+        lines = [shown for _, shown in found[:MAX_LIST]]
         more = f"\n[... {len(found) - MAX_LIST} more files]" if len(found) > MAX_LIST else ""
-        return ToolResult("\n".join(shown) + more if shown else "(no files)")
+        return ToolResult("\n".join(lines) + more if lines else "(no files)")
 
-    def _walk(self, base: Path) -> list[str]:
+    def _walk(self, base: Path) -> list[tuple[str, str]]:
+        """(worktree path, how it is listed) of every file and symlink under ``base`` (resolved, inside
+        the worktree); symlinks are listed as ``link -> target`` and never followed, dangling or not."""
+        root = self.workspace.root.resolve()
         out = []
         for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = sorted(d for d in dirnames if d != ".git")
-            for name in filenames:
+            links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+            dirnames[:] = sorted(d for d in dirnames if d != ".git" and d not in links)
+            for name in [*filenames, *links]:
                 if name != ".git":  # a worktree's .git is a file
-                    out.append(self.workspace.relative(Path(dirpath) / name))
+                    entry = Path(dirpath, name)
+                    rel = entry.relative_to(root).as_posix()
+                    out.append((rel, f"{rel} -> {os.readlink(entry)}" if entry.is_symlink() else rel))
         return out
 
     async def _read_file(self, args: Mapping[str, Any]) -> ToolResult:
@@ -237,13 +244,17 @@ class ToolBox:
 
     # --- writing ---------------------------------------------------------------------------------
 
-    def _claim(self, path: str) -> tuple[str, str | None]:
-        """The normalized path, and a refusal when strict paths forbid writing it."""
-        rel = self.workspace.relative(self.workspace.resolve(path))
-        if self.workspace.owns(rel):
+    def _claim(self, path: str, *, follow: bool = True) -> tuple[str, str | None]:
+        """The worktree path written (a symlink's target unless ``follow`` is off: a delete removes the
+        link itself), and a refusal when it may not be written: strict paths, or ci-swarm could not commit
+        it (:meth:`Workspace.writable`: a name git refuses, a path inside a submodule)."""
+        ws = self.workspace
+        rel = ws.relative(ws.resolve(path)) if follow else ws.relative_entry(ws.entry(path))
+        ws.writable(path, rel)
+        if ws.owns(rel):
             return rel, None
         if self.strict_paths:
-            owned = ", ".join(self.workspace.owned)
+            owned = ", ".join(ws.owned)
             return rel, f"refused: {rel} is outside this subtask's paths ({owned}) and strict_paths is on"
         return rel, None
 
@@ -262,23 +273,25 @@ class ToolBox:
         return ToolResult(f"wrote {rel} ({len(args['content'].encode())} bytes){self._record(rel)}")
 
     async def _edit_file(self, args: Mapping[str, Any]) -> ToolResult:
+        """Replace ``old`` (matching LF or CRLF line breaks alike) once; the file's other bytes, line
+        endings included, stay as they were (:mod:`ci_swarm.agents.textedit`)."""
         rel, refusal = self._claim(args["path"])
         if refusal:
             return _error(refusal)
         if not args["old"]:
             return _error("edit_file: `old` must not be empty (use write_file to create a file)")
-        text = self.workspace.read_text(rel)
-        count = text.count(args["old"])
-        if count != 1:
-            hint = "" if count == 0 else "; include more surrounding text to make it unique"
+        text = textedit.decode(self.workspace.read_bytes(rel))
+        spans = textedit.find(text, args["old"])
+        if len(spans) != 1:
+            hint = "" if not spans else "; include more surrounding text to make it unique"
             return _error(
-                f"edit_file: `old` matched {count} times in {rel}, it must match exactly once{hint}"
+                f"edit_file: `old` matched {len(spans)} times in {rel}, it must match exactly once{hint}"
             )
-        self.workspace.write_text(rel, text.replace(args["old"], args["new"], 1))
+        self.workspace.write_bytes(rel, textedit.encode(textedit.replace(text, spans[0], args["new"])))
         return ToolResult(f"edited {rel}{self._record(rel)}")
 
     async def _delete_file(self, args: Mapping[str, Any]) -> ToolResult:
-        rel, refusal = self._claim(args["path"])
+        rel, refusal = self._claim(args["path"], follow=False)
         if refusal:
             return _error(refusal)
         self.workspace.delete(rel)
