@@ -25,9 +25,7 @@ from contextlib import AbstractContextManager, nullcontext, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
-from ci_swarm import git
+from ci_swarm import git, jobs
 from ci_swarm.agents import AGENTS, OPTION_VALIDATORS
 from ci_swarm.config import DEFAULT_PATH, Config
 from ci_swarm.errors import (
@@ -35,14 +33,13 @@ from ci_swarm.errors import (
     EXIT_OK,
     GitError,
     Interrupted,
-    PlanError,
     SecretFound,
     SwarmError,
     UsageError,
 )
 from ci_swarm.github import log as runner_log
 from ci_swarm.github import runner
-from ci_swarm.github.event import SELF_MARKER, Job, PullRequestInfo, Refuse, Run, route
+from ci_swarm.github.event import SELF_MARKER, Cleanup, Job, PullRequestInfo, Refuse, Run, route
 from ci_swarm.github.inputs import (
     SECRET_VARIABLES,
     Inputs,
@@ -54,13 +51,10 @@ from ci_swarm.github.inputs import (
 )
 from ci_swarm.models import AgentSpec, MergePolicy, Plan, Request, RunReport
 from ci_swarm.naming import new_run_id
-from ci_swarm.plan import plan_from_dict
 from ci_swarm.ports import ModelSession, ProgressComment, ProgressEvent, ProgressListener
 from ci_swarm.run import RunOptions
 from ci_swarm.runtime import sigterm_interrupts
-from ci_swarm.safeyaml import load_yaml
 from ci_swarm.service import CommandPolicy, RunOutcome, RunRequest, ServiceOptions, run_request
-from ci_swarm.workspace import check_relative
 
 if TYPE_CHECKING:
     from ci_swarm.github.publish import Publisher
@@ -98,22 +92,8 @@ def read_event(path: Path | None) -> dict[str, object]:
 
 
 def plan_from_text(text: str, source: str, default_merge: MergePolicy | None = None) -> Plan:
-    """A plan written in YAML (a ``swarm-plan`` block, a dispatch input, a plan file's content); without a
-    ``merge:`` key it gets ``default_merge`` (the config's)."""
-    try:
-        data = load_yaml(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise PlanError(f"{where}: malformed YAML: {exc.problem or exc.context}") from exc
-    except yaml.YAMLError as exc:
-        raise PlanError(f"{source}: malformed YAML: {exc}") from exc
-    if not isinstance(data, Mapping):
-        raise PlanError(f"{source}: a plan must be a mapping with 'subtasks'")
-    plan = plan_from_dict(data, source=source, validators=OPTION_VALIDATORS)
-    if default_merge is not None and "merge" not in data:
-        plan = dataclasses.replace(plan, merge=default_merge)
-    return plan if plan.task else dataclasses.replace(plan, task=source)
+    """A plan written in YAML, its agents' options checked by the shipped backends (:mod:`ci_swarm.jobs`)."""
+    return jobs.plan_from_text(text, source, OPTION_VALIDATORS, default_merge)
 
 
 def plan_source(run: Run, job: Job) -> str:
@@ -201,6 +181,8 @@ class Action:
         decision = route(settings.event_name, payload, config, access, repository=settings.repository)
         if isinstance(decision, Refuse):
             return self.refuse(decision)
+        if isinstance(decision, Cleanup):
+            return self.cleanup(config, decision)
         log(f"{decision.event} by @{decision.actor}: {len(decision.jobs)} job(s)")
         for note in decision.notes:
             log(note)
@@ -220,6 +202,31 @@ class Action:
             self.github.comment(decision.issue, f"{decision.reply}\n\n{SELF_MARKER} reply -->")
         if decision.label:
             self.github.remove_label(decision.issue, decision.label)
+        return EXIT_OK
+
+    def cleanup(self, config: Config, decision: Cleanup) -> int:
+        """A run's pull request closed: its agent branches go from the remote, unless they hold work that is
+        not ci-swarm's (:mod:`ci_swarm.cleanup`); the PR's own branch is left (GitHub's "automatically
+        delete head branches" setting decides). A dry run only says what it would delete."""
+        from ci_swarm.cleanup import Selection, clean_remote
+        from ci_swarm.github.pushing import TokenRemote
+
+        state = "merged" if decision.merged else "closed"
+        log(f"pull request #{decision.pr} ({decision.head_ref}) was {state}: cleaning up its agent branches")
+        repo = git.open_repo(self.settings.workspace)
+        self.github.fetch(repo, decision.base_ref)  # what the base holds is not lost with a branch
+        remote = TokenRemote(repo, self.github.repo.clone_url, self.github.token)
+        dry = self.settings.inputs.dry_run
+        selection = Selection(run_id=decision.run_id)
+        verdicts = clean_remote(repo, remote, config.branch_prefix, selection, dry_run=dry, agents_only=True)
+        for v in verdicts:
+            log(
+                f"{'would delete' if dry else 'deleted'} {v.branch}"
+                if v.deleted
+                else f"kept {v.branch}: {v.why}"
+            )
+        if not verdicts:
+            log(f"run {decision.run_id} has no agent branches on the remote")
         return EXIT_OK
 
     # --- one job ---
@@ -409,21 +416,13 @@ class Action:
         base_commit: str,
         default: AgentSpec,
     ) -> Plan | None:
-        """The plan written down (swarm-plan block, plan file, shard), or None when Claude must plan. The
-        config's merge policy applies unless a written plan states its own."""
-        if job.plan_text:
-            return plan_from_text(job.plan_text, plan_source(run, job), config.merge)
-        if job.plan_path:
-            text = _read_at(repo, base_commit, job.plan_path)
-            return plan_from_text(text, job.plan_path, config.merge)
-        if job.shard is not None:
-            from ci_swarm.shard import shard_plan
-
-            files = git.tree_files(repo, base_commit)
-            shard = job.shard
-            plan = shard_plan(files, shard.pattern, shard.agents, shard.task, agent=default)
-            return dataclasses.replace(plan, merge=config.merge)
-        return None
+        """The plan written down (swarm-plan block, plan file, shard), or None when Claude must plan: built
+        by :func:`ci_swarm.jobs.written_plan`, as ``ci-swarm run --job`` builds it."""
+        written = jobs.Written(job.plan_text, plan_source(run, job), job.plan_path, job.shard)
+        merge, validators = config.merge, OPTION_VALIDATORS
+        return jobs.written_plan(
+            repo, base_commit, written, merge=merge, default=default, validators=validators
+        )
 
     def model_session(self, config: Config) -> ModelSession:
         """The Claude session for a job that needs a model (the service decides when)."""
@@ -467,14 +466,6 @@ def protected_changes(repo: Path, report: RunReport, config: Config) -> str:
             if config.is_protected(path):
                 found[path] = None
     return ", ".join(found)
-
-
-def _read_at(repo: Path, commit: str, path: str) -> str:
-    rel = check_relative(path).as_posix()
-    data = git.try_read_blob(repo, commit, rel)
-    if data is None:
-        raise PlanError(f"plan file {rel} does not exist at {commit[:10]}")
-    return data.decode("utf-8", "replace")
 
 
 def _why(exc: BaseException) -> str:

@@ -3,6 +3,7 @@ errors to exit codes."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -17,9 +18,10 @@ from rich.markup import escape
 
 from ci_swarm import errors, git
 from ci_swarm.agents import AGENTS, OPTION_VALIDATORS
-from ci_swarm.config import DEFAULT_TIMEOUT, Config
+from ci_swarm.config import DEFAULT_TIMEOUT, Config, MaintenanceJob
 from ci_swarm.dag import critical_path, waves
 from ci_swarm.errors import exit_code
+from ci_swarm.jobs import Written, find_job, job_request, written_plan
 from ci_swarm.logtext import one_line
 from ci_swarm.models import AgentSpec, MergeOrder, MergePolicy, Plan, Request, RunReport, Subtask
 from ci_swarm.plan import load_plan, validate
@@ -227,12 +229,16 @@ def _static_plan(source: PlanSource, agent: AgentSpec) -> Plan | None:
 
 def _repo_config(source: PlanSource) -> Config:
     """The repository's config, as the Action reads it; built-in defaults when there is none."""
+    return _config_at(source.config_file, source.repo)
+
+
+def _config_at(config_file: Path | None, repo: Path) -> Config:
     from ci_swarm.config import load_config
 
-    if source.config_file is not None:
-        return load_config(source.config_file, missing_ok=False)
+    if config_file is not None:
+        return load_config(config_file, missing_ok=False)
     try:
-        root = git.open_repo(source.repo)
+        root = git.open_repo(repo)
     except errors.RepoError:
         return Config()  # the command reports the bad repository itself
     return load_config(root / ".github" / "ci-swarm.yml", missing_ok=True)
@@ -310,6 +316,11 @@ def _default_agent(source: PlanSource, has_key: bool, configured: AgentSpec | No
     help="After the swarm, run its command agent once over all the shards' paths in a scratch clone and "
     "report both times and whether the trees are equal.",
 )
+@click.option(
+    "--job",
+    metavar="NAME",
+    help="Run the repository config's maintenance job NAME as the Action would (no push unless --publish).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def run(
     source: PlanSource,
@@ -329,6 +340,7 @@ def run(
     pr: int | None,
     sandbox: str | None,
     compare_serial: bool,
+    job: str | None,
     quiet: bool,
 ) -> None:
     """Plan, run agents in parallel, merge their branches, report."""
@@ -337,8 +349,10 @@ def run(
     from ci_swarm.github.inputs import secret_values
 
     config = _repo_config(source)
-    default = _default_agent(source, bool(os.environ.get("ANTHROPIC_API_KEY")), config.agent)
-    static = _static_plan(source, default)
+    maintenance = _job(config, source, job)
+    configured = (maintenance.agent if maintenance else None) or config.agent
+    default = _default_agent(source, bool(os.environ.get("ANTHROPIC_API_KEY")), configured)
+    static = _job_plan(source, maintenance, config, default) if maintenance else _static_plan(source, default)
     serial = _serial_subtask(static, default) if compare_serial else None
     if not needs_model(static, default) and (max_usd is not None or max_tokens is not None):
         warning = "ci-swarm: warning: --max-usd/--max-tokens limit Claude agents; this run has none"
@@ -359,6 +373,8 @@ def run(
     )
     task = source.task or (static.task if static else "")
     request = Request(task=task, source="cli", number=issue or pr)
+    if maintenance is not None:
+        request = dataclasses.replace(job_request(maintenance), number=issue or pr)
     publisher = _publisher(publish, issue, pr, source.repo, source.base) if publish else None
     console = Console(stderr=True)
     wiring = ServiceOptions(
@@ -419,6 +435,27 @@ def _with_serial(report: RunReport, sub: Subtask, options: RunOptions) -> RunRep
         )
     )
     return replace(report, serial=comparison)
+
+
+def _job(config: Config, source: PlanSource, name: str | None) -> MaintenanceJob | None:
+    """The maintenance job ``--job`` names (None without it); it brings its own plan, so it excludes
+    --plan, --task and --shard."""
+    if name is None:
+        return None
+    if source.plan_file is not None or source.task or source.shard_glob:
+        raise errors.UsageError("--job brings its own plan: drop --plan, --task and --shard")
+    return find_job(config, name)
+
+
+def _job_plan(source: PlanSource, job: MaintenanceJob, config: Config, default: AgentSpec) -> Plan | None:
+    """The job's plan exactly as the Action builds it (:func:`ci_swarm.jobs.written_plan`) at ``--base``;
+    None for a ``task:`` job (the planner plans it)."""
+    root = git.open_repo(source.repo)
+    commit = git.rev_parse(root, source.base)
+    written = Written.of_job(job)
+    return written_plan(
+        root, commit, written, merge=config.merge, default=default, validators=OPTION_VALIDATORS
+    )
 
 
 def _terminal(console: Console, quiet: bool) -> Watch:
@@ -542,6 +579,55 @@ def merge_cmd(
     print_terminal(report, Console(stderr=True))
     click.echo(report.integration_branch)
     sys.exit(exit_code(report))
+
+
+# --- cleanup -----------------------------------------------------------------------------------------
+
+
+@cli.command("cleanup", epilog=EXIT_CODES_HELP)
+@click.option("--run-id", help="Delete this run's branches.")
+@click.option(
+    "--older-than",
+    type=float,
+    metavar="DAYS",
+    help="Delete the branches of every run started more than DAYS days ago.",
+)
+@click.option("--remote", metavar="NAME", help="Also delete the runs' branches on this remote.")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+@click.option(
+    "--repo", type=click.Path(path_type=Path, file_okay=False), default=Path("."), show_default=True
+)
+@click.option("--branch-prefix", help="Branch namespace (config; default swarm).")
+def cleanup_cmd(
+    run_id: str | None,
+    older_than: float | None,
+    remote: str | None,
+    dry_run: bool,
+    repo: Path,
+    branch_prefix: str | None,
+) -> None:
+    """Delete runs' branches (never one holding commits that are not ci-swarm's) and killed runs' clones."""
+    import time
+
+    from ci_swarm import cleanup
+    from ci_swarm.clones import remove_stale
+
+    selection = cleanup.Selection(run_id, older_than, time.time())
+    root = git.open_repo(repo)
+    config = _config_at(None, root)
+    prefix = branch_prefix or config.branch_prefix
+    verdicts = cleanup.clean_local(root, prefix, selection, dry_run=dry_run)
+    if remote:
+        gone = cleanup.GitRemote(root, remote)
+        verdicts += cleanup.clean_remote(root, gone, prefix, selection, dry_run=dry_run)
+    would = "would delete" if dry_run else "deleted"
+    for v in verdicts:
+        line = f"{would} {v.branch} ({v.where})" if v.deleted else f"kept {v.branch} ({v.where}): {v.why}"
+        click.echo(one_line(line))
+    for directory in remove_stale(dry_run=dry_run):
+        click.echo(one_line(f"{'would remove' if dry_run else 'removed'} {directory} (its run is gone)"))
+    if not verdicts:
+        click.echo("no branches of the chosen runs")
 
 
 # --- demo --------------------------------------------------------------------------------------------

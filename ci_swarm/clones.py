@@ -7,10 +7,15 @@ clones, so they are made in parallel without a lock. An agent may do anything to
 runs git with the clone's ``.git`` again. Right after checkout the clone's index is copied to a directory
 only the orchestrator can read; :mod:`ci_swarm.collection` uses that copy (as its stat cache) to read the
 agent's files into the user's object database and commit them on the agent's branch.
+
+Each directory a run creates for itself holds a lock file (:data:`LOCK`: the owner's pid and its start
+time), so the directories of a killed run are known as stale: :func:`remove_stale` (called when a run makes
+its first clone, and by ``ci-swarm cleanup``) deletes those whose owner is gone.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -22,6 +27,9 @@ from ci_swarm.git import Identity
 from ci_swarm.models import Subtask
 from ci_swarm.workspace import Workspace
 
+LOCK = ".ci-swarm-owner"  # in each directory a run creates: "<pid> <start time>"
+PREFIX = "ci-swarm-"  # every directory a run creates under the temp dir starts so
+
 
 class GitClones:
     """Clones of ``repo`` under ``root`` (a temp dir of its own when None, deleted by close)."""
@@ -30,7 +38,7 @@ class GitClones:
         self.repo = repo
         self._git_dir = git.git_dir(repo)
         self._root = root.resolve() if root is not None else None
-        self._prefix = f"ci-swarm-{run_id}-"
+        self._prefix = f"{PREFIX}{run_id}-"
         self._own_root: Path | None = None
         self._private: Path | None = None
         self._dirs = threading.Lock()  # only the lazy creation of the run's directories
@@ -56,10 +64,13 @@ class GitClones:
     def _where(self) -> tuple[Path, Path]:
         with self._dirs:
             if self._private is None:
+                remove_stale()  # what killed runs left behind
                 self._private = Path(tempfile.mkdtemp(prefix=self._prefix + "private-"))  # mode 0700
+                _lock(self._private)
                 (self._private / "template").mkdir()
             if self._root is None:
                 self._root = self._own_root = Path(tempfile.mkdtemp(prefix=self._prefix))
+                _lock(self._root)
                 self._root.chmod(0o711)  # sandbox accounts pass through to their clone; they list nothing
             self._root.mkdir(parents=True, exist_ok=True)
             return self._root, self._private
@@ -88,3 +99,61 @@ class GitClones:
         for own in (self._own_root, self._private):
             if own is not None:
                 shutil.rmtree(own, ignore_errors=True)
+
+
+# --- the lock of a run's own directories -----------------------------------------------------------
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot ("" where /proc does not say): a pid reused by
+    another process has another start time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rpartition(")")[2].split()[19]
+
+
+def _lock(directory: Path) -> None:
+    pid = os.getpid()
+    (directory / LOCK).write_text(f"{pid} {_start_time(pid)}\n")
+
+
+def owner_alive(directory: Path) -> bool:
+    """True unless the directory's lock names a process that is gone (no lock, or an unreadable one: alive,
+    since it is not known to be stale)."""
+    try:
+        pid_text, _, started = (directory / LOCK).read_text().strip().partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    return not started or _start_time(pid) in ("", started)
+
+
+def stale_dirs(parent: Path | None = None) -> tuple[Path, ...]:
+    """The run directories under ``parent`` (default: the temp dir) whose owner process is gone."""
+    where = Path(parent or tempfile.gettempdir())
+    try:
+        candidates = sorted(where.glob(PREFIX + "*"))
+    except OSError:
+        return ()
+    return tuple(
+        d
+        for d in candidates
+        if d.is_dir() and not d.is_symlink() and (d / LOCK).is_file() and not owner_alive(d)
+    )
+
+
+def remove_stale(parent: Path | None = None, *, dry_run: bool = False) -> tuple[Path, ...]:
+    """Delete the stale run directories (see :func:`stale_dirs`); the ones found."""
+    found = stale_dirs(parent)
+    if not dry_run:
+        for directory in found:
+            shutil.rmtree(directory, ignore_errors=True)
+    return found

@@ -681,3 +681,66 @@ def read_blobs(repo: Path, oids: Sequence[str], secrets: Sequence[str] = ()) -> 
             blobs[header[0]] = data[pos : pos + size]
             pos += size + 1
     return blobs
+
+
+# --- clean-up (cleanup.py) -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefTip:
+    ref: str  # the full ref name
+    commit: str
+    time: int  # the tip's committer date (Unix seconds)
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    commit: str
+    committer: str  # "Name <email>"
+    committer_email: str
+    parents: int
+    runs: tuple[str, ...]  # the values of its Swarm-Run trailers
+
+
+def list_refs(repo: Path, *patterns: str) -> tuple[RefTip, ...]:
+    """Every ref matching ``patterns`` (``for-each-ref`` prefixes; none: all refs) with its commit."""
+    fmt = "--format=%(refname)%00%(objectname)%00%(committerdate:unix)"
+    rows = []
+    for line in run(repo, "for-each-ref", fmt, "--end-of-options", *patterns).text.splitlines():
+        ref, commit, when = line.split("\0")
+        rows.append(RefTip(ref, commit, int(when or 0)))
+    return tuple(rows)
+
+
+def exclusive_commits(repo: Path, tip: str, hidden: Sequence[str], limit: int) -> tuple[CommitInfo, ...]:
+    """The commits reachable from ``tip`` and from none of ``hidden`` (commit ids), newest first, at most
+    ``limit`` + 1 of them: what deleting a ref at ``tip`` would lose once the others stay."""
+    fmt = "%H%x00%cn <%ce>%x00%ce%x00%P%x00%(trailers:key=Swarm-Run,valueonly,separator=%x2C)%x01"
+    stdin = "".join(f"^{h}\n" for h in hidden).encode()
+    args = ["log", f"--format={fmt}", f"--max-count={limit + 1}", "--stdin", "--end-of-options", tip]
+    found = []
+    for record in run(repo, *args, input=stdin).text.split("\x01"):
+        fields = record.strip("\n").split("\0")
+        if len(fields) == 5:
+            commit, who, email, parents, runs = fields
+            values = tuple(r.strip() for r in runs.split(",") if r.strip())
+            found.append(CommitInfo(commit, who, email, len(parents.split()), values))
+    return tuple(found)
+
+
+def delete_ref(repo: Path, ref: str, old: str) -> None:
+    """Delete ``ref`` only while it still points at ``old``."""
+    run(repo, "update-ref", "-d", ref, old)
+
+
+def worktree_branches(repo: Path) -> tuple[str, ...]:
+    """The refs checked out in the repository's work trees (the main one and every linked one)."""
+    text = run(repo, "worktree", "list", "--porcelain").text
+    return tuple(line.split(" ", 1)[1] for line in text.splitlines() if line.startswith("branch "))
+
+
+def ls_remote(repo: Path, url: str, patterns: Sequence[str], token: str = "") -> dict[str, str]:
+    """{ref: commit} of the remote's refs matching ``patterns``."""
+    env, secrets = _auth(token, url)
+    text = run(repo, "ls-remote", "--refs", url, *patterns, env=env, secrets=secrets).text
+    return {ref: oid for oid, _, ref in (line.partition("\t") for line in text.splitlines()) if ref}

@@ -8,6 +8,8 @@
 - ``schedule`` → the maintenance jobs whose ``cron`` is the payload's ``schedule`` (a payload without
   ``repository``, as older GHES sends, runs on the ``repository`` given, i.e. ``GITHUB_REPOSITORY``).
 - ``workflow_dispatch`` → inputs ``task``, ``plan`` or ``job``.
+- ``pull_request``/``closed`` (merged or not) whose head is a run's integration branch ``<prefix>/<run>`` in
+  this repository → a :class:`Cleanup` of that run's agent branches (:func:`_pull_request_closed`).
 - anything else → a refusal (a one-line notice; the action exits 0).
 
 Whoever labels, comments or dispatches must pass :class:`ci_swarm.github.admission.Gate` (repository
@@ -25,13 +27,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from ci_swarm.cleanup import run_of_branch
 from ci_swarm.config import Config, MaintenanceJob, Shard
 from ci_swarm.errors import UsageError
 from ci_swarm.github.admission import Gate, Verdict
 from ci_swarm.github.bodies import has_plan_block, plan_block, task_text
+from ci_swarm.jobs import job_request
 from ci_swarm.models import AgentSpec, Request
 
-__all__ = ["SELF_MARKER", "Decision", "Job", "PullRequestInfo", "Refuse", "RepoAccess", "Run", "plan_block"]
+__all__ = [
+    "SELF_MARKER",
+    "Cleanup",
+    "Decision",
+    "Job",
+    "PullRequestInfo",
+    "Refuse",
+    "RepoAccess",
+    "Run",
+    "plan_block",
+]
 __all__ += ["route", "usage"]
 
 SELF_MARKER = "<!-- ci-swarm"  # every comment ci-swarm writes carries an HTML comment starting like this
@@ -111,7 +125,19 @@ class Refuse:
     label: str = ""  # remove this label so it can be added again
 
 
-Decision = Run | Refuse
+@dataclass(frozen=True)
+class Cleanup:
+    """A run's pull request was merged or closed: delete the run's agent branches on the remote."""
+
+    repo: str  # owner/name
+    run_id: str
+    pr: int
+    head_ref: str  # the run's integration branch (the PR's own branch: left to GitHub)
+    base_ref: str  # fetched first, so commits already in it do not count as lost
+    merged: bool
+
+
+Decision = Run | Refuse | Cleanup
 
 
 def usage(command: str) -> str:
@@ -139,6 +165,7 @@ def route(
         "issue_comment": _issue_comment,
         "schedule": _schedule,
         "workflow_dispatch": _dispatch,
+        "pull_request": _pull_request_closed,
     }
     handler = handlers.get(event_name)
     if handler is None:
@@ -317,11 +344,7 @@ def _schedule(payload: Mapping[str, Any], config: Config, access: RepoAccess) ->
 
 
 def _maintenance_job(job: MaintenanceJob) -> Job:
-    task = job.task or (job.shard.task if job.shard else "") or f"Maintenance job '{job.name}' ({job.plan})"
-    request = Request(
-        task=task, source="schedule", title=f"ci-swarm maintenance: {job.name}", actor="schedule"
-    )
-    return Job(request=request, name=job.name, plan_path=job.plan, shard=job.shard, agent=job.agent)
+    return Job(request=job_request(job), name=job.name, plan_path=job.plan, shard=job.shard, agent=job.agent)
 
 
 def _dispatch(payload: Mapping[str, Any], config: Config, access: RepoAccess) -> Decision:
@@ -350,6 +373,30 @@ def _dispatch(payload: Mapping[str, Any], config: Config, access: RepoAccess) ->
     if plan and _PLAN_FILE.match(plan.strip()):
         return Run("workflow_dispatch", repo, actor, (Job(request=request, plan_path=plan.strip()),))
     return Run("workflow_dispatch", repo, actor, (Job(request=request, plan_text=plan),))
+
+
+# ------------------------------------------------------------------------------------ closed pull request
+
+
+def _pull_request_closed(payload: Mapping[str, Any], config: Config, access: RepoAccess) -> Decision:
+    """A closed pull request whose head is a run's integration branch in this repository → its cleanup.
+    Nothing is asked of GitHub: who closed it does not matter, the cleanup keeps anything not ci-swarm's."""
+    if _get_opt(payload, "action", str) != "closed":  # ci-swarm does not run on pull request events
+        return Refuse("ci-swarm does not handle 'pull_request' events: nothing to do")
+    number = _get(payload, "pull_request.number", int)
+    head = _get(payload, "pull_request.head.ref", str)
+    run_id = run_of_branch(config.branch_prefix, head)
+    if not run_id:
+        return Refuse(f"pull request #{number} ({head}) is not a ci-swarm run's: nothing to clean up")
+    repo = _get(payload, "repository.full_name", str)
+    head_repo = _get_opt(payload, "pull_request.head.repo.full_name", str) or ""
+    if head_repo.lower() != repo.lower():
+        return Refuse(
+            f"pull request #{number} comes from {head_repo or 'a deleted fork'}: nothing to clean up"
+        )
+    base = _get(payload, "pull_request.base.ref", str)
+    merged = bool(_get_opt(payload, "pull_request.merged", bool))
+    return Cleanup(repo, run_id, number, head, base, merged)
 
 
 # ----------------------------------------------------------------------------------------------- trust

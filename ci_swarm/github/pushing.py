@@ -242,3 +242,47 @@ def fetch_tip(repo: Path, url: str, branch: str, token: str) -> str:
     except GitError as err:
         raise ForgeError(f"fetching {branch} from {url} failed: {_why(err)}") from err
     return git.rev_parse(repo, local)
+
+
+def delete_branches(repo: Path, url: str, token: str, branches: Mapping[str, str]) -> tuple[str, ...]:
+    """Delete ``branches`` ({name: the commit it must still hold}) on the remote: a deletion carries no
+    commit, so nothing is scanned; each branch goes only while it still holds that commit (a lease). The
+    names deleted; ForgeError when the push fails for another reason than a moved branch."""
+    if not branches:
+        return ()
+    specs = [f":refs/heads/{name}" for name in branches]
+    lease = {f"refs/heads/{name}": commit for name, commit in branches.items()}
+    try:
+        rows = parse_porcelain(git.push(repo, url, specs, token, lease=lease).text)
+    except GitError as err:
+        rows = parse_porcelain(err.stdout)
+        if not rows:
+            raise ForgeError(f"deleting branches on {url} failed: {_why(err)}") from err
+    return tuple(r.dst.removeprefix("refs/heads/") for r in rows if r.flag == "-")
+
+
+@dataclass(frozen=True)
+class TokenRemote:
+    """The repository on GitHub with the Action's token: the :class:`ci_swarm.cleanup.Remote` the Action
+    deletes a run's branches on."""
+
+    repo: Path
+    url: str
+    token: str
+    name: str = "origin"
+
+    def branches(self, prefix: str) -> Mapping[str, str]:
+        try:
+            refs = git.ls_remote(self.repo, self.url, [f"refs/heads/{prefix}/*"], self.token)
+        except GitError as err:
+            raise ForgeError(f"listing the branches of {self.url} failed: {_why(err)}") from err
+        return {ref.removeprefix("refs/heads/"): oid for ref, oid in refs.items()}
+
+    def fetch(self, refspecs: Sequence[str]) -> None:
+        try:
+            git.fetch(self.repo, self.url, refspecs, self.token)
+        except GitError as err:
+            raise ForgeError(f"fetching from {self.url} failed: {_why(err)}") from err
+
+    def delete(self, branches: Mapping[str, str]) -> tuple[str, ...]:
+        return delete_branches(self.repo, self.url, self.token, branches)

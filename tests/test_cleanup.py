@@ -1,0 +1,293 @@
+"""``ci-swarm cleanup`` on real repositories: a run's branches deleted locally and on a bare remote, a branch
+holding a person's commit (or another run's) kept and named, --older-than, --dry-run, the checked-out branch
+left alone, killed runs' clone directories removed; and the Action's route for a closed pull request."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from ci_swarm import cleanup, clones, git
+from ci_swarm.cli import cli
+from ci_swarm.config import Config
+from ci_swarm.errors import UsageError
+from ci_swarm.github.event import Cleanup, Refuse, route
+from tests.fixtures.repos import USER, commit, make_repo
+from tests.helpers import scripted
+
+OLD_RUN = "20200101-000000-abcd"  # a generated id: started on 1 January 2020
+NEW_RUN = "29990101-000000-abcd"  # a run id from the far future: never old
+
+
+def swarm_run(repo: Path, tmp: Path, run_id: str, *ids: str) -> None:
+    """A real run with scripted agents ``ids`` (each writes its own file): swarm/<run> and its agents."""
+    plan = tmp / f"plan-{run_id}.yml"
+    subtasks = [scripted(i, edits=[{"write": f"{i}-{run_id}.txt", "content": f"{i}\n"}]) for i in ids]
+    plan.write_text(yaml.safe_dump({"version": 1, "task": "t", "subtasks": subtasks}))
+    args = ["run", "--plan", str(plan), "--repo", str(repo), "--run-id", run_id, "--quiet"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+
+
+def branches(repo: Path) -> set[str]:
+    return {r.ref.removeprefix("refs/heads/") for r in git.list_refs(repo, "refs/heads/")}
+
+
+def clean(repo: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["cleanup", "--repo", str(repo), *args])
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo", {"README.md": "hello\n"})
+
+
+def test_a_runs_branches_are_deleted_and_others_stay(repo: Path, tmp_path: Path) -> None:
+    swarm_run(repo, tmp_path, OLD_RUN, "a", "b")
+    swarm_run(repo, tmp_path, NEW_RUN, "a")
+    git.create_branch(repo, "swarm-notes", git.head_commit(repo))  # not under swarm/
+    code, out = clean(repo, "--run-id", OLD_RUN)
+    assert code == 0, out
+    assert f"deleted swarm/{OLD_RUN} (local)" in out
+    assert f"deleted swarm/{OLD_RUN}-agents/a (local)" in out
+    assert branches(repo) == {"main", "swarm-notes", f"swarm/{NEW_RUN}", f"swarm/{NEW_RUN}-agents/a"}
+
+
+def test_a_branch_with_a_persons_commit_is_kept_and_named(repo: Path, tmp_path: Path) -> None:
+    swarm_run(repo, tmp_path, OLD_RUN, "a", "b")
+    agent = f"swarm/{OLD_RUN}-agents/a"
+    mine = commit(repo, git.rev_parse(repo, agent), {"mine.txt": "mine\n"}, "my fix")
+    git.update_ref(repo, f"refs/heads/{agent}", mine)
+    code, out = clean(repo, "--run-id", OLD_RUN)
+    assert code == 0, out
+    assert f"kept {agent} (local): commit {mine[:10]} is not ci-swarm's (committed by Test User" in out
+    assert branches(repo) == {"main", agent}
+    # the integration branch merged the agent's commit, which stays reachable from the kept branch
+    assert f"deleted swarm/{OLD_RUN} (local)" in out
+
+
+def test_a_commit_by_ci_swarm_for_another_run_is_foreign_too(repo: Path, tmp_path: Path) -> None:
+    swarm_run(repo, tmp_path, OLD_RUN, "a")
+    agent = f"swarm/{OLD_RUN}-agents/a"
+    other = commit(
+        repo,
+        git.rev_parse(repo, agent),
+        {"x.txt": "x\n"},
+        "x\n\nSwarm-Run: elsewhere",
+        identity=git.SWARM_IDENTITY,
+    )
+    git.update_ref(repo, f"refs/heads/{agent}", other)
+    code, out = clean(repo, "--run-id", OLD_RUN)
+    assert code == 0
+    assert f"kept {agent} (local): commit {other[:10]} has no 'Swarm-Run: {OLD_RUN}' trailer" in out
+
+
+def test_a_persons_work_on_main_does_not_keep_a_branch(repo: Path, tmp_path: Path) -> None:
+    """Commits that stay reachable elsewhere (main moved on from the run's base) are not lost."""
+    swarm_run(repo, tmp_path, OLD_RUN, "a")
+    (repo / "later.txt").write_text("later\n")
+    git.commit_all(repo, "later\n", USER)
+    code, out = clean(repo, "--run-id", OLD_RUN)
+    assert code == 0 and branches(repo) == {"main"}, out
+
+
+def test_older_than_uses_the_run_ids_time_or_the_tips_date(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    swarm_run(repo, tmp_path, OLD_RUN, "a")
+    swarm_run(repo, tmp_path, NEW_RUN, "a")
+    swarm_run(repo, tmp_path, "old-named", "a")  # not a generated id: as old as its tips (the tests' date)
+    monkeypatch.setenv("GIT_COMMITTER_DATE", f"@{int(time.time())} +0000")
+    swarm_run(repo, tmp_path, "named", "a")  # its tips are from now
+    code, out = clean(repo, "--older-than", "30")
+    assert code == 0, out
+    assert "deleted swarm/old-named-agents/a (local)" in out
+    fresh = {f"swarm/{NEW_RUN}", f"swarm/{NEW_RUN}-agents/a", "swarm/named", "swarm/named-agents/a"}
+    assert branches(repo) == {"main", *fresh}
+    code, out = clean(repo, "--older-than", "0")
+    assert "deleted swarm/named (local)" in out and f"swarm/{NEW_RUN}" not in out
+
+
+def test_dry_run_deletes_nothing(repo: Path, tmp_path: Path) -> None:
+    swarm_run(repo, tmp_path, OLD_RUN, "a")
+    before = branches(repo)
+    code, out = clean(repo, "--run-id", OLD_RUN, "--dry-run")
+    assert code == 0 and f"would delete swarm/{OLD_RUN}-agents/a (local)" in out
+    assert branches(repo) == before
+
+
+def test_the_checked_out_branch_is_never_deleted(repo: Path, tmp_path: Path) -> None:
+    swarm_run(repo, tmp_path, OLD_RUN, "a")
+    git.run(repo, "checkout", "--quiet", f"swarm/{OLD_RUN}")
+    code, out = clean(repo, "--run-id", OLD_RUN)
+    assert code == 0 and f"kept swarm/{OLD_RUN} (local): checked out" in out
+    assert f"swarm/{OLD_RUN}" in branches(repo) and f"swarm/{OLD_RUN}-agents/a" not in branches(repo)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (),
+        ("--run-id", "r", "--older-than", "1"),
+        ("--older-than", "nan"),
+        ("--older-than", "-1"),
+        ("--run-id", " "),
+    ],
+)
+def test_bad_input_is_exit_4(repo: Path, args: tuple[str, ...]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ci_swarm", "cleanup", "--repo", str(repo), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "ci-swarm: error:" in proc.stderr
+
+
+def test_remote_branches_are_deleted_on_a_bare_remote(repo: Path, tmp_path: Path) -> None:
+    swarm_run(repo, tmp_path, OLD_RUN, "a", "b")
+    bare = tmp_path / "remote.git"
+    git.run(tmp_path, "init", "--quiet", "--bare", str(bare))
+    git.run(repo, "remote", "add", "origin", str(bare))
+    git.run(
+        repo, "push", "--quiet", "origin", "main", f"refs/heads/swarm/{OLD_RUN}*:refs/heads/swarm/{OLD_RUN}*"
+    )
+    # a person pushed a commit onto agent b's branch on the remote only
+    b = f"swarm/{OLD_RUN}-agents/b"
+    theirs = commit(bare, git.rev_parse(bare, b), {"theirs.txt": "t\n"}, "theirs")
+    git.update_ref(bare, f"refs/heads/{b}", theirs)
+    code, out = clean(repo, "--run-id", OLD_RUN, "--remote", "origin")
+    assert code == 0, out
+    assert f"deleted swarm/{OLD_RUN}-agents/a (origin)" in out
+    assert f"kept {b} (origin): commit {theirs[:10]} is not ci-swarm's" in out
+    assert branches(bare) == {"main", b}
+    assert branches(repo) == {"main"}
+    assert not git.list_refs(repo, cleanup.SCRATCH)  # the fetched tips are dropped
+
+
+def test_a_remote_branch_that_moved_after_the_check_is_not_deleted(repo: Path, tmp_path: Path) -> None:
+    swarm_run(repo, tmp_path, OLD_RUN, "a")
+    bare = tmp_path / "remote.git"
+    git.run(tmp_path, "init", "--quiet", "--bare", str(bare))
+    agent = f"swarm/{OLD_RUN}-agents/a"
+    git.run(repo, "push", "--quiet", str(bare), f"{agent}:refs/heads/{agent}")
+    stale = {agent: git.ZERO_OID.replace("0", "1")}  # not the tip the remote holds
+    assert cleanup.delete_remote(repo, str(bare), stale) == ()
+    assert branches(bare) == {agent}
+    assert cleanup.delete_remote(repo, str(bare), {agent: git.rev_parse(repo, agent)}) == (agent,)
+
+
+# --- killed runs' directories -------------------------------------------------------------------------
+
+
+def test_a_dead_owners_directory_is_removed_and_a_live_ones_kept(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = tmp_path / "ci-swarm-r1-abc"
+    live = tmp_path / "ci-swarm-r2-def"
+    unknown = tmp_path / "ci-swarm-r3-ghi"  # no lock: not known to be stale
+    for d in (gone, live, unknown):
+        (d / "agent").mkdir(parents=True)
+    (gone / clones.LOCK).write_text(f"{dead.pid} 1\n")
+    (live / clones.LOCK).write_text(f"{os.getpid()} {clones._start_time(os.getpid())}\n")
+    assert clones.remove_stale(tmp_path, dry_run=True) == (gone,) and gone.exists()
+    assert clones.remove_stale(tmp_path) == (gone,)
+    assert not gone.exists() and live.exists() and unknown.exists()
+
+
+def test_a_reused_pid_with_another_start_time_is_dead(tmp_path: Path) -> None:
+    d = tmp_path / "ci-swarm-r-x"
+    d.mkdir()
+    (d / clones.LOCK).write_text(f"{os.getpid()} 1\n")  # this pid, but started at another time
+    assert not clones.owner_alive(d)
+
+
+def test_a_run_locks_its_directories(repo: Path) -> None:
+    from ci_swarm.models import Subtask
+
+    made = clones.GitClones(repo, None, "lockcheck")
+    ws = made.make(Subtask("a", "builder", "a", "a"), "swarm/lockcheck-agents/a", git.head_commit(repo))
+    try:
+        lock = (ws.root.parent / clones.LOCK).read_text().split()
+        assert int(lock[0]) == os.getpid() and clones.owner_alive(ws.root.parent)
+    finally:
+        made.dispose(ws)
+        made.close()
+
+
+# --- the selection rules -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "parsed"),
+    [
+        ("swarm/r1", ("r1", False)),
+        ("swarm/r1-agents/a", ("r1", True)),
+        ("swarm/maintenance/weekly", None),
+        ("swarmy/r1", None),
+        ("swarm/", None),
+        ("swarm/-agents/a", None),
+    ],
+)
+def test_run_branches_are_recognised(name: str, parsed: tuple[str, bool] | None) -> None:
+    assert cleanup.parse_branch("swarm", name) == parsed
+
+
+def test_a_selection_needs_exactly_one_rule() -> None:
+    with pytest.raises(UsageError, match="exactly one"):
+        cleanup.Selection()
+    with pytest.raises(UsageError, match="finite"):
+        cleanup.Selection(older_than=float("inf"))
+
+
+# --- the Action's route for a closed pull request --------------------------------------------------------
+
+
+class NoAccess:
+    def permission(self, login: str) -> str:
+        raise AssertionError("routing a closed PR asks GitHub nothing")
+
+    def identity(self) -> str:
+        raise AssertionError("routing a closed PR asks GitHub nothing")
+
+    def pull_request(self, number: int) -> object:
+        raise AssertionError("routing a closed PR asks GitHub nothing")
+
+
+def closed(head: str, *, repo: str = "o/r", head_repo: str = "o/r", merged: bool = True) -> dict[str, object]:
+    pr = {
+        "number": 5,
+        "merged": merged,
+        "head": {"ref": head, "repo": {"full_name": head_repo}},
+        "base": {"ref": "main"},
+    }
+    return {"action": "closed", "pull_request": pr, "repository": {"full_name": repo}}
+
+
+def test_a_closed_swarm_pull_request_routes_to_its_cleanup() -> None:
+    decision = route("pull_request", closed("swarm/r1"), Config(), NoAccess())  # type: ignore[arg-type]
+    assert decision == Cleanup("o/r", "r1", 5, "swarm/r1", "main", True)
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        (closed("feature"), "is not a ci-swarm run's"),
+        (closed("swarm/r1-agents/a"), "is not a ci-swarm run's"),
+        (closed("swarm/maintenance/weekly"), "is not a ci-swarm run's"),
+        (closed("swarm/r1", head_repo="fork/r"), "comes from fork/r"),
+        ({**closed("swarm/r1"), "action": "opened"}, "does not handle 'pull_request' events"),
+    ],
+)
+def test_other_pull_requests_are_refused(payload: dict[str, object], why: str) -> None:
+    decision = route("pull_request", payload, Config(), NoAccess())  # type: ignore[arg-type]
+    assert isinstance(decision, Refuse) and why in decision.notice
