@@ -5,6 +5,7 @@ symlinks (deleted as links, listed when dangling), submodule paths (refused with
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +242,13 @@ def test_other_names_are_kept_byte_exact(ws: Workspace) -> None:
         assert not call(box, "write_file", path=name, content=name).is_error
     assert all((ws.root / name).read_text() == name for name in names)
     assert list(box.written) == names
+
+
+def test_a_name_that_is_not_utf8_is_listed_escaped_and_results_stay_utf8(ws: Workspace) -> None:
+    (ws.root / os.fsdecode(b"caf\xe9.txt")).write_bytes(b"needle\n")
+    box = ToolBox(ws)
+    listing = call(box, "list_files").content
+    listing.encode("utf-8")  # what goes to the model: no lone surrogate
+    assert "caf\\xe9.txt (the name is not UTF-8" in listing
+    found = call(box, "search", pattern="needle").content
+    assert found == "caf\\xe9.txt:1:needle"

@@ -17,7 +17,7 @@ import fnmatch
 import os
 import shutil
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from ci_swarm.workspace import Workspace, matches_any
 MAX_LIST = 1000
 MAX_READ_CHARS = 100_000
 MAX_OUTPUT_CHARS = 16_000
+NOT_UTF8 = "(the name is not UTF-8: shown with \\xNN escapes; no tool can name it)"
 
 
 def _schema(props: Mapping[str, Any], required: Sequence[str]) -> dict[str, Any]:
@@ -172,6 +173,13 @@ class ToolBox:
         }
 
     async def run(self, name: str, args: Any) -> ToolResult:
+        """The tool's result; its text always encodes as UTF-8 (bytes of names or output that are not
+        UTF-8 are shown as ``\\xNN``), so it can go to the model."""
+        result = await self._call(name, args)
+        safe = wire_safe(result.content)
+        return result if safe == result.content else replace(result, content=safe)
+
+    async def _call(self, name: str, args: Any) -> ToolResult:
         problem = check_input(name, args)
         if problem:
             return _error(problem)
@@ -218,7 +226,8 @@ class ToolBox:
                 if name != ".git":  # a worktree's .git is a file
                     entry = Path(dirpath, name)
                     rel = entry.relative_to(root).as_posix()
-                    out.append((rel, f"{rel} -> {os.readlink(entry)}" if entry.is_symlink() else rel))
+                    shown = f"{rel} -> {os.readlink(entry)}" if entry.is_symlink() else rel
+                    out.append((rel, shown if wire_safe(rel) == rel else f"{shown} {NOT_UTF8}"))
         return out
 
     async def _read_file(self, args: Mapping[str, Any]) -> ToolResult:
@@ -324,6 +333,20 @@ class ToolBox:
 
     async def _finish(self, args: Mapping[str, Any]) -> ToolResult:
         return ToolResult(args["summary"], finished=True)
+
+
+def wire_safe(text: str) -> str:
+    """``text`` with the surrogates that stand for bytes that are not UTF-8 (file names, command output)
+    written as ``\\xNN``, and any other lone surrogate as ``\\udNNN``: text that encodes as UTF-8."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _glob_match(rel: str, pattern: str, base: str) -> bool:
