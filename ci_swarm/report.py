@@ -312,7 +312,7 @@ def to_markdown(report: RunReport) -> str:
         parts += ["### Subtask details", *(subtask_details(s) for s in report.subtasks)]
     if report.usage.requests:
         parts += ["### Usage", _usage_table(report.usage)]
-    parts.append(f"*ci-swarm {neutral.inline(report.version)}*")
+    parts.append(f"*ci-swarm {neutral.code_span(report.version)}*")
     return "\n\n".join(parts) + "\n"
 
 

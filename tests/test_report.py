@@ -9,20 +9,23 @@ from dataclasses import dataclass, replace
 
 import pytest
 
+from ci_swarm import __version__
 from ci_swarm.models import (
     Conflict,
     ConflictKind,
+    Diffstat,
     MergeRecord,
     MergeStatus,
     Overlap,
     OverlapKind,
     RunReport,
     RunStats,
+    SerialComparison,
     SubtaskRecord,
     SubtaskStatus,
     Usage,
 )
-from ci_swarm.report import mermaid_gantt, to_json, to_markdown
+from ci_swarm.report import mermaid_gantt, summary_lines, to_json, to_markdown
 
 
 def report() -> RunReport:
@@ -245,3 +248,62 @@ def test_gantt_axis_fits_the_run_and_never_reads_the_time_zone(
 def test_gantt_without_timed_agents_is_still_a_chart() -> None:
     settings, tasks = parse_gantt(mermaid_gantt(replace(report(), subtasks=())))
     assert tasks == [] and settings["dateFormat"] == "x"
+
+
+def test_json_has_the_honest_figures_and_per_subtask_fields_typed() -> None:
+    base = report()
+    stats = replace(base.stats, critical_path_seconds=1.5, setup_seconds_sum=0.4, merge_seconds_sum=0.1)
+    sub = replace(
+        base.subtasks[0],
+        paths=("src/**",),
+        command=("sed", "-i", "s/a/b/", "src/x.py"),
+        exit_status=1,
+        output_tail="line 1\nline 2",
+        diffstat=Diffstat(2, 5, 3),
+        setup_seconds=0.2,
+        collect_seconds=0.05,
+    )
+    serial = SerialComparison(3.0, 2.5, 2.0, 1.5, "a" * 40, True, 0)
+    data = json.loads(to_json(replace(base, stats=stats, subtasks=(sub, base.subtasks[1]), serial=serial)))
+    typed = {"version": str, "parallelism": float, "speedup": float, "critical_path_seconds": float,
+             "run_setup_seconds": float, "cleanup_seconds": float, "setup_seconds_sum": float,
+             "collect_seconds_sum": float, "merge_seconds_sum": float, "serial": dict}  # fmt: skip
+    for key, kind in typed.items():
+        assert isinstance(data[key], kind), key
+    assert data["version"] == __version__ and data["speedup"] == data["parallelism"] == 1.5
+    assert data["setup_seconds_sum"] == 0.4 and data["critical_path_seconds"] == 1.5
+    assert data["serial"] == {"seconds": 3.0, "agent_seconds": 2.5, "swarm_seconds": 2.0, "ratio": 1.5,
+                              "commit": "a" * 40, "same_tree": True, "exit_status": 0,
+                              "error": ""}  # fmt: skip
+    first, second = data["subtasks"]
+    assert first["paths"] == ["src/**"] and first["command"] == ["sed", "-i", "s/a/b/", "src/x.py"]
+    assert first["exit_status"] == 1 and first["output_tail"] == "line 1\nline 2"
+    assert first["diffstat"] == {"files": 2, "insertions": 5, "deletions": 3}
+    assert first["setup_seconds"] == 0.2 and first["collect_seconds"] == 0.05
+    assert second["command"] == [] and second["exit_status"] is None and second["output_tail"] == ""
+    assert json.loads(to_json(base))["serial"] is None
+
+
+def test_markdown_shows_timing_details_serial_and_version() -> None:
+    base = report()
+    sub = replace(base.subtasks[0], paths=("src/**",), command=("ruff", "--fix"), exit_status=1,
+                  output_tail="fixed 3 files", diffstat=Diffstat(2, 5, 3))  # fmt: skip
+    serial = SerialComparison(3.0, 2.5, 2.0, 1.5, "a" * 40, False, 0)
+    md = to_markdown(replace(base, subtasks=(sub, base.subtasks[1]), serial=serial))
+    assert "parallelism 1.50×" in md and "speedup" not in md
+    assert (
+        "### Timing" in md
+        and "| Σ clone setup |" in md
+        and "| parallelism (Σ agent time / wall) | 1.50× |" in md
+    )
+    assert "### Serial comparison" in md and "**differs from** the swarm's integration tree" in md
+    assert "- command: `ruff --fix`" in md and "- exit status: 1" in md
+    assert "- diffstat: 2 file(s) changed, +5 −3" in md and "- paths: `src/**`" in md
+    assert "fixed 3 files" in md
+    assert md.rstrip().endswith(f"*ci-swarm `{__version__}`*")
+
+
+def test_summary_lines_name_the_integration_branch_and_commit_whole() -> None:
+    lines = summary_lines(replace(report(), integration_branch="swarm/" + "x" * 120))
+    assert lines[-1] == f"integration: swarm/{'x' * 120} {'c' * 40}"
+    assert lines[0].startswith("summary: 1/2 subtasks succeeded, 1 conflict(s), wall 2.00s")
