@@ -2,8 +2,9 @@
 in nested directories, and a generated 10,000-subtask plan (chains of dependencies, per-package files and
 test globs, directory globs, a few deliberate overlaps) loaded and validated.
 
-Each measurement runs in its own Python process (``python -c``), which reports its wall time and its peak
-RSS (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), so the figures include interpreter start and imports:
+Each measurement runs in its own Python process (``python -c``), which reports its wall time, its CPU time
+(user + system: what the wall time would be on an idle core) and its peak RSS (``resource.getrusage``), so
+the figures include interpreter start and imports:
 
 * shard_2100: ``ci-swarm plan --shard "**/*.py" --agents 8 --task ...`` end to end (s, MB);
 * validate_10k: ``load_plan`` of the JSON and of the YAML file (parse + structure + graph checks +
@@ -38,7 +39,9 @@ import json, resource, sys, time
 began = time.perf_counter()
 {body}
 out["wall_s"] = round(time.perf_counter() - began, 3)
-out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+usage = resource.getrusage(resource.RUSAGE_SELF)
+out["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 3)
+out["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
 print(json.dumps(out), file=sys.stderr)
 """
 
