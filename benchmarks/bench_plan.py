@@ -3,8 +3,8 @@ in nested directories, and a generated 10,000-subtask plan (chains of dependenci
 test globs, directory globs, a few deliberate overlaps) loaded and validated.
 
 Each measurement runs in its own Python process (``python -c``), which reports its wall time, its CPU time
-(user + system: what the wall time would be on an idle core) and its peak RSS (``resource.getrusage``), so
-the figures include interpreter start and imports:
+(user + system: what the wall time would be on an idle core) and its peak RSS (``resource.getrusage``);
+the figures include importing ci-swarm:
 
 * shard_2100: ``ci-swarm plan --shard "**/*.py" --agents 8 --task ...`` end to end (s, MB);
 * validate_10k: ``load_plan`` of the JSON and of the YAML file (parse + structure + graph checks +
