@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,13 @@ import yaml
 from click.testing import CliRunner
 
 from ci_swarm import cleanup, clones, git
+from ci_swarm.action import main as action_main
 from ci_swarm.cli import cli
 from ci_swarm.config import Config
 from ci_swarm.errors import UsageError
 from ci_swarm.github.event import Cleanup, Refuse, route
+from ci_swarm.naming import agent_branch
+from tests.act_helpers import MAINTAINER, TOKEN, World, make_world, swarm_plan, write_sub
 from tests.fixtures.repos import USER, commit, make_repo
 from tests.helpers import scripted
 
@@ -291,3 +295,62 @@ def test_a_closed_swarm_pull_request_routes_to_its_cleanup() -> None:
 def test_other_pull_requests_are_refused(payload: dict[str, object], why: str) -> None:
     decision = route("pull_request", payload, Config(), NoAccess())  # type: ignore[arg-type]
     assert isinstance(decision, Refuse) and why in decision.notice
+
+
+# --- the Action: a closed swarm pull request, against the fake GitHub ---------------------------------------
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    yield from make_world(tmp_path)
+
+
+def closed_event(world: World, number: int, head: str, merged: bool) -> dict[str, object]:
+    pr = {"number": number, "merged": merged, "state": "closed"}
+    pr |= {"head": {"ref": head, "repo": {"full_name": world.name}}, "base": {"ref": "main"}}
+    return {
+        "action": "closed",
+        "number": number,
+        "pull_request": pr,
+        "repository": {"full_name": world.name},
+        "sender": {"login": MAINTAINER, "type": "User"},
+    }
+
+
+def test_the_action_deletes_a_closed_runs_agent_branches_but_not_foreign_work(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = swarm_plan(write_sub("one", "one.txt", "1\n"), write_sub("two", "two.txt", "2\n"))
+    issue = world.issue("Two files", plan, labels=("swarm",))
+    assert action_main(world.env("issues", world.labeled(issue))) == 0
+    out = world.read_outputs()
+    run_id, branch = out["run_id"], out["branch"]
+    one, two = agent_branch("swarm", run_id, "one"), agent_branch("swarm", run_id, "two")
+    assert {branch, one, two} <= world.remote_branches()
+    # someone pushed their own commit onto agent branch "two"
+    bare = world.bare
+    theirs = commit(bare, git.rev_parse(bare, f"refs/heads/{two}"), {"theirs.txt": "t\n"}, "mine")
+    git.update_ref(bare, f"refs/heads/{two}", theirs)
+    capsys.readouterr()
+
+    event = closed_event(world, int(out["pr_number"]), branch, merged=False)
+    assert action_main(world.env("pull_request", event, dry_run="true")) == 0
+    assert {one, two} <= world.remote_branches()  # a dry run deletes nothing
+    assert f"would delete {one}" in capsys.readouterr().out
+
+    assert action_main(world.env("pull_request", event)) == 0
+    remote = world.remote_branches()
+    assert one not in remote
+    assert two in remote and branch in remote  # foreign work and the PR's own branch stay
+    log = capsys.readouterr().out
+    assert f"deleted {one}" in log and f"kept {two}: commit {theirs[:10]} is not ci-swarm's" in log
+    assert TOKEN not in log
+    assert not git.list_refs(world.workspace, cleanup.SCRATCH)
+
+
+def test_the_action_ignores_a_closed_pull_request_that_is_no_runs(world: World) -> None:
+    event = closed_event(world, 7, "feature", merged=True)
+    before = world.remote_branches()
+    assert action_main(world.env("pull_request", event)) == 0
+    assert world.remote_branches() == before
+    assert world.writes() == []
