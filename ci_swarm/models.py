@@ -294,6 +294,7 @@ class RunReport:
     sandbox: str = "not needed"  # how agents' commands ran: user | none | not needed (service.choose_sandbox)
     version: str = __version__  # the ci-swarm that wrote the report
     serial: SerialComparison | None = None  # --compare-serial
+    timeout_seconds: float | None = None  # the per-subtask timeout that applied (None: none)
 
     @property
     def conflicts(self) -> tuple[Conflict, ...]:

@@ -162,6 +162,7 @@ def to_dict(report: RunReport) -> dict[str, Any]:
         "budget_stopped": report.budget_stopped,
         "interrupted": report.interrupted,
         "sandbox": report.sandbox,
+        "timeout_seconds": report.timeout_seconds,
         "notes": list(report.notes),
         "subtasks": [_subtask(s) for s in report.subtasks],
         "merges": [_merge(m) for m in report.merges],
@@ -445,7 +446,8 @@ def print_terminal(report: RunReport, console: Console) -> None:
         f"wall {st.wall_seconds:.2f}s · Σ agent time {st.agent_seconds_sum:.2f}s · parallelism "
         f"{st.parallelism:.2f}× · critical path {st.critical_path_seconds:.2f}s · bound "
         f"{st.bound_seconds:.2f}s · efficiency {st.efficiency:.2f} · max in flight "
-        f"{st.max_in_flight}/{st.max_agents} · sandbox {escape(report.sandbox)}",
+        f"{st.max_in_flight}/{st.max_agents} · sandbox {escape(report.sandbox)} · timeout "
+        f"{f'{report.timeout_seconds:g}s' if report.timeout_seconds is not None else 'none'} per subtask",
         soft_wrap=True,
     )
     console.print(

@@ -298,6 +298,7 @@ class Orchestrator:
             overlap=self.queue.overlaps,
             merge_policy=self.plan.merge,
             rationale=self.plan.rationale,
+            timeout_seconds=self.options.timeout,
             usage=sum((r.usage for r in records), Usage()),
             budget_stopped=any(s.outcome.budget_stopped for s in states.values() if s.outcome),
             interrupted=interrupted,

@@ -268,3 +268,15 @@ def test_agent_command_names_a_missing_program(capsys: pytest.CaptureFixture[str
     assert "--agent-command" in err and "'no-such-tool-xyz' is not found on PATH" in err
     code, err = cli(capsys, "plan", *args, "--agent-command", f"{sys.executable} -c pass {{paths}}")
     assert code == 0, err
+
+
+def test_the_report_says_which_timeout_applied(
+    capsys: pytest.CaptureFixture[str], repo: Path, tmp_path: Path
+) -> None:
+    plan, report = tmp_path / "p.yml", tmp_path / "r.json"
+    plan.write_text("subtasks: [{id: a, agent: {kind: scripted, edits: [{write: a.txt, content: 'a'}]}}]\n")
+    code, err = cli(
+        capsys, "run", "--plan", str(plan), "--repo", str(repo), "--quiet", "--report", str(report)
+    )
+    assert code == 0, err
+    assert json.loads(report.read_text())["timeout_seconds"] == DEFAULT_TIMEOUT
