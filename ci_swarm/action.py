@@ -379,6 +379,7 @@ class Action:
         publisher.replace_branch = bool(
             job.name
         )  # a maintenance job's branch is ci-swarm's: each run replaces it
+        publisher.only_needed_agents = run.event == "schedule"  # no N branches a week: only what needs a look
         return publisher
 
     def resolve_base(self, repo: Path, run: Run) -> tuple[str, str]:

@@ -354,3 +354,38 @@ def test_the_action_ignores_a_closed_pull_request_that_is_no_runs(world: World) 
     assert action_main(world.env("pull_request", event)) == 0
     assert world.remote_branches() == before
     assert world.writes() == []
+
+
+SHARDED = """\
+version: 1
+task: weekly chores
+subtasks:
+  - {id: ok, role: builder, title: ok, agent: {kind: scripted, edits: [{write: ok.txt, content: "ok\\n"}]}}
+  - id: broken
+    role: builder
+    title: broken
+    agent: {kind: scripted, fail: "the tool crashed", edits: [{write: half.txt, content: "half\\n"}]}
+  - id: left
+    role: builder
+    title: left
+    paths: [README.md]
+    agent: {kind: scripted, delay: 0.2, edits: [{write: README.md, content: "left\\n"}]}
+  - id: right
+    role: builder
+    title: right
+    paths: [README.md]
+    agent: {kind: scripted, delay: 0.4, edits: [{write: README.md, content: "right\\n"}]}
+"""
+
+
+def test_a_scheduled_run_pushes_only_the_agent_branches_a_person_needs(world: World) -> None:
+    config = 'maintenance:\n  - name: weekly\n    cron: "0 3 * * 1"\n    plan: plans/weekly.yml\n'
+    world.commit_to_default({".github/ci-swarm.yml": config, "plans/weekly.yml": SHARDED})
+    assert action_main(world.env("schedule", world.scheduled("0 3 * * 1"))) == 3  # one subtask failed
+    out = world.read_outputs()
+    pushed = {b for b in world.remote_branches() if "-agents/" in b}
+    run_id = out["run_id"]
+    # the failed one (its partial work is only there) and the conflict's losing side (merged second, with
+    # conflicts); not the clean successes, whose work is all in the integration branch
+    assert pushed == {agent_branch("swarm", run_id, s) for s in ("broken", "right")}
+    assert out["branch"] in world.remote_branches()

@@ -36,7 +36,7 @@ from ci_swarm.github.client import DEFAULT_RETRY, RetrySettings, describe, forge
 from ci_swarm.github.progress import ProgressComment, initial_state, render, workflow_run_url
 from ci_swarm.github.pushing import push_agents, push_integration, withhold
 from ci_swarm.github.runner import emit_job as emit_job  # its home is runner.py; kept importable from here
-from ci_swarm.models import Request, RunReport, Subtask, Usage
+from ci_swarm.models import MergeStatus, Request, RunReport, Subtask, SubtaskStatus, Usage
 from ci_swarm.ports import Remerge
 from ci_swarm.report import headline, to_markdown
 
@@ -137,6 +137,7 @@ class Publisher:
         self.secrets = secrets  # the run's other secret values: pushes are scanned for them and the token
         self.replace_branch = replace_branch  # force the integration push (a maintenance job's own branch)
         self.lease: str | None = None  # the branch tip a replacing push expects (None/"": must not exist)
+        self.only_needed_agents = False  # push only the agent branches a person may need (scheduled runs)
         self.gh = client or make_github(token, api_url, retry=retry)
         self._repo: Repository | None = None
 
@@ -254,7 +255,7 @@ class Publisher:
         integration commit; every push scanned first. Notes name each held-back branch's places."""
         url = self.repo.clone_url
         secrets = (self.token, *self.secrets)
-        agents = push_agents(repo, url, report, self.token, secrets)
+        agents = push_agents(repo, url, self._agents_to_push(report), self.token, secrets)
         remerge = functools.partial(self._remerge, repo)
         report = withhold(report, agents.held, remerge)
         outcome = push_integration(
@@ -270,6 +271,19 @@ class Publisher:
         )
         held = tuple(str(h) for h in agents.held)
         return _Pushed(outcome.report, (branch, *agents.pushed), (*held, *outcome.notes), held)
+
+    def _agents_to_push(self, report: RunReport) -> RunReport:
+        """Every agent branch; with ``only_needed_agents`` (a scheduled maintenance run) only those a person
+        may need — the subtask did not succeed (failed, partial, timed out, cancelled: its work is only on its
+        branch) or its merge had conflicts — so a weekly job does not leave N branches a week."""
+        if not self.only_needed_agents:
+            return report
+        conflicted = {m.subtask for m in report.merges if m.status is MergeStatus.CONFLICTED}
+        conflicted |= {c.subtask for c in report.conflicts}
+        needed = tuple(
+            s for s in report.subtasks if s.status is not SubtaskStatus.SUCCEEDED or s.id in conflicted
+        )
+        return replace(report, subtasks=needed)
 
     def _publish_branch(self, repo: Path, report: RunReport) -> PublishResult:
         branch = self.branch_name(report)
