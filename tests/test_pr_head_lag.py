@@ -26,12 +26,13 @@ def world(tmp_path: Path) -> Iterator[World]:
 def test_the_fake_shows_a_pushed_head_only_after_the_delay(world: World) -> None:
     pr = world.pull_request("feature", {"src/feature.py": "value = 1\n"})
     old = pr.head.sha
-    world.fake.settings.head_sha_delay = 0.5
+    world.fake.settings.head_sha_delay = 3600.0  # lags for the whole test, however loaded the machine
     new = commit(world.bare, old, {"src/feature.py": "value = 2\n"}, "more")
     git.update_ref(world.bare, "refs/heads/feature", new, old)
     assert world.repo().get_pull(pr.number).head.sha == old
     assert [f.patch for f in world.repo().get_pull(pr.number).get_files()] == ["@@ -0,0 +1 @@\n+value = 1"]
-    time.sleep(0.6)
+    world.fake.settings.head_sha_delay = 0.01  # the delay is over once this much time has passed
+    time.sleep(0.02)  # a lower bound: sleeping longer on a loaded machine changes nothing
     assert world.repo().get_pull(pr.number).head.sha == new
 
 

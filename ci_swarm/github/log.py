@@ -89,5 +89,15 @@ def install_logging(name: str = "ci_swarm") -> None:
     """Route warnings of ``name``'s loggers through :class:`FoldingHandler` (once), instead of Python's
     last-resort handler, which prints messages raw."""
     logger = logging.getLogger(name)
-    if not any(isinstance(h, FoldingHandler) for h in logger.handlers):
+    if not _folded(logger):
         logger.addHandler(FoldingHandler(logging.WARNING))
+
+
+def _folded(logger: logging.Logger) -> bool:
+    """``logger`` or an ancestor its records propagate to already has a FoldingHandler (no double lines)."""
+    current: logging.Logger | None = logger
+    while current is not None:
+        if any(isinstance(h, FoldingHandler) for h in current.handlers):
+            return True
+        current = current.parent if current.propagate else None
+    return False
