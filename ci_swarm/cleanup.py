@@ -8,7 +8,8 @@ remote-tracking or fetched: they go too). A commit is ci-swarm's when its commit
 (``git.SWARM_EMAIL``) and it is either a merge commit (the merge queue's) or carries the trailer
 ``Swarm-Run: <this run>`` (an agent's commit). Anything else — a person's commit, a commit ci-swarm made for
 another run, more than :data:`LIMIT` commits to check — keeps the branch, and the verdict names the first
-such commit. A branch checked out in any work tree is never deleted, nor anything outside ``<prefix>/<run>``
+such commit. A branch checked out in any work tree, or of a run still in progress (a live process holds its
+clone directories), is never deleted, nor anything outside ``<prefix>/<run>``
 and ``<prefix>/<run>-agents/<id>`` (``<prefix>/maintenance/…`` is a job's branch, not a run's).
 
 Runs are chosen by id, or by age: a generated run id (``naming.new_run_id``) carries its start time (UTC);
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ci_swarm import git
+from ci_swarm import clones, git
 from ci_swarm.errors import GitError, UsageError
 
 LIMIT = 1000  # commits checked per branch; a branch that would lose more is kept
@@ -163,6 +164,7 @@ def clean_local(
     for branch in selection.choose(_run_branches(refs, "refs/heads/", prefix)):
         ref = f"refs/heads/{branch.name}"
         why = "checked out" if ref in checked_out else ""
+        why = why or ("its run is in progress" if clones.in_progress(branch.run_id) else "")
         why = why or foreign(repo, branch.run_id, branch.commit, _staying(refs, prefix, branch.run_id))
         if not why and not dry_run:
             try:

@@ -15,6 +15,7 @@ its first clone, and by ``ci-swarm cleanup``) deletes those whose owner is gone.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -148,6 +149,16 @@ def stale_dirs(parent: Path | None = None) -> tuple[Path, ...]:
         for d in candidates
         if d.is_dir() and not d.is_symlink() and (d / LOCK).is_file() and not owner_alive(d)
     )
+
+
+def in_progress(run_id: str, parent: Path | None = None) -> bool:
+    """Whether a live process holds a directory of run ``run_id`` (the run is going on)."""
+    where = Path(parent or tempfile.gettempdir())
+    try:
+        dirs = [d for d in where.glob(f"{glob.escape(PREFIX + run_id)}-*") if (d / LOCK).is_file()]
+    except OSError:
+        return False
+    return any(owner_alive(d) for d in dirs)
 
 
 def remove_stale(parent: Path | None = None, *, dry_run: bool = False) -> tuple[Path, ...]:

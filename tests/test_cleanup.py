@@ -5,8 +5,10 @@ left alone, killed runs' clone directories removed; and the Action's route for a
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -389,3 +391,16 @@ def test_a_scheduled_run_pushes_only_the_agent_branches_a_person_needs(world: Wo
     # conflicts); not the clean successes, whose work is all in the integration branch
     assert pushed == {agent_branch("swarm", run_id, s) for s in ("broken", "right")}
     assert out["branch"] in world.remote_branches()
+
+
+def test_a_run_in_progress_keeps_its_branches(repo: Path, tmp_path: Path) -> None:
+    swarm_run(repo, tmp_path, OLD_RUN, "a")
+    live = Path(tempfile.mkdtemp(prefix=f"{clones.PREFIX}{OLD_RUN}-"))  # as a running run's clone dir
+    try:
+        (live / clones.LOCK).write_text(f"{os.getpid()} {clones._start_time(os.getpid())}\n")
+        code, out = clean(repo, "--run-id", OLD_RUN)
+        assert code == 0 and f"kept swarm/{OLD_RUN}-agents/a (local): its run is in progress" in out
+        assert f"swarm/{OLD_RUN}" in branches(repo)
+    finally:
+        shutil.rmtree(live)
+    assert clean(repo, "--run-id", OLD_RUN)[0] == 0 and branches(repo) == {"main"}
