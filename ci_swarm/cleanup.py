@@ -4,7 +4,7 @@ on a remote, and the temp directories of killed runs (:func:`ci_swarm.clones.rem
 **The rule: never lose work that is not ci-swarm's.** A branch is deleted only when every commit that
 deleting it would lose is ci-swarm's. The commits it would lose are those reachable from its tip and from no
 other ref — local branches, tags, remote-tracking refs, fetched tips — except the run's own branches (local,
-remote-tracking or fetched: they go too). A commit is ci-swarm's when its committer is ci-swarm
+remote-tracking or fetched: they go too). A commit is ci-swarm's when its author and committer are ci-swarm
 (``git.SWARM_EMAIL``) and it is either a merge commit (the merge queue's) or carries the trailer
 ``Swarm-Run: <this run>`` (an agent's commit). Anything else — a person's commit, a commit ci-swarm made for
 another run, more than :data:`LIMIT` commits to check — keeps the branch, and the verdict names the first
@@ -133,6 +133,8 @@ def foreign(repo: Path, run_id: str, tip: str, hidden: Sequence[str]) -> str:
     for c in commits:
         if c.committer_email.lower() != git.SWARM_EMAIL:
             return f"commit {c.commit[:10]} is not ci-swarm's (committed by {c.committer})"
+        if c.author_email.lower() != git.SWARM_EMAIL:
+            return f"commit {c.commit[:10]} is not ci-swarm's (authored by {c.author_email})"
         if c.parents < 2 and run_id not in c.runs:
             return f"commit {c.commit[:10]} has no 'Swarm-Run: {run_id}' trailer"
     return ""

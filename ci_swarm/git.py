@@ -698,6 +698,7 @@ class CommitInfo:
     commit: str
     committer: str  # "Name <email>"
     committer_email: str
+    author_email: str
     parents: int
     runs: tuple[str, ...]  # the values of its Swarm-Run trailers
 
@@ -715,16 +716,16 @@ def list_refs(repo: Path, *patterns: str) -> tuple[RefTip, ...]:
 def exclusive_commits(repo: Path, tip: str, hidden: Sequence[str], limit: int) -> tuple[CommitInfo, ...]:
     """The commits reachable from ``tip`` and from none of ``hidden`` (commit ids), newest first, at most
     ``limit`` + 1 of them: what deleting a ref at ``tip`` would lose once the others stay."""
-    fmt = "%H%x00%cn <%ce>%x00%ce%x00%P%x00%(trailers:key=Swarm-Run,valueonly,separator=%x2C)%x01"
+    fmt = "%H%x00%cn <%ce>%x00%ce%x00%ae%x00%P%x00%(trailers:key=Swarm-Run,valueonly,separator=%x2C)%x01"
     stdin = "".join(f"^{h}\n" for h in hidden).encode()
     args = ["log", f"--format={fmt}", f"--max-count={limit + 1}", "--stdin", "--end-of-options", tip]
     found = []
     for record in run(repo, *args, input=stdin).text.split("\x01"):
         fields = record.strip("\n").split("\0")
-        if len(fields) == 5:
-            commit, who, email, parents, runs = fields
+        if len(fields) == 6:
+            commit, who, email, author, parents, runs = fields
             values = tuple(r.strip() for r in runs.split(",") if r.strip())
-            found.append(CommitInfo(commit, who, email, len(parents.split()), values))
+            found.append(CommitInfo(commit, who, email, author, len(parents.split()), values))
     return tuple(found)
 
 

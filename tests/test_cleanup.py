@@ -404,3 +404,20 @@ def test_a_run_in_progress_keeps_its_branches(repo: Path, tmp_path: Path) -> Non
     finally:
         shutil.rmtree(live)
     assert clean(repo, "--run-id", OLD_RUN)[0] == 0 and branches(repo) == {"main"}
+
+
+def test_a_persons_commit_with_ci_swarms_committer_and_trailer_is_still_theirs(
+    repo: Path, tmp_path: Path
+) -> None:
+    swarm_run(repo, tmp_path, OLD_RUN, "a")
+    agent = f"swarm/{OLD_RUN}-agents/a"
+    tree = git.tree_of(repo, agent)
+    message = f"looks like an agent's\n\nSwarm-Run: {OLD_RUN}\n"
+    env = {**git.SWARM_IDENTITY.env(), "GIT_AUTHOR_NAME": "Pat", "GIT_AUTHOR_EMAIL": "pat@example.com"}
+    mixed = git.run(
+        repo, "commit-tree", tree, "-p", git.rev_parse(repo, agent), input=message.encode(), env=env
+    )
+    sha = mixed.text.strip()
+    git.update_ref(repo, f"refs/heads/{agent}", sha)
+    code, out = clean(repo, "--run-id", OLD_RUN)
+    assert code == 0 and f"kept {agent} (local): commit {sha[:10]} is not ci-swarm's (authored by pat@" in out
