@@ -17,10 +17,11 @@ from ci_swarm.action import main
 from ci_swarm.github.event import SELF_MARKER
 from ci_swarm.testing.fake_github import BOT_LOGIN
 from tests.act_helpers import MAINTAINER, World, load_event, make_world, replace_sub, swarm_plan
+from tests.helpers import SANDBOX_PY
 from tests.openapi_helpers import traffic_problems
 
 MADE = "open('made.txt', 'w').write('made by a command agent\\n')"
-CONFIG = f"allowed_commands:\n  - {json.dumps([sys.executable, '-c'])}\n"
+CONFIG = f"allowed_commands:\n  - {json.dumps([SANDBOX_PY, '-c'])}\n"
 NO_KEY = "ANTHROPIC_API_KEY is not set"  # the planner was asked: no written plan was honoured
 
 
@@ -53,7 +54,7 @@ def made_by_command(world: World) -> dict[str, Any]:
         "id": "cmd",
         "role": "builder",
         "title": "run a tool",
-        "agent": {"kind": "command", "run": [sys.executable, "-c", MADE]},
+        "agent": {"kind": "command", "run": [SANDBOX_PY, "-c", MADE]},
     }
 
 

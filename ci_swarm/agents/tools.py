@@ -324,7 +324,7 @@ class ToolBox:
         )
         try:
             result = await sandbox.run(spec, self.sandbox or sandbox.resolve_policy(None))
-        except UsageError as exc:  # no sandbox available (SandboxError is one too)
+        except UsageError as exc:  # no sandbox available (a SandboxError, a broken set-up, ends the agent)
             return _error(f"{' '.join(argv)}: cannot run: {exc}")
         if result.timed_out:
             return _error(f"{' '.join(argv)}: timed out after {self.command_timeout:g}s and was killed")
