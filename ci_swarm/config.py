@@ -24,7 +24,7 @@ import jsonschema
 import yaml
 
 from ci_swarm.errors import ConfigError
-from ci_swarm.models import EMPTY, AgentSpec, MergeOrder, MergePolicy
+from ci_swarm.models import EMPTY, AgentSpec, Insertions, MergeOrder, MergePolicy
 from ci_swarm.safeyaml import BoundedLoader
 from ci_swarm.workspace import matches_any
 
@@ -350,7 +350,9 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
         sandbox=data.get("sandbox", ""),
         pass_env=tuple(data.get("pass_env", ())),
         check_command=_argv(data["check_command"]) if "check_command" in data else (),
-        merge=merge_policy(merge.get("order", "completion"), merge.get("prefer", "first")),
+        merge=merge_policy(
+            merge.get("order", "completion"), merge.get("prefer", "first"), merge.get("insertions", "both")
+        ),
         role_prompts=MappingProxyType(dict(data.get("role_prompts", {}))),
         protected_paths=tuple(data.get("protected_paths", DEFAULT_PROTECTED)),
         branch_prefix=data.get("branch_prefix", "swarm"),
@@ -360,9 +362,9 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
     )
 
 
-def merge_policy(order: str, prefer: str | Sequence[str]) -> MergePolicy:
+def merge_policy(order: str, prefer: str | Sequence[str], insertions: str = "both") -> MergePolicy:
     roles = () if isinstance(prefer, str) else tuple(prefer)
-    return MergePolicy(order=MergeOrder(order), prefer=roles)
+    return MergePolicy(order=MergeOrder(order), prefer=roles, insertions=Insertions(insertions))
 
 
 def agent_spec(value: str | Mapping[str, Any]) -> AgentSpec:

@@ -5,8 +5,9 @@ Everything here is a function over bytes (no git, no I/O), so it is unit-tested 
 * :func:`parse_diff3` splits the merged output (markers :data:`MARKER_SIZE` wide, labelled with a nonce)
   into clean text (``bytes``) and :class:`Block` s (ours, base, theirs); :func:`fix_eof` gives the last
   block back each file's own ending (merge-file ends every side of a final conflict with a newline).
-* :func:`is_conflict` / :func:`kept` / :func:`assemble` choose a side per block and rebuild the file with,
-  for each segment, the 1-based inclusive line span of the text kept.
+* :func:`is_conflict` / :func:`kept` / :func:`assemble` choose a side per block (or, for an insert/insert
+  block — :func:`is_insert_insert` — both sides joined in merge order, :func:`joined`) and rebuild the file
+  with, for each segment, the 1-based inclusive line span of the text kept.
 * :func:`split_lines`, :func:`count_lines`, :func:`text_lines`, :func:`is_binary`, :func:`decode` see lines
   and binary content as git does (lines split on LF only; binary = a NUL in the first 8000 bytes).
 """
@@ -79,18 +80,39 @@ def is_conflict(segment: Segment) -> bool:
     return isinstance(segment, Block) and segment.ours != segment.theirs
 
 
-def kept(segment: Segment, ours: bool) -> bytes:
-    """The text that lands for ``segment``: clean text as is, a block's ours (``ours``) or theirs side."""
+def is_insert_insert(segment: Segment) -> bool:
+    """True for a conflicting block where both sides only insert at one point (its base text is empty)."""
+    if not isinstance(segment, Block) or segment.base or not segment.ours or not segment.theirs:
+        return False
+    return segment.ours != segment.theirs
+
+
+def joined(block: Block) -> bytes:
+    """Both sides of ``block`` in merge order: ours (already on the integration branch), then theirs.
+
+    When ours is a file's last line without a newline, a newline separates it from theirs (the joined text
+    then ends as theirs does)."""
+    if block.ours and block.theirs and not block.ours.endswith(b"\n"):
+        return block.ours + b"\n" + block.theirs
+    return block.ours + block.theirs
+
+
+def kept(segment: Segment, ours: bool | None) -> bytes:
+    """The text that lands for ``segment``: clean text as is, a block's ours (``True``) or theirs
+    (``False``) side, or both joined (``None``, :func:`joined`)."""
     if isinstance(segment, bytes):
         return segment
+    if ours is None:
+        return joined(segment)
     return segment.ours if ours else segment.theirs
 
 
-def assemble(segments: Sequence[Segment], ours: Sequence[bool]) -> tuple[bytes, list[tuple[int, int]]]:
+def assemble(segments: Sequence[Segment], ours: Sequence[bool | None]) -> tuple[bytes, list[tuple[int, int]]]:
     """The resolved file, and for each segment the 1-based inclusive line span of the text kept.
 
-    ``ours[i]`` says which side of segment ``i`` lands (ignored for clean text). An empty piece (a deletion
-    won) is anchored on the line before it: ``(n, n)``, ``(1, 1)`` at the top, ``(0, 0)`` in an empty file.
+    ``ours[i]`` says what lands for segment ``i`` (ignored for clean text): its ours side (``True``), its
+    theirs side (``False``) or both joined (``None``). An empty piece (a deletion won) is anchored on the
+    line before it: ``(n, n)``, ``(1, 1)`` at the top, ``(0, 0)`` in an empty file.
     """
     pieces = [kept(seg, keep) for seg, keep in zip(segments, ours, strict=True)]
     total = sum(count_lines(p) for p in pieces)

@@ -12,7 +12,10 @@ paths predicted to conflict are recorded on the :class:`MergeRecord`.
 
 Which side wins is :class:`MergePolicy.prefer` (:meth:`MergeQueue.ours_wins`): ``()`` ("first") keeps what
 is already on the integration branch; a role list keeps the side whose subtask's role comes first (unlisted
-roles rank last; ties keep the integration side).
+roles rank last; ties keep the integration side). Where both sides only insert at one point,
+:class:`MergePolicy.insertions` ``both`` (the default) lands both sides, the integration side first, and
+counts the region on :attr:`MergeRecord.joined` (no conflict is recorded); ``keep`` treats it like any
+other conflicting region.
 
 A branch whose commit equals its start commit (the agent changed nothing) is not merged: its record is
 ``SKIPPED`` with ``commit`` = the unchanged integration tip.
@@ -31,11 +34,11 @@ from pathlib import Path
 
 from ci_swarm import git
 from ci_swarm.errors import RepoError
-from ci_swarm.models import Conflict, MergePolicy, MergeRecord, MergeStatus, Overlap
+from ci_swarm.models import Conflict, Insertions, MergePolicy, MergeRecord, MergeStatus, Overlap
 from ci_swarm.naming import TRAILER
 from ci_swarm.neutral import plain
 from ci_swarm.overlap import FileChange, changes, conflicting, overlaps
-from ci_swarm.resolve import Parties, resolve
+from ci_swarm.resolve import Parties, Resolution, resolve
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,9 @@ class MergeQueue:
         rows = [row for m in since for row in overlaps(m.changes, mine, m.subtask, subtask_id)]
         predicted = self._predict(rows, start_commit, tip, mine, subtask_id)
         result = git.merge_tree(self.repo, tip, branch_commit)
-        tree, found = (result.tree, ()) if result.clean else self._resolve(result, subtask_id, since)
-        message = _message(subtask_id, self._roles.get(subtask_id, ""), found)
+        done = Resolution(result.tree, ()) if result.clean else self._resolve(result, subtask_id, since)
+        tree, found = done.tree, done.conflicts
+        message = _message(subtask_id, self._roles.get(subtask_id, ""), found, done.joined)
         new = git.commit_tree(self.repo, tree, [tip, branch_commit], message)
         git.update_ref(self.repo, self._ref, new, old=tip, message=f"ci-swarm: merge {subtask_id}")
         self._tip = new
@@ -103,7 +107,7 @@ class MergeQueue:
         self._overlaps += rows
         status = MergeStatus.CONFLICTED if found else MergeStatus.CLEAN
         seconds = round(time.perf_counter() - started, 6)
-        return MergeRecord(subtask_id, order, status, new, predicted, found, seconds)
+        return MergeRecord(subtask_id, order, status, new, predicted, found, seconds, done.joined)
 
     # --- prediction -----------------------------------------------------------------------------
 
@@ -140,10 +144,9 @@ class MergeQueue:
 
     # --- conflicts and policy -------------------------------------------------------------------
 
-    def _resolve(
-        self, result: git.MergeTree, subtask_id: str, since: Sequence[_Merged]
-    ) -> tuple[str, tuple[Conflict, ...]]:
-        parties = Parties(subtask_id, since, self.integration_branch, self.ours_wins)
+    def _resolve(self, result: git.MergeTree, subtask_id: str, since: Sequence[_Merged]) -> Resolution:
+        join = self._policy.insertions is Insertions.BOTH
+        parties = Parties(subtask_id, since, self.integration_branch, self.ours_wins, join)
         return resolve(self.repo, result, parties)
 
     def ours_wins(self, ours: str, theirs: str) -> bool:
@@ -159,7 +162,7 @@ class MergeQueue:
         return rank(ours) <= rank(theirs)
 
 
-def _message(subtask_id: str, role: str, found: Sequence[Conflict]) -> str:
+def _message(subtask_id: str, role: str, found: Sequence[Conflict], joined: int = 0) -> str:
     title = plain(f"Merge subtask {subtask_id}" + (f" ({role})" if role else ""))  # role: untrusted text
     body = ""
     if found:
@@ -167,4 +170,6 @@ def _message(subtask_id: str, role: str, found: Sequence[Conflict]) -> str:
             f"- {c.path} ({c.kind.value}): kept {c.kept_subtask}, recorded {c.subtask}" for c in found
         )
         body = f"Conflicts resolved by the merge policy (the other side is in the run report):\n{listed}\n\n"
+    if joined:
+        body += f"{joined} insert/insert region(s) joined: both sides landed, the integration's first.\n\n"
     return f"{title}\n\n{body}{TRAILER}: {subtask_id}\n"

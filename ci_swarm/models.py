@@ -83,10 +83,18 @@ class Subtask:
     agent: AgentSpec | None = None
 
 
+class Insertions(StrEnum):
+    """What lands where both sides only insert at one point: both (ours then theirs) or one side kept."""
+
+    BOTH = "both"
+    KEEP = "keep"
+
+
 @dataclass(frozen=True)
 class MergePolicy:
     order: MergeOrder = MergeOrder.COMPLETION
     prefer: tuple[str, ...] = ()  # () = "first" (what is already merged wins); else role precedence
+    insertions: Insertions = Insertions.BOTH  # insert/insert regions: both sides land, or one is kept
 
     @property
     def prefer_label(self) -> str:
@@ -224,6 +232,7 @@ class MergeRecord:
     predicted_conflicts: tuple[str, ...] = ()  # paths predicted to conflict
     conflicts: tuple[Conflict, ...] = ()
     seconds: float = 0.0
+    joined: int = 0  # insert/insert regions where both sides landed (merge.insertions: both); no Conflict
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import yaml
 
 from ci_swarm.dag import check_acyclic, deps_of
 from ci_swarm.errors import PlanError
-from ci_swarm.models import AgentSpec, MergeOrder, MergePolicy, Plan, Subtask
+from ci_swarm.models import AgentSpec, Insertions, MergeOrder, MergePolicy, Plan, Subtask
 from ci_swarm.paths import overlap_warning, ownership_overlaps
 from ci_swarm.safeyaml import JSONLimitError, load_json, load_yaml
 
@@ -36,7 +36,7 @@ ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 _PLAN_KEYS = frozenset({"version", "task", "merge", "subtasks", "rationale"})
 _SUBTASK_KEYS = frozenset({"id", "role", "title", "instructions", "paths", "depends_on", "agent"})
-_MERGE_KEYS = frozenset({"order", "prefer"})
+_MERGE_KEYS = frozenset({"order", "prefer", "insertions"})
 
 
 class OptionsValidator(Protocol):
@@ -174,7 +174,11 @@ def _merge_policy(raw: Any, source: str) -> MergePolicy:
     order = raw.get("order", MergeOrder.COMPLETION.value)
     if order not in [o.value for o in MergeOrder]:
         raise PlanError(f"{source}: merge.order must be 'completion' or 'plan', got {order!r}")
-    return MergePolicy(order=MergeOrder(order), prefer=_prefer(raw.get("prefer", "first"), source))
+    insertions = raw.get("insertions", Insertions.BOTH.value)
+    if insertions not in [i.value for i in Insertions]:
+        raise PlanError(f"{source}: merge.insertions must be 'both' or 'keep', got {insertions!r}")
+    prefer = _prefer(raw.get("prefer", "first"), source)
+    return MergePolicy(order=MergeOrder(order), prefer=prefer, insertions=Insertions(insertions))
 
 
 def _prefer(raw: Any, source: str) -> tuple[str, ...]:

@@ -9,6 +9,9 @@ throwaway index (``GIT_INDEX_FILE``, never the user's) and returns the resolved 
   versions (parsed by :mod:`ci_swarm.diff3`); every non-conflicting hunk of both sides lands, and each
   conflicting region keeps ONE side. The other side becomes a ``Conflict`` with its full text (and the
   base text of the region); ``lines`` is the kept text's span (see :func:`ci_swarm.diff3.assemble`).
+  A region where both sides only insert at one point (empty base text) lands BOTH sides in merge order —
+  ours, then theirs — when :attr:`Parties.join_insertions` is set (``merge.insertions: both``, the
+  default): nothing is recorded for it, only counted (:attr:`Resolution.joined`).
 * a file added in a directory the other side renamed lands where git put it (in the renamed
   directory); nothing is lost, so nothing is recorded.
 * **whole-file** conflicts (modify/delete, add/add, binary, rename/delete, rename/rename, distinct types,
@@ -84,6 +87,16 @@ class Parties:
     since: Sequence[Earlier]  # merged since that branch started, in merge order
     integration: str  # owns OURS where no earlier subtask touched the path
     ours_wins: Callable[[str, str], bool]  # (ours owner, theirs owner) -> the integration side keeps it
+    join_insertions: bool = True  # insert/insert regions land both sides (ours, then theirs)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A conflicted merge finished: its tree, the conflicts recorded, and the insert/insert regions joined."""
+
+    tree: str
+    conflicts: tuple[Conflict, ...]
+    joined: int = 0
 
 
 @dataclass
@@ -96,17 +109,21 @@ class _Group:
     directories: set[str] = field(default_factory=set)  # file/directory: these stay directories
 
 
-def resolve(repo: Path, result: git.MergeTree, parties: Parties) -> tuple[str, tuple[Conflict, ...]]:
-    """The resolved tree of a conflicted merge and the conflicts recorded; see the module doc."""
+def resolve(repo: Path, result: git.MergeTree, parties: Parties) -> Resolution:
+    """The resolved tree of a conflicted merge, the conflicts recorded and the regions joined; see the
+    module doc."""
     stages: dict[str, dict[Stage, Version]] = {}
     for entry in result.entries:
         stages.setdefault(entry.path, {})[Stage(entry.stage)] = Version(entry.mode, entry.oid)
     found: list[Conflict] = []
+    joined = 0
     with git.temp_index(repo, result.tree) as env:
         for group in _groups(result, stages):
-            found += _Resolver(repo, env, stages, group, parties).resolve()
+            resolver = _Resolver(repo, env, stages, group, parties)
+            found += resolver.resolve()
+            joined += resolver.joined
         tree = git.write_tree(repo, env)
-    return tree, tuple(found)
+    return Resolution(tree, tuple(found), joined)
 
 
 class _Resolver:
@@ -125,6 +142,7 @@ class _Resolver:
         self.stages = stages
         self.group = group
         self.parties = parties
+        self.joined = 0  # insert/insert regions landed with both sides
 
     def resolve(self) -> list[Conflict]:
         if self.group.kinds and all("directory rename" in k for k in self.group.kinds):
@@ -157,8 +175,15 @@ class _Resolver:
             return self._whole(ConflictKind.CONTENT, "conflict regions could not be parsed; whole file kept")
         segments = diff3.fix_eof(segments, Block(ours, base, theirs))
         owners = self._owners(path)
-        choices = [self._choose(seg, owners, path) for seg in segments]
-        text, spans = diff3.assemble(segments, [choice is None or choice[2] for choice in choices])
+        join = [self.parties.join_insertions and diff3.is_insert_insert(seg) for seg in segments]
+        choices = [
+            None if j else self._choose(seg, owners, path) for seg, j in zip(segments, join, strict=True)
+        ]
+        landing: list[bool | None] = [
+            None if j else c is None or c[2] for c, j in zip(choices, join, strict=True)
+        ]
+        self.joined += sum(j and diff3.is_conflict(seg) for seg, j in zip(segments, join, strict=True))
+        text, spans = diff3.assemble(segments, landing)
         mode = (
             sides[Stage.THEIRS].mode
             if sides[Stage.OURS].mode == sides[Stage.BASE].mode

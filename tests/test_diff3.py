@@ -14,6 +14,8 @@ from ci_swarm.diff3 import (
     fix_eof,
     is_binary,
     is_conflict,
+    is_insert_insert,
+    joined,
     kept,
     parse_diff3,
     split_lines,
@@ -144,6 +146,32 @@ def test_assemble_anchors_at_the_top_and_in_an_empty_file() -> None:
     assert assemble(top, [True, True])[1] == [(1, 1), (1, 1)]
     empty: list[Segment] = [Block(b"", b"B\n", b"T\n")]
     assert assemble(empty, [True]) == (b"", [(0, 0)])
+
+
+def test_insert_insert_is_an_empty_base_with_two_different_non_empty_sides() -> None:
+    assert is_insert_insert(Block(b"O\n", b"", b"T\n"))
+    assert not is_insert_insert(Block(b"O\n", b"B\n", b"T\n"))  # a replacement, not an insertion
+    assert not is_insert_insert(Block(b"", b"", b"T\n"))  # one side inserts nothing
+    assert not is_insert_insert(Block(b"O\n", b"", b""))
+    assert not is_insert_insert(Block(b"S\n", b"", b"S\n"))  # the same insertion: nothing to join
+    assert not is_insert_insert(b"clean\n")
+
+
+def test_joined_puts_ours_first_then_theirs() -> None:
+    assert joined(Block(b"O1\nO2\n", b"", b"T\n")) == b"O1\nO2\nT\n"
+    assert kept(Block(b"O\n", b"", b"T\n"), None) == b"O\nT\n"
+
+
+def test_joined_separates_a_last_line_without_newline() -> None:
+    assert joined(Block(b"O", b"", b"T")) == b"O\nT"
+    assert joined(Block(b"O", b"", b"T\n")) == b"O\nT\n"
+
+
+def test_assemble_lands_both_sides_of_a_joined_block_with_their_span() -> None:
+    segments: list[Segment] = [b"a\n", Block(b"O\n", b"", b"T1\nT2\n"), b"z\n"]
+    text, spans = assemble(segments, [True, None, True])
+    assert text == b"a\nO\nT1\nT2\nz\n"
+    assert spans == [(1, 1), (2, 4), (5, 5)]
 
 
 def test_assemble_needs_one_choice_per_segment() -> None:

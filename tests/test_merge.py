@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from ci_swarm import git
+from ci_swarm.config import load_config
 from ci_swarm.diff3 import MARKER_SIZE, Block, fix_eof, parse_diff3
-from ci_swarm.errors import RepoError
+from ci_swarm.errors import ConfigError, PlanError, RepoError
 from ci_swarm.merge import MergeQueue
 from ci_swarm.merge_only import merge_branches
-from ci_swarm.models import ConflictKind, MergePolicy, MergeRecord, MergeStatus, OverlapKind
+from ci_swarm.models import ConflictKind, Insertions, MergePolicy, MergeRecord, MergeStatus, OverlapKind
+from ci_swarm.plan import plan_from_dict
 from ci_swarm.resolve import Stage, other
 from tests.fixtures import Content, commit, make_repo
 from tests.merge_helpers import branch, edit_lines, lines, random_edit, read
@@ -176,6 +178,48 @@ def test_touching_lines_conflict_is_recorded_and_first_side_kept(tmp_path: Path)
     assert conflict.other_text == "line 3\ny4\n"
     assert conflict.base_text == "line 3\nline 4\n"
     assert read(repo, queue.tip, "f.txt") == edit_lines(TEN, {3: "x3"})
+
+
+def _insert_insert(tmp_path: Path, insertions: Insertions) -> tuple[Path, MergeQueue, list[MergeRecord]]:
+    repo, base = setup(tmp_path, {"f.txt": TEN})
+    x = agent(repo, base, "x", {"f.txt": edit_lines(TEN, {5: "line 5\nx after 5", 8: "x8"})})
+    y = agent(repo, base, "y", {"f.txt": edit_lines(TEN, {5: "line 5\ny after 5\ny again"})})
+    queue = MergeQueue(repo, INTEGRATION, base, MergePolicy(insertions=insertions), {})
+    return repo, queue, merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+
+
+def test_insert_insert_lands_both_sides_in_merge_order(tmp_path: Path) -> None:
+    repo, queue, records = _insert_insert(tmp_path, Insertions.BOTH)
+    assert records[1].predicted_conflicts == ("f.txt",)  # git does report it
+    assert records[1].conflicts == ()
+    assert records[1].joined == 1
+    assert records[1].status is MergeStatus.CLEAN
+    both = "line 5\nx after 5\ny after 5\ny again"
+    assert read(repo, queue.tip, "f.txt") == edit_lines(TEN, {5: both, 8: "x8"})
+    assert "1 insert/insert region(s) joined" in git.run(repo, "log", "-1", "--format=%B", queue.tip).text
+
+
+def test_insert_insert_keep_keeps_the_integration_side_and_records_the_other(tmp_path: Path) -> None:
+    repo, queue, records = _insert_insert(tmp_path, Insertions.KEEP)
+    (conflict,) = records[1].conflicts
+    assert records[1].joined == 0
+    assert (conflict.kept_text, conflict.other_text, conflict.base_text) == (
+        "x after 5\n",
+        "y after 5\ny again\n",
+        "",
+    )
+    assert read(repo, queue.tip, "f.txt") == edit_lines(TEN, {5: "line 5\nx after 5", 8: "x8"})
+
+
+def test_insert_insert_next_to_a_replacement_is_still_one_kept_side(tmp_path: Path) -> None:
+    """A region whose base text is not empty is a real choice: no joining, a Conflict is recorded."""
+    repo, base = setup(tmp_path, {"f.txt": TEN})
+    x = agent(repo, base, "x", {"f.txt": edit_lines(TEN, {5: "x5"})})
+    y = agent(repo, base, "y", {"f.txt": edit_lines(TEN, {5: "line 5\ny after 5"})})
+    queue = make_queue(repo, base)
+    records = merge_all(repo, queue, [("x", x, base), ("y", y, base)])
+    assert records[1].joined == 0
+    assert len(records[1].conflicts) == 1
 
 
 def _same_lines(tmp_path: Path, prefer: tuple[str, ...]) -> tuple[Path, MergeQueue, list[MergeRecord]]:
@@ -616,3 +660,23 @@ def test_stages_are_named_as_git_numbers_them_and_sides_swap() -> None:
     assert other(Stage.THEIRS) is Stage.OURS
     with pytest.raises(ValueError, match="base"):
         other(Stage.BASE)
+
+
+# --- merge.insertions in plans and config ------------------------------------------------------------
+
+
+def test_insertions_policy_is_read_from_plans_and_config(tmp_path: Path) -> None:
+    sub = {"id": "a", "title": "a"}
+    assert plan_from_dict({"task": "t", "subtasks": [sub]}, source="p").merge.insertions is Insertions.BOTH
+    keep = plan_from_dict({"task": "t", "subtasks": [sub], "merge": {"insertions": "keep"}}, source="p")
+    assert keep.merge.insertions is Insertions.KEEP
+    with pytest.raises(PlanError, match=r"merge\.insertions"):
+        plan_from_dict({"task": "t", "subtasks": [sub], "merge": {"insertions": "mix"}}, source="p")
+    path = tmp_path / "ci-swarm.yml"
+    path.write_text("merge: {insertions: keep}\n")
+    assert load_config(path).merge.insertions is Insertions.KEEP
+    path.write_text("merge: {prefer: first}\n")
+    assert load_config(path).merge.insertions is Insertions.BOTH
+    path.write_text("merge: {insertions: sometimes}\n")
+    with pytest.raises(ConfigError, match="insertions"):
+        load_config(path)
