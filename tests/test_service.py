@@ -22,6 +22,7 @@ from ci_swarm.models import (
     SubtaskStatus,
     Usage,
 )
+from ci_swarm.plan import plan_from_dict
 from ci_swarm.ports import Agent, ModelSession, Planner, ProgressComment, ProgressEvent
 from ci_swarm.run import RunOptions
 from ci_swarm.service import (
@@ -243,7 +244,10 @@ def test_plan_request_plans_with_the_merge_policy_and_closes_the_session(repo: P
 
 
 def test_the_session_is_closed_when_the_run_fails_early(repo: Path) -> None:
-    session = FakeSession(planned=plan_of({**scripted("a"), "agent": {"kind": "nobody"}}))
+    # as a planner might return it: built without the validators, which would refuse the kind at once
+    session = FakeSession(
+        planned=plan_from_dict({"subtasks": [{**scripted("a"), "agent": {"kind": "nobody"}}]})
+    )
     with pytest.raises(UsageError, match="unknown agent kind 'nobody'"):
         run_request(job(repo, None), ServiceOptions(TRUSTED, AGENTS, Factory(session)))
     assert session.closed == 1
