@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -23,7 +24,7 @@ from ci_swarm.dag import critical_path, waves
 from ci_swarm.errors import exit_code
 from ci_swarm.jobs import Written, find_job, job_request, written_plan
 from ci_swarm.logtext import one_line
-from ci_swarm.models import AgentSpec, MergeOrder, MergePolicy, Plan, Request, RunReport, Subtask
+from ci_swarm.models import AgentSpec, Check, MergeOrder, MergePolicy, Plan, Request, RunReport, Subtask
 from ci_swarm.plan import load_plan, validate
 from ci_swarm.ports import ModelSession, ProgressListener
 from ci_swarm.report import print_terminal, summary_lines, write_json, write_markdown
@@ -321,6 +322,14 @@ def _default_agent(source: PlanSource, has_key: bool, configured: AgentSpec | No
     metavar="NAME",
     help="Run the repository config's maintenance job NAME as the Action would (no push unless --publish).",
 )
+@click.option(
+    "--check",
+    "check_texts",
+    multiple=True,
+    metavar="COMMAND",
+    help="A check that judges the result (repeatable; split like a shell would): run through the sandbox "
+    "on the integration tip and each command agent's commit. Replaces the plan's and the config's checks.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def run(
     source: PlanSource,
@@ -341,6 +350,7 @@ def run(
     sandbox: str | None,
     compare_serial: bool,
     job: str | None,
+    check_texts: tuple[str, ...],
     quiet: bool,
 ) -> None:
     """Plan, run agents in parallel, merge their branches, report."""
@@ -386,7 +396,16 @@ def run(
         watch=_terminal(console, quiet),
         on_plan=lambda plan, planned: _print_plan(plan, console) if planned and not quiet else None,
     )
-    outcome = run_request(RunRequest(request, options, static, merge=config.merge), wiring)
+    run_job = RunRequest(
+        request,
+        options,
+        static,
+        merge=config.merge,
+        checks=config.checks,
+        check_flags=_check_flags(check_texts),
+        merge_failing=config.merge_failing,
+    )
+    outcome = run_request(run_job, wiring)
     report = outcome.report
     if serial is not None and not report.interrupted:
         report = _with_serial(report, serial, options)
@@ -403,6 +422,20 @@ def run(
         if result.held_back:
             sys.exit(errors.SecretFound.exit_code)
     sys.exit(exit_code(report))
+
+
+def _check_flags(texts: Sequence[str]) -> tuple[Check, ...]:
+    """``--check`` texts → checks named by their text; exit 4 for one a shell could not split."""
+    checks = []
+    for text in texts:
+        try:
+            argv = tuple(shlex.split(text))
+        except ValueError as exc:
+            raise errors.UsageError(f"--check {text!r}: {exc}") from exc
+        if not argv:
+            raise errors.UsageError("--check needs a command")
+        checks.append(Check(name=text, run=argv))
+    return tuple(checks)
 
 
 def _serial_subtask(static: Plan | None, default: AgentSpec) -> Subtask:

@@ -24,7 +24,15 @@ import jsonschema
 import yaml
 
 from ci_swarm.errors import ConfigError
-from ci_swarm.models import EMPTY, AgentSpec, Insertions, MergeOrder, MergePolicy
+from ci_swarm.models import (
+    DEFAULT_CHECK_TIMEOUT,
+    EMPTY,
+    AgentSpec,
+    Check,
+    Insertions,
+    MergeOrder,
+    MergePolicy,
+)
 from ci_swarm.safeyaml import BoundedLoader
 from ci_swarm.workspace import matches_any
 
@@ -86,6 +94,8 @@ class Config:
     sandbox: str = ""  # "user" | "none"; "" = user where available (ci_swarm.sandbox.resolve_policy)
     pass_env: tuple[str, ...] = ()  # variables a command agent's pass_env may name
     check_command: tuple[str, ...] = ()
+    checks: tuple[Check, ...] = ()  # judge the integration and command agents' work (issue #12)
+    merge_failing: bool = False  # merge a command agent whose own checks fail
     merge: MergePolicy = field(default_factory=MergePolicy)
     role_prompts: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     protected_paths: tuple[str, ...] = DEFAULT_PROTECTED
@@ -200,6 +210,7 @@ def _validate(data: dict[str, Any], lines: Mapping[KeyPath, int], source: str) -
         raise ConfigError(f"{source}:{_line_of(path, lines)}: {_dotted(path) or '(top level)'}: {message}")
     commands: list[tuple[KeyPath, Any]] = [(("check_command",), data.get("check_command"))]
     commands += [(("allowed_commands", i), c) for i, c in enumerate(data.get("allowed_commands", ()))]
+    commands += [(("checks", i, "run"), c.get("run")) for i, c in enumerate(data.get("checks", ()))]
     for path, value in commands:
         if isinstance(value, str):
             try:
@@ -350,6 +361,8 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
         sandbox=data.get("sandbox", ""),
         pass_env=tuple(data.get("pass_env", ())),
         check_command=_argv(data["check_command"]) if "check_command" in data else (),
+        checks=tuple(_check(c) for c in data.get("checks", ())),
+        merge_failing=bool(data.get("merge_failing", False)),
         merge=merge_policy(
             merge.get("order", "completion"), merge.get("prefer", "first"), merge.get("insertions", "both")
         ),
@@ -385,6 +398,11 @@ def _freeze(value: Any) -> Any:
 
 def _argv(value: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(shlex.split(value)) if isinstance(value, str) else tuple(value)
+
+
+def _check(data: Mapping[str, Any]) -> Check:
+    timeout = data.get("timeout", DEFAULT_CHECK_TIMEOUT)
+    return Check(name=str(data["name"]), run=_argv(data["run"]), timeout=float(timeout))
 
 
 def _job(data: Mapping[str, Any]) -> MaintenanceJob:

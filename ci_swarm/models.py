@@ -24,6 +24,7 @@ class SubtaskStatus(StrEnum):
     TIMED_OUT = "timed_out"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
+    REJECTED = "rejected"  # its work broke the integration's checks: set aside (its branch kept)
 
 
 class MergeStatus(StrEnum):
@@ -108,6 +109,8 @@ class Plan:
     merge: MergePolicy = MergePolicy()
     version: int = 1
     rationale: str = ""
+    checks: tuple[Check, ...] = ()  # the plan's own checks (issue #12; () = the config's or the CLI's)
+    merge_failing: bool | None = None  # merge a command agent whose own checks fail (None: the config's)
 
     def subtask(self, subtask_id: str) -> Subtask:
         for sub in self.subtasks:
@@ -196,6 +199,7 @@ class SubtaskRecord:
     diffstat: Diffstat = Diffstat()
     setup_seconds: float = 0.0  # making the agent's clone
     collect_seconds: float = 0.0  # committing its work (and its diffstat)
+    checks: tuple[CheckResult, ...] = ()  # a command agent's own checks on its commit (issue #12)
 
 
 @dataclass(frozen=True)
@@ -304,6 +308,7 @@ class RunReport:
     version: str = __version__  # the ci-swarm that wrote the report
     serial: SerialComparison | None = None  # --compare-serial
     timeout_seconds: float | None = None  # the per-subtask timeout that applied (None: none)
+    verification: Verification = field(default_factory=lambda: Verification())  # issue #12
 
     @property
     def conflicts(self) -> tuple[Conflict, ...]:
@@ -312,3 +317,60 @@ class RunReport:
     @property
     def failed(self) -> tuple[SubtaskRecord, ...]:
         return tuple(s for s in self.subtasks if s.status is not SubtaskStatus.SUCCEEDED)
+
+
+# --- verification (issue #12): checks, their results, the verified integration --------------------------
+
+
+DEFAULT_CHECK_TIMEOUT = 600.0  # seconds a check may run before it is killed (and counted failed)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A command that judges a tree: exit 0 passes. Runs through the sandbox in a clone at the commit."""
+
+    name: str
+    run: tuple[str, ...]
+    timeout: float | None = DEFAULT_CHECK_TIMEOUT
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check on one commit. ``flipped``: it failed once and passed when re-checked (flaky)."""
+
+    name: str
+    ok: bool
+    exit_status: int | None
+    seconds: float
+    output_tail: str = ""  # the last lines, secrets redacted
+    timed_out: bool = False
+    flipped: bool = False
+
+
+class VerificationStatus(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    NOT_RUN = "not_run"
+
+
+@dataclass(frozen=True)
+class Culprit:
+    """Subtasks set aside because the integration's checks failed with them and passed without them."""
+
+    subtask: str
+    check: str  # the failing check's name
+    reason: str  # why, in one line
+    output_tail: str = ""  # the failing check's log tail (redacted)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The integration tip checked like a merge queue: ``status``, the final tip's results, how many check
+    runs verification took (re-check and bisection included) and the culprits set aside."""
+
+    status: VerificationStatus = VerificationStatus.NOT_RUN
+    checks: tuple[CheckResult, ...] = ()
+    check_runs: int = 0
+    culprits: tuple[Culprit, ...] = ()
+    seconds: float = 0.0
+    note: str = "no checks configured: the integration was not verified"

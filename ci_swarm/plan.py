@@ -17,6 +17,7 @@ import difflib
 import json
 import math
 import re
+import shlex
 import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -27,14 +28,24 @@ import yaml
 
 from ci_swarm.dag import check_acyclic, deps_of
 from ci_swarm.errors import PlanError
-from ci_swarm.models import AgentSpec, Insertions, MergeOrder, MergePolicy, Plan, Subtask
+from ci_swarm.models import (
+    DEFAULT_CHECK_TIMEOUT,
+    AgentSpec,
+    Check,
+    Insertions,
+    MergeOrder,
+    MergePolicy,
+    Plan,
+    Subtask,
+)
 from ci_swarm.paths import overlap_warning, ownership_overlaps
 from ci_swarm.safeyaml import JSONLimitError, load_json, load_yaml
 
 SUPPORTED_VERSIONS = (1,)
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")
 
-_PLAN_KEYS = frozenset({"version", "task", "merge", "subtasks", "rationale"})
+_PLAN_KEYS = frozenset({"version", "task", "merge", "subtasks", "rationale", "checks", "merge_failing"})
+_CHECK_KEYS = frozenset({"name", "run", "timeout"})
 _SUBTASK_KEYS = frozenset({"id", "role", "title", "instructions", "paths", "depends_on", "agent"})
 _MERGE_KEYS = frozenset({"order", "prefer", "insertions"})
 
@@ -114,7 +125,45 @@ def plan_from_dict(
         merge=_merge_policy(data.get("merge"), source),
         version=int(version),
         rationale=_opt_str(data, "rationale", source),
+        checks=_checks(data.get("checks"), source),
+        merge_failing=_opt_bool(data, "merge_failing", source),
     )
+
+
+def _checks(raw: Any, source: str) -> tuple[Check, ...]:
+    """A plan's ``checks``: ``[{name, run (argv or text), timeout?}]``; PlanError naming the check."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise PlanError(f"{source}: 'checks' must be a list, got {kind_of(raw)}")
+    return tuple(_check(item, f"{source}: checks[{i}]") for i, item in enumerate(raw))
+
+
+def _check(raw: Any, where: str) -> Check:
+    if not isinstance(raw, Mapping):
+        raise PlanError(f"{where} must be a mapping with 'name' and 'run', got {kind_of(raw)}")
+    no_unknown_keys(raw, _CHECK_KEYS, where)
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise PlanError(f"{where}: 'name' must be a non-empty string")
+    run = raw.get("run")
+    try:
+        argv = tuple(shlex.split(run)) if isinstance(run, str) else run
+    except ValueError as exc:
+        raise PlanError(f"{where}: 'run': {exc}") from exc
+    if not isinstance(argv, list | tuple) or not argv or not all(isinstance(a, str) and a for a in argv):
+        raise PlanError(f"{where}: 'run' must be a command (text or a list of words), got {run!r}")
+    timeout = raw.get("timeout", DEFAULT_CHECK_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf:
+        raise PlanError(f"{where}: 'timeout' must be a positive number of seconds, got {timeout!r}")
+    return Check(name=name, run=tuple(argv), timeout=float(timeout))
+
+
+def _opt_bool(data: Mapping[str, Any], key: str, where: str) -> bool | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise PlanError(f"{where}: '{key}' must be true or false, got {value!r}")
+    return value
 
 
 def _subtask(raw: Any, index: int, source: str, validators: Validators) -> Subtask:

@@ -24,8 +24,9 @@ from ci_swarm import git
 from ci_swarm.allowlist import command_allowed
 from ci_swarm.config import DEFAULT_PATH
 from ci_swarm.errors import UsageError
-from ci_swarm.models import AgentSpec, MergePolicy, Plan, Request, RunReport
+from ci_swarm.models import AgentSpec, Check, MergePolicy, Plan, Request, RunReport
 from ci_swarm.naming import new_run_id
+from ci_swarm.outputtail import Redactor
 from ci_swarm.plan import validate
 from ci_swarm.ports import (
     AgentBackend,
@@ -39,6 +40,7 @@ from ci_swarm.ports import (
 from ci_swarm.run import RunOptions, run_plan
 from ci_swarm.runtime import run_sync
 from ci_swarm.sandbox import SandboxPolicy, resolve_policy
+from ci_swarm.verify import check_agents, checker, not_run, verify_integration
 
 MODEL_AGENT = "claude"  # the agent kind that talks to the model
 COMMAND_AGENT = "command"  # the agent kind that runs an external program
@@ -168,6 +170,27 @@ class RunRequest:
     plan: Plan | None = None
     merge: MergePolicy | None = None  # a planned plan follows this merge policy (the repository's)
     max_subtasks: int | None = None  # for validation
+    checks: tuple[Check, ...] = ()  # the config's checks (a plan's own checks replace them)
+    check_flags: tuple[Check, ...] = ()  # ``run --check``: replace the plan's and the config's
+    merge_failing: bool = False  # the config's (a plan's own setting replaces it)
+
+
+def run_checks_of(job: RunRequest, plan: Plan) -> tuple[Check, ...]:
+    """The checks a run uses: ``--check`` flags, else the plan's own, else the config's."""
+    return job.check_flags or plan.checks or job.checks
+
+
+def check_plan_checks(plan: Plan, policy: CommandPolicy) -> None:
+    """UsageError when an untrusted plan (the Action's) names a check ``allowed_commands`` does not allow:
+    a check runs a command like a command agent does."""
+    if policy.trust_plan_commands:
+        return
+    for check in plan.checks:
+        if not command_allowed(check.run, policy.allowed_commands):
+            raise UsageError(
+                f"the plan's check {check.name!r} would run {' '.join(check.run[:3])!r}, which "
+                f"allowed_commands in {policy.config_source} does not allow"
+            )
 
 
 def _ignore_plan(plan: Plan, planned: bool) -> None:
@@ -234,7 +257,11 @@ def run_request(job: RunRequest, wiring: ServiceOptions) -> RunOutcome:
                 backends[MODEL_AGENT] = session.agent_backend()
             wiring.agents.check(plan, default, backends)
             check_commands(plan, default, wiring.commands, options.repo, wiring.agents)
+            check_plan_checks(plan, wiring.commands)
+            checks = run_checks_of(job, plan)
             sandbox = choose_sandbox(plan, default, wiring.commands.allowed_commands, wiring.sandbox)
+            if checks and sandbox is None:  # checks run agent-written code: always sandboxed
+                sandbox = resolve_policy(wiring.sandbox or None)
             wiring.on_plan(plan, job.plan is None)
             if wiring.progress is not None:
                 usage = session.usage if session is not None else None
@@ -247,6 +274,8 @@ def run_request(job: RunRequest, wiring: ServiceOptions) -> RunOutcome:
                 factory = wiring.agents.factory(default, backends)
                 run_options = replace(options, sandbox=sandbox)
                 report = await run_plan(plan, run_options, factory, listener, job.request)
+                if checks and sandbox is not None:
+                    report = await verified(report, plan, job, checks, sandbox)
                 return sandboxed(report, sandbox)
         finally:
             if session is not None:
@@ -255,6 +284,23 @@ def run_request(job: RunRequest, wiring: ServiceOptions) -> RunOutcome:
 
     report = run_sync(plan_and_run)
     return RunOutcome(account(report, session), progress, warnings)
+
+
+async def verified(
+    report: RunReport, plan: Plan, job: RunRequest, checks: tuple[Check, ...], policy: SandboxPolicy
+) -> RunReport:
+    """Command agents' own checks, then the integration verified (:mod:`ci_swarm.verify`); an interrupted
+    run is not verified."""
+    if report.interrupted:
+        return not_run(report)
+    repo = Path(report.repo)
+    run = checker(repo, checks, policy, Redactor(job.options.secrets))
+    default = job.options.default_agent
+    commands = [s.id for s in plan.subtasks if (s.agent or default).kind == COMMAND_AGENT]
+    merge_failing = job.merge_failing if plan.merge_failing is None else plan.merge_failing
+    if commands:
+        report = await check_agents(repo, report, commands, run, merge_failing=merge_failing)
+    return await verify_integration(repo, report, run)
 
 
 def plan_request(
