@@ -265,6 +265,7 @@ class Action:
                 branch_prefix=config.branch_prefix,
                 default_agent=default,
                 pass_env=config.pass_env,
+                secrets=self.settings.secrets,  # redacted from the reports' output tails and commands
             )
             where = f"from {base_ref} ({base_commit[:10]})" if start == base_commit else f"({kept})"
             job_request = RunRequest(request, options, static, config.merge, config.max_subtasks)
