@@ -268,7 +268,15 @@ class Action:
                 secrets=self.settings.secrets,  # redacted from the reports' output tails and commands
             )
             where = f"from {base_ref} ({base_commit[:10]})" if start == base_commit else f"({kept})"
-            job_request = RunRequest(request, options, static, config.merge, config.max_subtasks)
+            job_request = RunRequest(
+                request,
+                options,
+                static,
+                config.merge,
+                config.max_subtasks,
+                checks=config.checks,
+                merge_failing=config.merge_failing,
+            )
             wiring = self.wiring(config, options.run_id or "", where, publisher, started.append)
             outcome = run_request(job_request, wiring)
             extra = (*run.notes, kept) if kept else run.notes  # where the plan came from; what was kept

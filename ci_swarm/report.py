@@ -17,6 +17,7 @@ from rich.table import Table
 from ci_swarm import neutral
 from ci_swarm.gantt import mermaid_gantt as mermaid_gantt
 from ci_swarm.models import (
+    CheckResult,
     Conflict,
     Diffstat,
     MergeRecord,
@@ -26,6 +27,8 @@ from ci_swarm.models import (
     SubtaskRecord,
     SubtaskStatus,
     Usage,
+    Verification,
+    VerificationStatus,
 )
 
 STATUS_ICON = {
@@ -36,6 +39,7 @@ STATUS_ICON = {
     SubtaskStatus.CANCELLED: "🚫",
     SubtaskStatus.RUNNING: "🔄",
     SubtaskStatus.PENDING: "⏳",
+    SubtaskStatus.REJECTED: "⛔",
 }
 
 
@@ -80,6 +84,7 @@ def _subtask(s: SubtaskRecord) -> dict[str, Any]:
         "diffstat": _diffstat(s.diffstat),
         "setup_seconds": round(s.setup_seconds, 3),
         "collect_seconds": round(s.collect_seconds, 3),
+        "checks": [_check_result(c) for c in s.checks],
     }
 
 
@@ -168,6 +173,7 @@ def to_dict(report: RunReport) -> dict[str, Any]:
         "merges": [_merge(m) for m in report.merges],
         "conflicts": [_conflict(c) for c in report.conflicts],
         "overlap": [{"a": o.a, "b": o.b, "path": o.path, "kind": o.kind.value} for o in report.overlap],
+        "verification": verification_dict(report.verification),
     }
 
 
@@ -295,7 +301,10 @@ def to_markdown(report: RunReport) -> str:
     if report.rationale:
         parts.append("**Plan:** " + neutral.block(report.rationale))
     parts += [f"> {neutral.inline(note)}" for note in report.notes]
-    parts += ["### Subtasks", subtasks_table(report), "### Timeline", mermaid_gantt(report)]
+    parts += ["### Subtasks", subtasks_table(report)]
+    verified = report.verification.status is not VerificationStatus.NOT_RUN
+    parts += [*(["### Verification"] if verified else []), verification_section(report.verification)]
+    parts += ["### Timeline", mermaid_gantt(report)]
     if report.merges:
         parts += ["### Merges", merges_table(report)]
     if report.overlap:
@@ -456,3 +465,70 @@ def print_terminal(report: RunReport, console: Console) -> None:
         f"{st.cleanup_seconds:.2f}s",
         soft_wrap=True,
     )
+
+
+# --- verification (issue #12) ---------------------------------------------------------------------------
+
+
+def _check_result(c: CheckResult) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "ok": c.ok,
+        "exit_status": c.exit_status,
+        "seconds": round(c.seconds, 3),
+        "timed_out": c.timed_out,
+        "flipped": c.flipped,
+        "output_tail": c.output_tail,
+    }
+
+
+def verification_dict(v: Verification) -> dict[str, Any]:
+    """The JSON report's ``verification``: status (passed | failed | not_run), the final tip's check
+    results, the number of check runs, the culprits set aside and why."""
+    return {
+        "status": v.status.value,
+        "note": v.note,
+        "check_runs": v.check_runs,
+        "seconds": round(v.seconds, 3),
+        "checks": [_check_result(c) for c in v.checks],
+        "culprits": [
+            {"subtask": c.subtask, "check": c.check, "reason": c.reason, "output_tail": c.output_tail}
+            for c in v.culprits
+        ],
+    }
+
+
+_VERDICT = {
+    VerificationStatus.PASSED: "**passed**",
+    VerificationStatus.FAILED: "**failed**",
+    VerificationStatus.NOT_RUN: "**not run**",
+}
+
+
+def verification_section(v: Verification) -> str:
+    """Markdown: the verdict in words, the checks on the verified tip, and what was set aside and why (not
+    run: one plain sentence, under no heading of its own)."""
+    head = f"Verification {_VERDICT[v.status]}: {neutral.inline(v.note)}"
+    if v.status is VerificationStatus.NOT_RUN:
+        return head
+    parts = [f"{head} ({v.check_runs} check run(s), {v.seconds:.1f}s)"]
+    rows = [
+        [
+            neutral.code_cell(c.name),
+            "pass" if c.ok else ("timed out" if c.timed_out else "fail"),
+            neutral.cell(str(c.exit_status)),
+            f"{c.seconds:.1f}s",
+            "yes" if c.flipped else "",
+        ]
+        for c in v.checks
+    ]
+    parts.append(neutral.table(["check", "result", "exit", "time", "flipped"], rows))
+    if v.culprits:
+        parts.append("**Set aside** (their branches are kept):")
+        for c in v.culprits:
+            parts.append(f"- {neutral.code_span(c.subtask)}: {neutral.inline(c.reason)}")
+            if c.output_tail:
+                parts.append(neutral.fence(c.output_tail))
+    failing = [c for c in v.checks if not c.ok and c.output_tail]
+    parts += [neutral.fence(c.output_tail) for c in failing]
+    return "\n\n".join(parts)
