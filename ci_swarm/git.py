@@ -565,13 +565,16 @@ def grep(repo: Path, pattern: str, path: str | None = None, max_count: int = 200
 
 
 def merge_diff(repo: Path, a: str, b: str, *, algorithm: str = "histogram") -> str:
-    """Zero-context diff ``a..b`` as a three-way merge sees it (whatever the user's diff config).
+    """One-line-context diff ``a..b`` as a three-way merge sees it (whatever the user's diff config).
 
     ``merge-tree`` (merge-ort) diffs with histogram, ``merge-file`` with myers; neither uses the indent
-    heuristic. No inter-hunk context, full blob ids, ``a/`` ``b/`` prefixes, renames, no textconv.
+    heuristic. One line of context, not zero: with ``-U0`` git trims a long common tail before diffing
+    (xdiff-interface's ``trim_common_tail``), which the merge never does, so hunks among repeated lines
+    could align differently; the context lines are skipped by the reader (:mod:`ci_swarm.overlap`).
+    No inter-hunk context, full blob ids, ``a/`` ``b/`` prefixes, renames, no textconv.
     """
     args = ["diff", "--no-color", "--no-ext-diff", "--no-textconv", "--find-renames", "--full-index"]
-    args += [f"--diff-algorithm={algorithm}", "--no-indent-heuristic", "--inter-hunk-context=0", "-U0"]
+    args += [f"--diff-algorithm={algorithm}", "--no-indent-heuristic", "--inter-hunk-context=0", "-U1"]
     args += ["--src-prefix=a/", "--dst-prefix=b/", "--no-relative", a, b]
     return run(repo, *args).text
 

@@ -1,6 +1,6 @@
 """Predict the files two changes will conflict on, with git's own adjacency rules.
 
-A change is read from a zero-context diff (:func:`ci_swarm.git.merge_diff`, parsed with unidiff) as
+A change is read from a one-line-context diff (:func:`ci_swarm.git.merge_diff`, parsed with unidiff) as
 per-path :class:`Region` s in BASE coordinates: the base lines a hunk replaces, and the lines it puts there
 (an insertion is a zero-length region before a base line).
 
@@ -22,12 +22,15 @@ the other side's range), :data:`OverlapKind.TOUCHING` that the conflict comes on
 Whole-file cases are classified conservatively (predicted to conflict unless both sides end with the same
 blob): add/add, modify/delete, rename/delete, rename/rename to different paths, binary files, symlinks,
 submodules, two different mode changes. A rename on one side and an edit on the other is classified by
-its hunks (git follows the rename). Structural collisions that share no path are predicted too: a file on
-one side where the other has a directory, and a file added under a directory the other side renamed away
-from (git's directory-rename detection; over-predicted when the directory still exists on that side).
+its hunks (git follows the rename, with the same rename detection as ``git diff --find-renames``); a
+renamed file's rows are named by its new path (where git reports a conflict) and by its old path.
+Structural collisions that share no path are predicted too: a file on one side where the other has a
+directory, and a file added under a directory the other side renamed away from (git's directory-rename
+detection; over-predicted when the directory still exists on that side).
 
-Known over- or under-prediction (documented, not hidden): ``git diff`` trims a long common tail before
-diffing large files, which can shift a hunk placed among repeated lines; and a subtask's own diff is
+The diff is read with one line of context (:func:`ci_swarm.git.merge_diff`): with zero context ``git diff``
+trims a long common tail before diffing, which the merge does not, and a hunk among repeated lines could
+then align differently. Known over-prediction (documented, not hidden): a subtask's own diff is
 relative to its own start, so two subtasks that started from different tips are compared in slightly
 different coordinates (the merge queue therefore also predicts against the integration tip exactly).
 """
@@ -249,21 +252,30 @@ def unquote(name: str) -> str:
 
 
 def _regions(patched: PatchedFile) -> Iterable[Region]:
+    """Each run of removed/added lines of every hunk, context lines skipped, in base coordinates."""
     for hunk in patched:
+        pos = hunk.source_start - 1 if hunk.source_length else hunk.source_start  # next base line
+        start = pos
         old: list[str] = []
         new: list[str] = []
         last: list[str] | None = None
         for line in hunk:
-            if line.is_removed:
+            if line.is_context:
+                if old or new:
+                    yield Region(start, tuple(old), tuple(new))
+                pos += 1
+                start, old, new, last = pos, [], [], None
+            elif line.is_removed:
                 old.append(line.value)
+                pos += 1
                 last = old
             elif line.is_added:
                 new.append(line.value)
                 last = new
             elif line.line_type == "\\" and last:
                 last[-1] = last[-1].removesuffix("\n")  # "\ No newline at end of file"
-        start = hunk.source_start - 1 if hunk.source_length else hunk.source_start
-        yield Region(start, tuple(old), tuple(new))
+        if old or new:
+            yield Region(start, tuple(old), tuple(new))
 
 
 # --- classification -----------------------------------------------------------------------------
@@ -378,7 +390,10 @@ def _side_text(side: Sequence[Region], other: Sequence[Region]) -> tuple[str, ..
 def overlaps(
     a: Mapping[str, FileChange], b: Mapping[str, FileChange], a_id: str, b_id: str
 ) -> tuple[Overlap, ...]:
-    """One Overlap per shared path (a rename counted once), plus structural file/directory collisions."""
+    """One Overlap per name of each shared file, plus structural file/directory collisions.
+
+    A file renamed on either side is named as the merge names it — by its new path(s) — and by its old
+    path, each row with the pair's kind; a file under one name is one row."""
     rows: dict[str, Overlap] = {}
     seen: set[tuple[int, int]] = set()
     for path in sorted(a.keys() & b.keys()):
@@ -386,10 +401,20 @@ def overlaps(
         if (id(ca), id(cb)) in seen:
             continue
         seen.add((id(ca), id(cb)))
-        rows[path] = Overlap(a_id, b_id, path, classify(ca, cb))
+        kind = classify(ca, cb)
+        for name in names(ca, cb):
+            if name not in rows or rows[name].kind is OverlapKind.DISJOINT:
+                rows[name] = Overlap(a_id, b_id, name, kind)
     for path in _structural(a, b) + _structural(b, a):
         rows.setdefault(path, Overlap(a_id, b_id, path, OverlapKind.OVERLAPPING))
     return tuple(rows[p] for p in sorted(rows))
+
+
+def names(a: FileChange, b: FileChange) -> tuple[str, ...]:
+    """The names two changes of one file go by: a rename's new path(s) (where git's merge puts the file
+    and reports its conflict), then the path(s) in the base."""
+    renamed = [c.new_path for c in (a, b) if c.status is FileStatus.RENAMED]
+    return tuple(dict.fromkeys([*renamed, a.path, b.path]))
 
 
 def _structural(a: Mapping[str, FileChange], b: Mapping[str, FileChange]) -> list[str]:

@@ -420,7 +420,7 @@ def test_rename_delete_is_recorded(tmp_path: Path) -> None:
     )
     assert "rename/delete" in conflict.reason
     assert read(repo, queue.tip, "new.py") == lines(30)
-    assert records[1].predicted_conflicts == ("old.py",)
+    assert records[1].predicted_conflicts == ("new.py", "old.py")  # the conflict is at new.py
 
 
 def test_rename_rename_keeps_one_name(tmp_path: Path) -> None:
@@ -651,7 +651,7 @@ def test_rename_with_a_conflicting_edit_is_resolved_hunk_by_hunk_at_the_new_name
         (5, 5),
     )
     assert read(repo, queue.tip, "new.py") == edit_lines(body, {5: "x5", 20: "y20"})
-    assert records[1].predicted_conflicts == ("old.py",)
+    assert records[1].predicted_conflicts == ("new.py", "old.py")  # git reports new.py
 
 
 def test_stages_are_named_as_git_numbers_them_and_sides_swap() -> None:

@@ -208,16 +208,37 @@ def test_renames(tmp_path: Path) -> None:
     repo, base, renamed, edited = two_sides(
         tmp_path, {"old.py": body}, {"old.py": None, "new.py": body}, {"old.py": edit_lines(body, {9: "b"})}
     )
-    assert predict(repo, base, renamed, edited, "a", "b") == (Overlap("a", "b", "old.py", D),)
+    # a renamed file is named by its new path (where git reports it) and its old path
+    assert predict(repo, base, renamed, edited, "a", "b") == (
+        Overlap("a", "b", "new.py", D),
+        Overlap("a", "b", "old.py", D),
+    )
     assert git_conflicts(repo, renamed, edited) == set()
     other = commit(repo, base, {"old.py": None, "other.py": body})
     deleted = commit(repo, base, {"old.py": None})
-    assert conflicting(predict(repo, base, renamed, other, "a", "b")) == ("old.py",)
-    assert conflicting(predict(repo, base, renamed, deleted, "a", "b")) == ("old.py",)
-    assert git_conflicts(repo, renamed, other) and git_conflicts(repo, renamed, deleted)
-    # the same rename on both sides: one row (the change is listed under both names), clean
+    assert conflicting(predict(repo, base, renamed, other, "a", "b")) == ("new.py", "old.py", "other.py")
+    assert conflicting(predict(repo, base, renamed, deleted, "a", "b")) == ("new.py", "old.py")
+    assert git_conflicts(repo, renamed, other) == {"new.py", "old.py", "other.py"}
+    assert git_conflicts(repo, renamed, deleted) == {"new.py"}
+    # the same rename on both sides: one file, named by both names, clean
     again = commit(repo, base, {"old.py": None, "new.py": body})
-    assert predict(repo, base, renamed, again, "a", "b") == (Overlap("a", "b", "new.py", D),)
+    assert predict(repo, base, renamed, again, "a", "b") == (
+        Overlap("a", "b", "new.py", D),
+        Overlap("a", "b", "old.py", D),
+    )
+
+
+def test_a_conflict_in_a_renamed_file_is_predicted_under_the_new_name(tmp_path: Path) -> None:
+    body = lines(30)
+    repo, base, renamed, edited = two_sides(
+        tmp_path,
+        {"old.py": body},
+        {"old.py": None, "pkg/new.py": edit_lines(body, {9: "a"})},
+        {"old.py": edit_lines(body, {9: "b"})},
+    )
+    assert git_conflicts(repo, renamed, edited) == {"pkg/new.py"}
+    assert conflicting(predict(repo, base, renamed, edited, "a", "b")) == ("old.py", "pkg/new.py")
+    assert conflicting(predict(repo, base, edited, renamed, "b", "a")) == ("old.py", "pkg/new.py")
 
 
 def test_file_directory_and_directory_rename_collisions(tmp_path: Path) -> None:
@@ -300,3 +321,40 @@ def test_predictor_agrees_with_git_on_random_edit_pairs(tmp_path: Path) -> None:
         assert (code > 0) == (kinds["myers"][name] is not D), name
     counts = {k: list(kinds["histogram"].values()).count(k) for k in (D, T, OV)}
     assert min(counts.values()) >= 15, counts  # the generator exercises every kind
+
+
+def _tail_or_rename_case(rng: random.Random, k: int) -> tuple[str, str, str, bool]:
+    """(base, a, b, a renames the file): every case gets a long common tail of repeated lines (git diff
+    -U0 would trim it, the merge does not); one in three is renamed on side a (rename detection)."""
+    alphabet = rng.choice(["ab", "abc"])
+    head = [
+        f"{rng.choice(alphabet)}\n" if rng.random() < 0.7 else f"u{k}-{n}\n"
+        for n in range(rng.randint(4, 20))
+    ]
+    tail = [f"{rng.choice(alphabet)}\n" for _ in range(rng.randint(600, 1400))]
+    a = random_edit(rng, head, alphabet) + tail
+    b = random_edit(rng, head, alphabet) + tail if rng.random() < 0.8 else list(a)
+    return "".join(head + tail), "".join(a), "".join(b), rng.random() < 0.34
+
+
+def test_predictor_never_predicts_git_conflicts_clean_with_renames_and_long_tails(tmp_path: Path) -> None:
+    """120 generated pairs (fixed seed) with long common tails, a third of them renamed on one side: every
+    file git reports conflicted is predicted, under git's (post-rename) name; the predicted post-merge
+    names are exactly git's."""
+    rng = random.Random(20261207)
+    cases = [_tail_or_rename_case(rng, k) for k in range(120)]
+    names = [f"c{i:03}.txt" for i in range(len(cases))]
+    renamed = {n: f"moved/{n}" for n, c in zip(names, cases, strict=True) if c[3]}
+    repo = make_repo(tmp_path / "repo", {n: c[0] for n, c in zip(names, cases, strict=True)})
+    base = git.head_commit(repo)
+    a_files: dict[str, Content] = {n: c[1] for n, c in zip(names, cases, strict=True)}
+    for old, new in renamed.items():
+        a_files[new], a_files[old] = a_files[old], None
+    ta = commit(repo, base, a_files)
+    tb = commit(repo, base, {n: c[2] for n, c in zip(names, cases, strict=True)})
+    truth = git_conflicts(repo, ta, tb)
+    predicted = set(conflicting(predict(repo, base, ta, tb, "a", "b")))
+    assert truth - predicted == set()  # never predicted clean when git conflicts
+    assert predicted - set(renamed) == truth  # the old names aside, exactly git's verdict
+    assert truth & set(renamed.values())  # the generator makes conflicts in renamed files
+    assert len(truth) >= 30 and len(truth) <= 110, len(truth)
