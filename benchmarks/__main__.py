@@ -23,6 +23,7 @@ SUITES = {
     "llm": "benchmarks.bench_llm",
     "setup": "benchmarks.bench_setup",
     "plan": "benchmarks.bench_plan",
+    "verify": "benchmarks.bench_verify",
 }
 
 
@@ -49,6 +50,8 @@ TARGETS: list[tuple[str, str, tuple[str, ...], str, Any]] = [
      ("validate_10k", "json", "wall_s"), "< 5 s", lambda v: v < 5),
     ("10,000-subtask plan (JSON): peak RSS (MB)", "plan", ("validate_10k", "json", "peak_rss_mb"),
      "< 500 MB", lambda v: v < 500),
+    ("verification: 16 subtasks, one culprit, time / one check run", "verify", ("ratio",), "≤ 5",
+     lambda v: v <= 5),
 ]  # fmt: skip
 
 
