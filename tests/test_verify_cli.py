@@ -5,11 +5,15 @@ culprit is set aside; exit 4 for a check a shell cannot split."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from ci_swarm.action import main
+from tests.act_helpers import World, make_world, swarm_plan, write_sub
 from tests.fixtures import make_repo
 from tests.helpers import SANDBOX_PY, run_cli, scripted
 
@@ -89,3 +93,25 @@ def test_a_check_a_shell_cannot_split_is_exit_4(tmp_path: Path) -> None:
         tmp_path, repo, {"version": 1, "subtasks": [scripted("x")]}, "--check", "sh -c 'oops"
     )
     assert code == 4 and "--check" in err
+
+
+# --- through the Action ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    yield from make_world(tmp_path)
+
+
+def test_the_action_verifies_and_the_pr_body_shows_what_was_set_aside(world: World) -> None:
+    world.commit_to_default(
+        {".github/ci-swarm.yml": "checks:\n  - {name: no-bad, run: \"sh -c '! test -e bad'\"}\n"}
+    )
+    plan = swarm_plan(write_sub("good", "src/good.py", "ok = True\n"), write_sub("breaks", "bad", "x\n"))
+    issue = world.issue("Checked", plan, labels=("swarm",))
+    assert main(world.env("issues", world.labeled(issue))) == 3
+    out = world.read_outputs()
+    pr = world.repo().get_pull(int(out["pr_number"]))
+    assert [f.filename for f in pr.get_files()] == ["src/good.py"]
+    assert "Verification **passed**" in pr.body and "**Set aside**" in pr.body
+    assert "`breaks`" in pr.body.split("### Verification")[1]
