@@ -557,10 +557,14 @@ def tree_files(repo: Path, rev: str = "HEAD") -> tuple[str, ...]:
 
 
 def grep(repo: Path, pattern: str, path: str | None = None, max_count: int = 200) -> str:
-    args = ["grep", "-n", "-I", "--untracked", "-e", pattern]
+    """``git grep`` over the files of an agent's work tree (``.gitignore`` honoured), never through its
+    repository: an agent's clone holds config the agent wrote, so git is pointed at an empty directory
+    (``GIT_DIR``) and searches with ``--no-index`` — no config, hook or attribute of the clone is read."""
+    args = ["grep", "--no-index", "--exclude-standard", "-n", "-I", "-e", pattern]
     if path:
         args += ["--", path]
-    result = run(repo, *args, ok=(0, 1))
+    with tempfile.TemporaryDirectory(prefix="ci-swarm-nogit-") as nowhere:
+        result = run(repo, *args, ok=(0, 1), env={"GIT_DIR": nowhere})
     return "\n".join(result.text.splitlines()[:max_count])
 
 

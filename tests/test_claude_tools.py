@@ -189,3 +189,17 @@ def test_command_allow_list_matching() -> None:
 def test_finish_carries_the_summary(box: ToolBox) -> None:
     result = call(box, "finish", summary="all done")
     assert result.finished and result.content == "all done"
+
+
+def test_search_reads_nothing_the_agent_put_in_its_clones_git_dir(box: ToolBox, tmp_path: Path) -> None:
+    """The agent owns its clone's .git: a config it wrote (an fsmonitor command) never runs, and neither
+    .git's contents nor ignored files show up in a search."""
+    marker = tmp_path / "fsmonitor-ran"
+    git.run(box.workspace.root, "config", "core.fsmonitor", f"touch {marker}; echo")
+    git.run(box.workspace.root, "config", "include.path", str(tmp_path / "nowhere.cfg"))
+    box.workspace.write_text(".gitignore", "ignored.txt\n")
+    box.workspace.write_text("ignored.txt", "hello = 2\n")
+    found = call(box, "search", pattern="hello").content
+    assert "src/app.py:2:" in found and "ignored.txt" not in found
+    assert call(box, "search", pattern="fsmonitor").content == "(no matches)"  # not .git/config
+    assert not marker.exists()
