@@ -42,8 +42,12 @@ actionlint: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q -n $(WORKERS) --dist worksteal
 
+# the merge replay reads real histories fetched beforehand (CI has no network); skipped when absent
+REPLAY_CORPUS ?= $(HOME)/.cache/ci-swarm/replay
+
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.bench_replay $(REPLAY_CORPUS) --write
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

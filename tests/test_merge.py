@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import bench_replay
 from ci_swarm import git
 from ci_swarm.config import load_config
 from ci_swarm.diff3 import MARKER_SIZE, Block, fix_eof, parse_diff3
@@ -680,3 +681,30 @@ def test_insertions_policy_is_read_from_plans_and_config(tmp_path: Path) -> None
     path.write_text("merge: {insertions: sometimes}\n")
     with pytest.raises(ConfigError, match="insertions"):
         load_config(path)
+
+
+# --- the merge-replay benchmark on a tiny history ------------------------------------------------------
+
+
+def test_replay_benchmark_compares_a_real_merge_with_git_and_the_human(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = make_repo(tmp_path / "corpus" / "proj", {"f.txt": TEN, "g.txt": TEN})
+    base = git.head_commit(repo)
+    x = commit(repo, base, {"f.txt": edit_lines(TEN, {5: "line 5\nx after 5"})})
+    y = commit(repo, base, {"f.txt": edit_lines(TEN, {5: "line 5\ny after 5"}), "g.txt": "g\n"})
+    human = commit(repo, x, {"f.txt": edit_lines(TEN, {5: "line 5\nx after 5\ny after 5"}), "g.txt": "g\n"})
+    merge = commit(repo, x, {"f.txt": git.read_blob(repo, f"{human}:f.txt"), "g.txt": "g\n"}, parents=[x, y])
+    clean = commit(repo, merge, {"g.txt": "g2\n"}, parents=[merge, commit(repo, merge, {"f.txt": "new\n"})])
+    git.run(repo, "update-ref", "refs/heads/main", commit(repo, clean, {"g.txt": "g3\n"}))
+    assert bench_replay.main([str(tmp_path / "nowhere")]) == 0
+    assert "merge replay skipped: no corpus" in capsys.readouterr().out
+    (every, conflicted) = bench_replay.run_repo(
+        bench_replay.repositories(tmp_path / "corpus")[0], tmp_path / "work", 5, 1
+    )
+    assert (every.merges, every.clean, every.conflicted, every.clean_identical) == (2, 1, 1, 1)
+    assert (conflicted.merges, conflicted.agree, conflicted.git_files, conflicted.false_clean) == (1, 1, 1, 0)
+    assert (conflicted.human_both, conflicted.human_keep, conflicted.joined) == (1, 0, 1)
+    assert (repo / ".git" / "refs" / "heads" / "main").exists() and not git.branch_exists(
+        repo, "replay/0-keep"
+    )
