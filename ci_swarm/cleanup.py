@@ -15,8 +15,8 @@ and ``<prefix>/<run>-agents/<id>`` (``<prefix>/maintenance/…`` is a job's bran
 Runs are chosen by id, or by age: a generated run id (``naming.new_run_id``) carries its start time (UTC);
 any other id is as old as the newest tip among its branches. Remote branches are fetched into
 ``refs/ci-swarm/cleanup/`` for the check (dropped afterwards) and deleted with a lease on the tip that was
-checked, through a :class:`Remote` (the CLI's is git with a remote name; the Action's, with the token, is in
-:mod:`ci_swarm.github.pushing`).
+checked, through a :class:`Remote` (:class:`ci_swarm.github.pushing.TokenRemote`, the only module that
+pushes: by remote name with git's own credentials for the CLI, by URL with the token for the Action).
 """
 
 from __future__ import annotations
@@ -240,40 +240,3 @@ def _listed(heads: Mapping[str, str], prefix: str, agents_only: bool) -> frozens
     """The remote's branches that are runs' (agent branches only with ``agents_only``)."""
     parsed = {name: parse_branch(prefix, name) for name in heads}
     return frozenset(n for n, p in parsed.items() if p is not None and (p[1] or not agents_only))
-
-
-@dataclass(frozen=True)
-class GitRemote:
-    """A remote by name (or URL), with git's own credentials: the CLI's :class:`Remote`."""
-
-    repo: Path
-    name: str
-
-    def branches(self, prefix: str) -> Mapping[str, str]:
-        refs = git.ls_remote(self.repo, self.name, [f"refs/heads/{prefix}/*"])
-        return {ref.removeprefix("refs/heads/"): oid for ref, oid in refs.items()}
-
-    def fetch(self, refspecs: Sequence[str]) -> None:
-        git.fetch(self.repo, self.name, refspecs)
-
-    def delete(self, branches: Mapping[str, str]) -> tuple[str, ...]:
-        return delete_remote(self.repo, self.name, branches)
-
-
-def delete_remote(repo: Path, url: str, branches: Mapping[str, str]) -> tuple[str, ...]:
-    """Delete ``branches`` ({name: the commit it must still hold}) on ``url`` with git's own credentials
-    (a lease on each); the names deleted."""
-    lease = {f"refs/heads/{name}": commit for name, commit in branches.items()}
-    try:
-        text = git.push(repo, url, [f":{ref}" for ref in lease], lease=lease).text
-    except GitError as err:
-        text = err.stdout
-    return deleted_in(text)
-
-
-def deleted_in(porcelain: str) -> tuple[str, ...]:
-    """The branch names a ``git push --porcelain`` output reports deleted."""
-    rows = (line.split("\t") for line in porcelain.splitlines())
-    return tuple(
-        r[1].partition(":")[2].removeprefix("refs/heads/") for r in rows if len(r) == 3 and r[0] == "-"
-    )

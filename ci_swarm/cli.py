@@ -651,7 +651,9 @@ def cleanup_cmd(
     prefix = branch_prefix or config.branch_prefix
     verdicts = cleanup.clean_local(root, prefix, selection, dry_run=dry_run)
     if remote:
-        gone = cleanup.GitRemote(root, remote)
+        from ci_swarm.github.pushing import TokenRemote
+
+        gone = TokenRemote(root, remote, "", name=remote)
         verdicts += cleanup.clean_remote(root, gone, prefix, selection, dry_run=dry_run)
     would = "would delete" if dry_run else "deleted"
     for v in verdicts:

@@ -711,12 +711,17 @@ class CommitInfo:
 
 
 def list_refs(repo: Path, *patterns: str) -> tuple[RefTip, ...]:
-    """Every ref matching ``patterns`` (``for-each-ref`` prefixes; none: all refs) with its commit."""
-    fmt = "--format=%(refname)%00%(objectname)%00%(committerdate:unix)"
+    """Every ref matching ``patterns`` (``for-each-ref`` prefixes; none: all refs) that names a commit
+    (an annotated tag: the commit it points at), with that commit; refs to trees or blobs are left out."""
+    fields = ("refname", "objecttype", "objectname", "*objecttype", "*objectname", "committerdate:unix")
+    fmt = "--format=" + "%00".join(f"%({f})" for f in fields)
     rows = []
     for line in run(repo, "for-each-ref", fmt, "--end-of-options", *patterns).text.splitlines():
-        ref, commit, when = line.split("\0")
-        rows.append(RefTip(ref, commit, int(when or 0)))
+        ref, kind, oid, peeled_kind, peeled, when = line.split("\0")
+        if kind == "commit":
+            rows.append(RefTip(ref, oid, int(when or 0)))
+        elif peeled_kind == "commit":
+            rows.append(RefTip(ref, peeled, 0))
     return tuple(rows)
 
 

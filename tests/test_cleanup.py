@@ -23,6 +23,7 @@ from ci_swarm.cli import cli
 from ci_swarm.config import Config
 from ci_swarm.errors import UsageError
 from ci_swarm.github.event import Cleanup, Refuse, route
+from ci_swarm.github.pushing import delete_branches
 from ci_swarm.naming import agent_branch
 from tests.act_helpers import MAINTAINER, TOKEN, World, make_world, swarm_plan, write_sub
 from tests.fixtures.repos import USER, commit, make_repo
@@ -187,9 +188,9 @@ def test_a_remote_branch_that_moved_after_the_check_is_not_deleted(repo: Path, t
     agent = f"swarm/{OLD_RUN}-agents/a"
     git.run(repo, "push", "--quiet", str(bare), f"{agent}:refs/heads/{agent}")
     stale = {agent: git.ZERO_OID.replace("0", "1")}  # not the tip the remote holds
-    assert cleanup.delete_remote(repo, str(bare), stale) == ()
+    assert delete_branches(repo, str(bare), "", stale) == ()
     assert branches(bare) == {agent}
-    assert cleanup.delete_remote(repo, str(bare), {agent: git.rev_parse(repo, agent)}) == (agent,)
+    assert delete_branches(repo, str(bare), "", {agent: git.rev_parse(repo, agent)}) == (agent,)
 
 
 # --- killed runs' directories -------------------------------------------------------------------------
@@ -421,3 +422,14 @@ def test_a_persons_commit_with_ci_swarms_committer_and_trailer_is_still_theirs(
     git.update_ref(repo, f"refs/heads/{agent}", sha)
     code, out = clean(repo, "--run-id", OLD_RUN)
     assert code == 0 and f"kept {agent} (local): commit {sha[:10]} is not ci-swarm's (authored by pat@" in out
+
+
+def test_tags_of_trees_and_annotated_tags_do_not_stop_the_check(repo: Path, tmp_path: Path) -> None:
+    swarm_run(repo, tmp_path, OLD_RUN, "a")
+    git.run(repo, "tag", "a-tree", git.tree_of(repo, "HEAD"))  # as git.git's v2.6.11-tree
+    agent = f"swarm/{OLD_RUN}-agents/a"
+    git.run(
+        repo, "tag", "-a", "-m", "kept", "kept-agent", agent, env=USER.env()
+    )  # an annotated tag: the work stays
+    code, out = clean(repo, "--run-id", OLD_RUN)
+    assert code == 0 and branches(repo) == {"main"}, out

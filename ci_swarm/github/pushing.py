@@ -263,8 +263,8 @@ def delete_branches(repo: Path, url: str, token: str, branches: Mapping[str, str
 
 @dataclass(frozen=True)
 class TokenRemote:
-    """The repository on GitHub with the Action's token: the :class:`ci_swarm.cleanup.Remote` the Action
-    deletes a run's branches on."""
+    """A remote by URL with a token (the Action's) or by name with git's own credentials (``token`` "": the
+    CLI's ``cleanup --remote NAME``): the :class:`ci_swarm.cleanup.Remote` runs' branches are deleted on."""
 
     repo: Path
     url: str
