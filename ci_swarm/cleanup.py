@@ -220,7 +220,8 @@ def clean_remote(
         chosen = tuple(b for b in chosen if b.name in listed)
         verdicts = {b.name: Verdict(b.name, remote.name, True) for b in chosen}
         for b in chosen:
-            why = foreign(repo, b.run_id, b.commit, _staying(refs, prefix, b.run_id))
+            why = "its run is in progress" if clones.in_progress(b.run_id) else ""
+            why = why or foreign(repo, b.run_id, b.commit, _staying(refs, prefix, b.run_id))
             if why:
                 verdicts[b.name] = Verdict(b.name, remote.name, False, why)
         doomed = {b.name: b.commit for b in chosen if verdicts[b.name].deleted}

@@ -396,12 +396,16 @@ def test_a_scheduled_run_pushes_only_the_agent_branches_a_person_needs(world: Wo
 
 def test_a_run_in_progress_keeps_its_branches(repo: Path, tmp_path: Path) -> None:
     swarm_run(repo, tmp_path, OLD_RUN, "a")
+    bare = tmp_path / "remote.git"
+    git.run(tmp_path, "init", "--quiet", "--bare", str(bare))
+    git.run(repo, "push", "--quiet", str(bare), f"refs/heads/swarm/{OLD_RUN}*:refs/heads/swarm/{OLD_RUN}*")
     live = Path(tempfile.mkdtemp(prefix=f"{clones.PREFIX}{OLD_RUN}-"))  # as a running run's clone dir
     try:
         (live / clones.LOCK).write_text(f"{os.getpid()} {clones._start_time(os.getpid())}\n")
-        code, out = clean(repo, "--run-id", OLD_RUN)
+        code, out = clean(repo, "--run-id", OLD_RUN, "--remote", str(bare))
         assert code == 0 and f"kept swarm/{OLD_RUN}-agents/a (local): its run is in progress" in out
-        assert f"swarm/{OLD_RUN}" in branches(repo)
+        assert f"kept swarm/{OLD_RUN}-agents/a ({bare}): its run is in progress" in out
+        assert f"swarm/{OLD_RUN}" in branches(repo) and f"swarm/{OLD_RUN}" in branches(bare)
     finally:
         shutil.rmtree(live)
     assert clean(repo, "--run-id", OLD_RUN)[0] == 0 and branches(repo) == {"main"}
