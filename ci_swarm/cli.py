@@ -386,6 +386,8 @@ def run(
     if maintenance is not None:
         request = dataclasses.replace(job_request(maintenance), number=issue or pr)
     publisher = _publisher(publish, issue, pr, source.repo, source.base) if publish else None
+    if publisher is not None and maintenance is not None:
+        options = _maintenance_branch(publisher, maintenance, options)
     console = Console(stderr=True)
     wiring = ServiceOptions(
         agents=AGENTS,
@@ -478,6 +480,22 @@ def _job(config: Config, source: PlanSource, name: str | None) -> MaintenanceJob
     if source.plan_file is not None or source.task or source.shard_glob:
         raise errors.UsageError("--job brings its own plan: drop --plan, --task and --shard")
     return find_job(config, name)
+
+
+def _maintenance_branch(publisher: Publisher, job: MaintenanceJob, options: RunOptions) -> RunOptions:
+    """``--job`` with ``--publish`` publishes as the Action does: onto the job's own branch
+    ``<prefix>/maintenance/<name>``, replaced with a lease on its tip, and the run built on that tip when it
+    holds commits that are not ci-swarm's (:mod:`ci_swarm.github.maintenance`)."""
+    from ci_swarm.github.maintenance import start_for
+
+    branch = f"{options.branch_prefix}/maintenance/{job.name}"
+    root = git.open_repo(options.repo)
+    base = git.rev_parse(root, options.base)
+    start = start_for(root, publisher.repo.clone_url, publisher.token, branch, base)
+    publisher.branch_template, publisher.replace_branch, publisher.lease = branch, True, start.lease
+    if start.note:
+        click.echo(f"ci-swarm: {one_line(start.note)}", err=True)
+    return dataclasses.replace(options, base=start.commit)
 
 
 def _job_plan(source: PlanSource, job: MaintenanceJob, config: Config, default: AgentSpec) -> Plan | None:

@@ -5,8 +5,11 @@ the base commit (not the work tree), unknown names and conflicting flags refused
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import github
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -16,6 +19,7 @@ from ci_swarm.agents import OPTION_VALIDATORS
 from ci_swarm.cli import cli
 from ci_swarm.config import load_config
 from ci_swarm.models import AgentSpec
+from ci_swarm.testing.fake_github import FakeGitHub
 from tests.fixtures.repos import USER, make_repo
 from tests.helpers import run_cli, scripted, show
 
@@ -119,3 +123,43 @@ def test_no_job_without_a_config(tmp_path: Path) -> None:
     bare = make_repo(tmp_path / "plain", {"README.md": "hi\n"})
     proc = run_cli("run", "--repo", str(bare), "--job", "fix")
     assert proc.returncode == 4 and "(known: none)" in proc.stderr
+
+
+# --- with --publish: the job's own branch, as the Action publishes it ---------------------------------------
+
+
+TOKEN = "ghs_RunJobT0kenThatMustNeverBePrinted"
+
+
+@pytest.fixture
+def github_remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, Any]]:
+    files = {f"src/m{i}.py": f"x = {i}\n" for i in range(4)}
+    files[".github/ci-swarm.yml"] = yaml.safe_dump(CONFIG)
+    work = make_repo(tmp_path / "work", {**files, "README.md": "hi\n"})
+    with FakeGitHub(tmp_path / "remote") as fake:
+        fake.add_repo("octo/app", work)
+        fake.add_token(TOKEN)
+        fake.add_user("octo", "admin")
+        monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+        monkeypatch.setenv("GITHUB_API_URL", fake.base_url)
+        gh = github.Github(auth=github.Auth.Token(TOKEN), base_url=fake.base_url, retry=None)
+        yield work, gh.get_repo("octo/app")
+
+
+def test_a_published_job_goes_onto_its_maintenance_branch_and_replaces_it(
+    github_remote: tuple[Path, Any], tmp_path: Path
+) -> None:
+    work, remote = github_remote
+    argv = ["run", "--repo", str(work), "--quiet", "--job", "fix", "--publish", "octo/app"]
+    first = CliRunner().invoke(cli, [*argv, "--run-id", "pub1"])
+    assert first.exit_code == 0, first.output
+    (pr,) = remote.get_pulls(state="open")
+    assert pr.head.ref == "swarm/maintenance/fix" and pr.base.ref == "main"
+    assert {f.filename for f in pr.get_files()} == {f"src/m{i}.py" for i in range(4)}
+    second = CliRunner().invoke(cli, [*argv, "--run-id", "pub2"])
+    assert second.exit_code == 0, second.output
+    (again,) = remote.get_pulls(state="open")  # the same pull request, its branch replaced
+    assert again.number == pr.number and "pub2" in again.body
+    tip = remote.get_branch("swarm/maintenance/fix").commit.sha
+    assert git.rev_parse(work, "swarm/pub2") == tip
+    assert TOKEN not in first.output + second.output
