@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from ci_swarm import errors, git
 from ci_swarm.agents import AGENTS, OPTION_VALIDATORS
-from ci_swarm.config import DEFAULT_TIMEOUT, Config, MaintenanceJob
+from ci_swarm.config import DEFAULT_TIMEOUT, Config, MaintenanceJob, with_success
 from ci_swarm.dag import critical_path, waves
 from ci_swarm.errors import exit_code
 from ci_swarm.jobs import Written, find_job, job_request, written_plan
@@ -38,6 +38,7 @@ from ci_swarm.service import (
     plan_request,
     run_request,
 )
+from ci_swarm.shard import require_editing_agent
 
 if TYPE_CHECKING:
     from ci_swarm.github.publish import Publisher
@@ -362,7 +363,15 @@ def run(
     maintenance = _job(config, source, job)
     configured = (maintenance.agent if maintenance else None) or config.agent
     default = _default_agent(source, bool(os.environ.get("ANTHROPIC_API_KEY")), configured)
-    static = _job_plan(source, maintenance, config, default) if maintenance else _static_plan(source, default)
+    default = with_success(default, maintenance.success if maintenance else config.success)
+    chosen = configured is not None or source.agent_kind is not None or source.agent_command is not None
+    if source.shard_glob:
+        require_editing_agent(default, chosen)
+    static = (
+        _job_plan(source, maintenance, config, default, chosen)
+        if maintenance
+        else _static_plan(source, default)
+    )
     serial = _serial_subtask(static, default) if compare_serial else None
     if not needs_model(static, default) and (max_usd is not None or max_tokens is not None):
         warning = "ci-swarm: warning: --max-usd/--max-tokens limit Claude agents; this run has none"
@@ -498,14 +507,22 @@ def _maintenance_branch(publisher: Publisher, job: MaintenanceJob, options: RunO
     return dataclasses.replace(options, base=start.commit)
 
 
-def _job_plan(source: PlanSource, job: MaintenanceJob, config: Config, default: AgentSpec) -> Plan | None:
+def _job_plan(
+    source: PlanSource, job: MaintenanceJob, config: Config, default: AgentSpec, chosen: bool = True
+) -> Plan | None:
     """The job's plan exactly as the Action builds it (:func:`ci_swarm.jobs.written_plan`) at ``--base``;
-    None for a ``task:`` job (the planner plans it)."""
+    None for a ``task:`` job (the planner plans it). A shard job whose agent nobody ``chosen`` is exit 4."""
     root = git.open_repo(source.repo)
     commit = git.rev_parse(root, source.base)
     written = Written.of_job(job)
     return written_plan(
-        root, commit, written, merge=config.merge, default=default, validators=OPTION_VALIDATORS
+        root,
+        commit,
+        written,
+        merge=config.merge,
+        default=default,
+        validators=OPTION_VALIDATORS,
+        agent_chosen=chosen,
     )
 
 

@@ -46,6 +46,8 @@ DEFAULT_PROTECTED = (".github/**", "**/action.yml", "**/action.yaml")
 DEFAULT_TIMEOUT = 1800.0  # seconds per subtask, also when there is no config file
 
 KeyPath = tuple[str | int, ...]
+# `success:` as written: exit codes, "changes", or None (unset: exit 0); see ci_swarm.agents.success
+SuccessRule = tuple[int, ...] | str | None
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,8 @@ class MaintenanceJob:
     task: str = ""
     plan: str = ""
     shard: Shard | None = None
-    agent: AgentSpec | None = None
+    agent: AgentSpec | None = None  # a command agent carries the job's (or the config's) `success`
+    success: SuccessRule = None  # the job's `success:`, else the config's
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class Config:
     protected_paths: tuple[str, ...] = DEFAULT_PROTECTED
     branch_prefix: str = "swarm"
     agent: AgentSpec | None = None  # None: claude when an API key is set, else scripted
+    success: SuccessRule = None  # command agents' default `success` (also folded into `agent`)
     maintenance: tuple[MaintenanceJob, ...] = ()
     source: str = ""  # the file it was read from ("" = defaults)
 
@@ -342,6 +346,7 @@ def _dotted(path: KeyPath) -> str:
 def _build(data: Mapping[str, Any], source: str) -> Config:
     budget = data.get("budget", {})
     merge = data.get("merge", {})
+    success = _success(data.get("success"))
     return Config(
         model=data.get("model", DEFAULT_MODEL),
         planner_model=data.get("planner_model", ""),
@@ -369,8 +374,9 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
         role_prompts=MappingProxyType(dict(data.get("role_prompts", {}))),
         protected_paths=tuple(data.get("protected_paths", DEFAULT_PROTECTED)),
         branch_prefix=data.get("branch_prefix", "swarm"),
-        agent=agent_spec(data["agent"]) if "agent" in data else None,
-        maintenance=tuple(_job(j) for j in data.get("maintenance", ())),
+        agent=with_success(agent_spec(data["agent"]), success) if "agent" in data else None,
+        success=success,
+        maintenance=tuple(_job(j, success) for j in data.get("maintenance", ())),
         source=source,
     )
 
@@ -386,6 +392,18 @@ def agent_spec(value: str | Mapping[str, Any]) -> AgentSpec:
         return AgentSpec(kind=value)
     options = {k: _freeze(v) for k, v in value.items() if k != "kind"}
     return AgentSpec(kind=str(value["kind"]), options=MappingProxyType(options))
+
+
+def with_success(spec: AgentSpec, success: SuccessRule) -> AgentSpec:
+    """A command agent's spec with ``success`` as its default (its own ``success`` option wins); other
+    kinds unchanged."""
+    if spec.kind != "command" or success is None or "success" in spec.options:
+        return spec
+    return AgentSpec(spec.kind, MappingProxyType({**spec.options, "success": success}))
+
+
+def _success(value: Any) -> SuccessRule:
+    return None if value is None else value if isinstance(value, str) else tuple(value)
 
 
 def _freeze(value: Any) -> Any:
@@ -405,15 +423,17 @@ def _check(data: Mapping[str, Any]) -> Check:
     return Check(name=str(data["name"]), run=_argv(data["run"]), timeout=float(timeout))
 
 
-def _job(data: Mapping[str, Any]) -> MaintenanceJob:
+def _job(data: Mapping[str, Any], default_success: SuccessRule = None) -> MaintenanceJob:
     shard = data.get("shard")
+    success = _success(data["success"]) if "success" in data else default_success
     return MaintenanceJob(
         name=data["name"],
         cron=data["cron"],
         task=data.get("task", ""),
         plan=data.get("plan", ""),
         shard=Shard(shard["pattern"], shard["task"], shard.get("agents", 4)) if shard else None,
-        agent=agent_spec(data["agent"]) if "agent" in data else None,
+        agent=with_success(agent_spec(data["agent"]), success) if "agent" in data else None,
+        success=success,
     )
 
 

@@ -53,7 +53,7 @@ class Written:
 
     @classmethod
     def of_job(cls, job: MaintenanceJob) -> Written:
-        return cls(path=job.plan, shard=job.shard)
+        return cls(source=f"maintenance job {job.name!r}", path=job.plan, shard=job.shard)
 
 
 def written_plan(
@@ -64,17 +64,20 @@ def written_plan(
     merge: MergePolicy,
     default: AgentSpec,
     validators: Validators = NO_VALIDATORS,
+    agent_chosen: bool = True,
 ) -> Plan | None:
     """The plan written down, or None when it must be planned. ``merge`` (the config's policy) applies
-    unless a written plan states its own; a plan file is read at ``commit``, a shard splits its files."""
+    unless a written plan states its own; a plan file is read at ``commit``, a shard splits its files —
+    refused (exit 4) when ``default`` is the fallback agent nobody chose, which would change nothing."""
     if written.text:
         return plan_from_text(written.text, written.source, validators, merge)
     if written.path:
         text = read_at(repo, commit, written.path)
         return plan_from_text(text, written.path, validators, merge)
     if written.shard is not None:
-        from ci_swarm.shard import shard_plan
+        from ci_swarm.shard import require_editing_agent, shard_plan
 
+        require_editing_agent(default, agent_chosen, f"the shard of {written.source}")
         shard = written.shard
         files = git.tree_files(repo, commit)
         plan = shard_plan(files, shard.pattern, shard.agents, shard.task, agent=default)

@@ -3,6 +3,9 @@
 The multi-file refactor / maintenance case: ``--shard "src/**/*.py" --agents 4 --task "..."``. Files are
 sorted and cut into contiguous chunks whose sizes differ by at most one; the same input always gives the
 same plan. The caller supplies the file list (the CLI takes it from ``git.tree_files``).
+
+A run of shards whose agent nobody chose (no command, no API key: the scripted agent with no edits) would
+change nothing and "succeed": :func:`require_editing_agent` refuses it (exit 4) before anything runs.
 """
 
 from __future__ import annotations
@@ -44,6 +47,19 @@ def shard_plan(
     )
     rationale = f"{len(matching)} files matching {pattern!r} split into {len(chunks)} contiguous shards"
     return Plan(task=task, subtasks=subtasks, rationale=rationale)
+
+
+NEEDS_AGENT = (
+    "needs an agent that edits files: pass --agent command --agent-command '…' or set ANTHROPIC_API_KEY"
+)
+
+
+def require_editing_agent(agent: AgentSpec, chosen: bool, what: str = "--shard") -> None:
+    """UsageError (exit 4) when the shards would run the fallback agent — ``scripted`` with no edits,
+    because no agent was chosen (``chosen``: a flag, the config or the job named one) — which does
+    nothing. An agent chosen on purpose is left alone (a dry run of the plumbing)."""
+    if not chosen and agent.kind == "scripted" and not agent.options.get("edits"):
+        raise UsageError(f"{what} {NEEDS_AGENT}")
 
 
 def select(files: Sequence[str], pattern: str) -> tuple[str, ...]:

@@ -216,14 +216,26 @@ def test_command_substitutes_per_element_without_a_shell(ws: Workspace) -> None:
         paths=("src/a.py", "src/b.py"),
         role="tester",
     )
-    spec = command(PY, "-c", ECHO_ARGS, "{instructions}", "id={id}/{role}", "{task}", "{paths}", "{unknown}")
+    spec = command(
+        PY,
+        "-c",
+        ECHO_ARGS,
+        "{instructions}",
+        "id={id}/{role}",
+        "{task}",
+        "{paths}",
+        "in {paths}",
+        "{unknown}",
+    )
     outcome = run(CommandAgent(spec), ws, sub)
     assert outcome.ok, outcome.error
     assert json.loads(outcome.log) == [
         "Do it; $(touch pwned) {title} `id` > out",  # substituted text is not re-expanded
         "id=a/tester",
         "Add a greeting",
-        "src/a.py src/b.py",
+        "src/a.py",  # a whole-argument {paths} is one argument per path (issue #11)
+        "src/b.py",
+        "in src/a.py src/b.py",  # inside a larger argument: joined by spaces
         "{unknown}",
     ]
     assert not (ws.root / "pwned").exists()

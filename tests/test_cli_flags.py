@@ -198,7 +198,7 @@ def test_shard_subtasks_own_their_slice_of_the_files(tmp_path: Path) -> None:
     """The same shards with a command agent that touches exactly the paths it was given (``{paths}``):
     each shard changes its own contiguous slice and nothing is outside what it owns."""
     repo = make_repo(tmp_path / "repo", SHARD_FILES)
-    touch = "import sys\nfor p in sys.argv[1].split():\n    open(p, 'a').write('# shard\\n')\n"
+    touch = "import sys\nfor p in sys.argv[1:]:\n    open(p, 'a').write('# shard\\n')\n"
     command = shlex.join([SANDBOX_PY, "-c", touch, "{paths}"])
     report = tmp_path / "r.json"
     proc = ci_swarm(
