@@ -9,7 +9,8 @@ onto it, its start the merge base (:func:`ci_swarm.merge_only.merge_branches`). 
 * conflicted files agree with git: the merge's ``Conflict`` records (``insertions: keep``, so every
   conflicting region is recorded) name exactly git's conflicted files;
 * strict false-clean: git-conflicted files (post-rename name) the predictor called clean — must be 0;
-  precision: predicted files (post-rename names; a renamed file's old name is not counted) git conflicted;
+  precision: the share of predicted files (post-rename names; a renamed file's old name is not counted),
+  over clean and conflicted merges, that git conflicted on;
 * clean trees identical: where git merges cleanly, the engine's tree equals git's;
 * conflicted files byte-identical to the human merge, with ``insertions: both`` and with ``keep``, and the
   insert/insert regions joined.
@@ -84,6 +85,7 @@ def two_parent_merges(repo: Path) -> tuple[list[str], str]:
     merges = git.run(repo, "rev-list", "--merges", "--max-parents=2", "--date-order", "HEAD").text.split()
     span = f"{git.run(repo, 'log', '-1', '--format=%h (%cs)', merges[-1]).text.strip()}"
     span += f" .. {git.run(repo, 'log', '-1', '--format=%h (%cs)', merges[0]).text.strip()}"
+    span += f", HEAD {git.run(repo, 'log', '-1', '--format=%h', 'HEAD').text.strip()}"
     return merges, span
 
 
@@ -126,6 +128,13 @@ def measure(tally: Tally, work: Path, merge: str, n: int) -> None:
         return
     truth = git.merge_tree(work, first, second)
     keep = replay(work, first, second, Insertions.KEEP, n)
+    conflicted = set(truth.conflicted_paths)
+    predicted = set(keep.record.predicted_conflicts) - old_names(work, bases[0], first, second)
+    tally.git_files += len(conflicted)
+    tally.false_clean += len(conflicted - predicted)
+    tally.misses += [f"{merge[:10]}:{p}" for p in sorted(conflicted - predicted)]
+    tally.predicted += len(predicted)
+    tally.predicted_true += len(predicted & conflicted)
     if truth.clean:
         tally.clean += 1
         tree = git.tree_of(work, keep.tip)
@@ -133,18 +142,11 @@ def measure(tally: Tally, work: Path, merge: str, n: int) -> None:
         tally.clean_equal_human += tree == git.tree_of(work, merge)
         return
     tally.conflicted += 1
-    conflicted = set(truth.conflicted_paths)
     recorded = {c.path for c in keep.record.conflicts}
     if recorded == conflicted:
         tally.agree += 1
     else:
         tally.disagreements.append(f"{merge[:10]}: git {sorted(conflicted)} engine {sorted(recorded)}")
-    predicted = set(keep.record.predicted_conflicts) - old_names(work, bases[0], first, second)
-    tally.git_files += len(conflicted)
-    tally.false_clean += len(conflicted - predicted)
-    tally.misses += [f"{merge[:10]}:{p}" for p in sorted(conflicted - predicted)]
-    tally.predicted += len(predicted)
-    tally.predicted_true += len(predicted & conflicted)
     both = replay(work, first, second, Insertions.BOTH, n)
     tally.joined += both.record.joined
     for path in conflicted:
@@ -242,8 +244,8 @@ def section(groups: dict[str, dict[str, Any]]) -> str:
 
 def _table(data: dict[str, Any]) -> list[str]:
     lines = [
-        "| repository, sample | merges sampled | commit range (oldest .. newest merge) | clean | conflicted "
-        "| conflicted files | criss-cross skipped |",
+        "| repository, sample | merges sampled | commit range (oldest .. newest merge, HEAD) "
+        "| clean | conflicted | conflicted files | criss-cross skipped |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in data["repos"].items():
