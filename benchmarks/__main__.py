@@ -24,6 +24,7 @@ SUITES = {
     "setup": "benchmarks.bench_setup",
     "plan": "benchmarks.bench_plan",
     "verify": "benchmarks.bench_verify",
+    "codemod": "benchmarks.bench_codemod",
 }
 
 
@@ -52,6 +53,10 @@ TARGETS: list[tuple[str, str, tuple[str, ...], str, Any]] = [
      "< 500 MB", lambda v: v < 500),
     ("verification: 16 subtasks, one culprit, time / one check run", "verify", ("ratio",), "≤ 5",
      lambda v: v <= 5),
+    ("codemod: pyupgrade sharded over 4 agents / serial, 8 classes a file, setup included", "codemod",
+     ("pyupgrade_large", "ratio_4"), "< 1", lambda v: v is not None and v < 1),
+    ("codemod: every sharded run's tree equals the serial run's", "codemod",
+     ("pyupgrade_large", "same_tree"), "true", lambda v: v is True),
 ]  # fmt: skip
 
 

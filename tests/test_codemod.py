@@ -8,14 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from benchmarks import bench_codemod
 from ci_swarm import git
 from ci_swarm.agents import pathargs, success
 from ci_swarm.agents.command import CommandAgent, check_options
@@ -232,60 +231,18 @@ def test_shard_without_an_agent_that_edits_is_exit_4(tmp_path: Path) -> None:
 
 # --- Done-when: sharded ruff / pyupgrade == serial --------------------------------------------------
 
-OLD_STYLE = """\
-import sys
-import os
-from typing import Dict, List, Optional
-import collections
-
-
-class Thing{i}(object):
-    def __init__(self, items: List[int]) -> None:
-        self.items = items
-
-    def describe(self) -> Optional[str]:
-        return "thing %d has %s items" % ({i}, len(self.items))
-
-    def table(self) -> Dict[str, int]:
-        return {{"{{}}".format(k): v for k, v in enumerate(self.items)}}
-
-
-def main() -> None:
-    print("argv: {{}}".format(sys.argv), os.sep, collections.OrderedDict())
-"""
-
 
 def generated_repo(root: Path, count: int = 60) -> Path:
-    files = {f"pkg/sub{i % 6}/mod_{i:03d}.py": OLD_STYLE.format(i=i) for i in range(count)}
-    files["pyproject.toml"] = '[tool.ruff]\ntarget-version = "py311"\n'
-    files["README.md"] = "# generated\n"
-    return make_repo(root, files)
+    """60 old-style modules (the benchmark's, one class each) and a ruff config."""
+    files = dict(bench_codemod.module(i, 1) for i in range(count))
+    return make_repo(root, {**files, "pyproject.toml": bench_codemod.PYPROJECT, "README.md": "# generated\n"})
 
 
 @pytest.fixture
 def tools(open_dir: Path) -> dict[str, list[str]]:
-    """The dev extras' codemods where a sandbox account can run them (the test's venv and its interpreter
-    may sit in a 0700 home): ruff's binary copied to a 0755 directory; pyupgrade (pure Python) and
-    tokenize_rt copied beside it and run by the system Python."""
-    import pyupgrade  # type: ignore[import-untyped]
-    import tokenize_rt  # type: ignore[import-untyped]
-
-    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent))
-    assert ruff, "ruff comes with the dev extras"
-    bin_dir, lib = open_dir / "bin", open_dir / "lib"
-    bin_dir.mkdir()
-    shutil.copy2(ruff, bin_dir / "ruff")
-    (bin_dir / "ruff").chmod(0o755)
-    shutil.copytree(
-        Path(pyupgrade.__file__).parent, lib / "pyupgrade", ignore=shutil.ignore_patterns("*.pyc")
-    )
-    shutil.copy2(tokenize_rt.__file__, lib / "tokenize_rt.py")
-    for path in (lib, *lib.rglob("*")):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    run_pyupgrade = (
-        f"import sys; sys.path.insert(0, {str(lib)!r}); from pyupgrade._main import main; sys.exit(main())"
-    )
-    return {"ruff": [str(bin_dir / "ruff")], "pyupgrade": [SANDBOX_PY, "-c", run_pyupgrade]}
+    """The benchmark's codemods, where a sandbox account can run them (the test's venv and its interpreter
+    may sit in a 0700 home): ruff's binary copied to a 0755 directory, pyupgrade run by the system Python."""
+    return bench_codemod.tools(open_dir / "tools")
 
 
 def serial_tree(repo: Path, tmp: Path, argv: list[str]) -> str:
@@ -298,22 +255,16 @@ def serial_tree(repo: Path, tmp: Path, argv: list[str]) -> str:
     return git.run(clone, "write-tree").text.strip()
 
 
-@pytest.mark.parametrize(
-    ("name", "args", "success_rule"),
-    [
-        ("ruff", ["check", "--fix", "--no-cache", "--select", "UP,I", "--exit-zero"], None),
-        ("pyupgrade", ["--py311-plus"], [0, 1]),
-    ],
-)
+@pytest.mark.parametrize(("name", "success_rule"), [("ruff", None), ("pyupgrade", [0, 1])])
 def test_sharded_codemod_gives_the_same_tree_as_the_serial_run(
-    tools: dict[str, list[str]], tmp_path: Path, name: str, args: list[str], success_rule: list[int] | None
+    tools: dict[str, list[str]], tmp_path: Path, name: str, success_rule: list[int] | None
 ) -> None:
     repo = generated_repo(tmp_path / "repo")
-    program = tools[name]
+    argv = tools[name]  # ruff check --fix --no-cache --select UP,I --exit-zero / pyupgrade --py311-plus
     config = tmp_path / "ci-swarm.yml"
     config.write_text(f"success: {json.dumps(success_rule)}\n" if success_rule else "timeout: 600\n")
     report, md = tmp_path / "r.json", tmp_path / "r.md"
-    command = shlex.join([*program, *args, "{paths}"])
+    command = shlex.join([*argv, "{paths}"])
     proc = run_cli(
         "run", "--repo", str(repo), "--shard", "**/*.py", "--agents", "4", "--task", f"modernise with {name}",
         "--agent", "command", "--agent-command", command, "--config", str(config),
@@ -321,15 +272,14 @@ def test_sharded_codemod_gives_the_same_tree_as_the_serial_run(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr + report.read_text()
     data = json.loads(report.read_text())
-    expected = serial_tree(repo, tmp_path, [*program, *args])
+    expected = serial_tree(repo, tmp_path, argv)
     assert git.tree_of(repo, data["integration_commit"]) == expected
     assert expected != git.tree_of(repo, git.head_commit(repo))  # the codemod changed something
     subtasks = data["subtasks"]
     assert [s["status"] for s in subtasks] == ["succeeded"] * 4
     for sub in subtasks:
-        fixed = len(program) + len(args)
-        assert sub["command"][:fixed] == [*program, *args]
-        assert sub["command"][fixed:] == sub["paths"]  # one argument per path
+        assert sub["command"][: len(argv)] == argv
+        assert sub["command"][len(argv) :] == sub["paths"]  # one argument per path
         assert sub["exit_status"] in (success_rule or [0])
         assert sub["diffstat"]["files"] == len(sub["files"]) > 0
     if name == "pyupgrade":
