@@ -36,6 +36,7 @@ from ci_swarm.errors import (
     SecretFound,
     SwarmError,
     UsageError,
+    exit_code,
 )
 from ci_swarm.github import log as runner_log
 from ci_swarm.github import runner
@@ -360,7 +361,7 @@ class Action:
             return Interrupted.exit_code
         if result is not None and result.held_back:
             return SecretFound.exit_code
-        return EXIT_FAILED_SUBTASKS if final.failed else EXIT_OK
+        return EXIT_FAILED_SUBTASKS if exit_code(final) == EXIT_FAILED_SUBTASKS else EXIT_OK
 
     def report_failure(self, run: Run, exc: BaseException, progress: ProgressComment | None) -> None:
         """Say why on GitHub: in the progress comment, or (before it exists) in a new comment."""

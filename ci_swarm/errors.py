@@ -131,11 +131,12 @@ class Interrupted(SwarmError):
 
 
 def exit_code(report: RunReport) -> int:
-    """A completed run's exit code: 0 success · 2 conflicts recorded · 3 some subtasks did not succeed ·
-    130 interrupted."""
+    """A completed run's exit code: 0 success · 2 conflicts recorded · 3 some subtasks did not succeed, or
+    the integration's checks failed (verification ``failed``: nothing could be set aside that makes them
+    pass) · 130 interrupted."""
     if report.interrupted:
         return EXIT_INTERRUPTED
-    if report.failed:
+    if report.failed or report.verification.status == "failed":
         return EXIT_FAILED_SUBTASKS
     if report.conflicts:
         return EXIT_CONFLICTS
