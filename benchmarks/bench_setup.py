@@ -4,6 +4,9 @@ replaced (``git worktree add -b``), side by side in one run, on a generated repo
 2k-file one (the size of a real project's tree).
 
 * per_agent: the median of 3 setups of one workspace, each kind, each size (ms), and clone / worktree;
+* sandbox_handover: what the ``user`` sandbox adds to one agent's setup — handing its clone to the leased
+  account before the process starts and back afterwards (``sandbox.prepare_dir`` + ``reclaim_dir``), median of
+  3, as a share of the ``git worktree add`` the clone replaced (issue #9: at most 10%);
 * batch_16: 16 workspaces made in parallel (16 threads; clones share nothing, so no lock) against the same 16
   made one after the other, and 16 worktree adds (which had to be serialized: concurrent adds read each
   other's half-written ``.git/worktrees/<id>``), seconds.
@@ -25,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ci_swarm import git
+from ci_swarm import git, sandbox
 from ci_swarm.clones import GitClones
 from ci_swarm.models import Subtask
 
@@ -96,6 +99,27 @@ def _per_agent(bench: _Bench) -> dict[str, float]:
     }
 
 
+def _handover(bench: _Bench, worktree_ms: float) -> dict[str, float]:
+    """prepare_dir + reclaim_dir of one fresh clone, the sandbox's own cost per agent start."""
+    account = sandbox.ensure_account(sandbox.SandboxPolicy("user").account_name(0))
+    times = []
+    for _ in range(3):
+        spaces = bench.clones()
+        name = bench.clone(spaces)
+        root = next(p for p in (bench.scratch / "clones").rglob(name) if p.is_dir())
+        times.append(_timed(partial(_hand_over_and_back, root, account)))
+        spaces.close()
+        shutil.rmtree(bench.scratch / "clones", ignore_errors=True)
+    handover_ms = statistics.median(times) * 1000
+    share = round(handover_ms / worktree_ms, 3)
+    return {"handover_ms": round(handover_ms, 1), "handover_over_worktree": share}
+
+
+def _hand_over_and_back(root: Path, account: sandbox.Account) -> None:
+    sandbox.prepare_dir(root, account)
+    sandbox.reclaim_dir(root, account)
+
+
 def _batch(bench: _Bench) -> dict[str, float]:
     spaces = bench.clones()
     with ThreadPoolExecutor(BATCH) as pool:
@@ -117,11 +141,14 @@ def _batch(bench: _Bench) -> dict[str, float]:
 
 
 def main() -> dict[str, Any]:
-    results: dict[str, Any] = {"per_agent": {}, "batch_16": {}}
+    results: dict[str, Any] = {"per_agent": {}, "sandbox_handover": {}, "batch_16": {}}
     for label, files in SIZES.items():
         with tempfile.TemporaryDirectory(prefix="ci-swarm-bench-setup-") as tmp:
             bench = _Bench(_repo(Path(tmp), files), Path(tmp))
             results["per_agent"][label] = _per_agent(bench)
+            worktree_ms = results["per_agent"][label]["worktree_ms"]
+            results["sandbox_handover"][label] = _handover(bench, worktree_ms)
+            print(label, json.dumps(results["sandbox_handover"][label]))
             results["batch_16"][label] = _batch(bench)
             print(label, json.dumps(results["per_agent"][label]), json.dumps(results["batch_16"][label]))
     return results
