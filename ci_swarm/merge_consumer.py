@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
+from ci_swarm.concurrency import in_thread
 from ci_swarm.dag import topological_order
 from ci_swarm.errors import SwarmError
 from ci_swarm.ledger import Ledger
@@ -46,7 +47,7 @@ class MergeConsumer:
         order = 0
         async for sub_id in self._in_merge_order():
             order += 1
-            await asyncio.to_thread(self._merge_one, sub_id, order)
+            await in_thread(self._merge_one, sub_id, order)  # cancelled mid-merge: the merge still finishes
 
     async def _in_merge_order(self) -> AsyncIterator[str]:
         if self._plan.merge.order is MergeOrder.PLAN:

@@ -284,7 +284,7 @@ class Orchestrator:
             repo=str(self.repo),
             base=self.base,
             integration_branch=self.queue.integration_branch,
-            integration_commit=self.queue.tip,
+            integration_commit=git.rev_parse(self.repo, f"refs/heads/{self.queue.integration_branch}"),
             stats=replace(
                 self.scheduler.run_stats(wall, durations),
                 run_setup_seconds=round(phases.setup, 3),

@@ -29,9 +29,10 @@ def run_sync(main: Callable[[], Awaitable[T]], on_interrupt: Callable[[], None] 
         loop = asyncio.get_running_loop()
         installed = []
         if threading.current_thread() is threading.main_thread() and task is not None:
+            stop = _Stop(task, on_interrupt)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 try:
-                    loop.add_signal_handler(sig, _cancel, task, on_interrupt)
+                    loop.add_signal_handler(sig, stop)
                     installed.append(sig)
                 except (NotImplementedError, RuntimeError):
                     pass
@@ -44,15 +45,28 @@ def run_sync(main: Callable[[], Awaitable[T]], on_interrupt: Callable[[], None] 
     try:
         return asyncio.run(wrapper())
     except asyncio.CancelledError as exc:
-        raise Interrupted("interrupted before any agent work was committed") from exc
+        raise Interrupted(
+            "interrupted before the run could report (committed agent work stays on its branches)"
+        ) from exc
     finally:
         catch_sigterm_if_installed()
 
 
-def _cancel(task: asyncio.Task[Any], on_interrupt: Callable[[], None] | None) -> None:
-    if on_interrupt:
-        on_interrupt()
-    task.cancel()
+class _Stop:
+    """The signal handler: the first SIGINT/SIGTERM cancels the run, which then winds down (every agent's work
+    committed, merges finished, clones removed, the report written). Later signals — a runner sends SIGINT
+    and then SIGTERM — are ignored: cancelling again would abort that clean-up half-way."""
+
+    def __init__(self, task: asyncio.Task[Any], on_interrupt: Callable[[], None] | None) -> None:
+        self._task, self._on_interrupt, self.signalled = task, on_interrupt, 0
+
+    def __call__(self) -> None:
+        self.signalled += 1
+        if self.signalled > 1:
+            return
+        if self._on_interrupt:
+            self._on_interrupt()
+        self._task.cancel()
 
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:

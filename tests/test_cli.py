@@ -186,13 +186,22 @@ def _merged(repo: Path, path: str) -> bool:
     return any(git.try_read_blob(repo, name, path) is not None for name in names if "-agents/" not in name)
 
 
-def test_sigint_cancels_cleanly_and_keeps_committed_work(repo: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "signals",
+    [(signal.SIGINT,), (signal.SIGINT, signal.SIGTERM, signal.SIGINT)],  # a runner's cancel sends several
+    ids=["sigint", "sigint-then-more"],
+)
+def test_sigint_cancels_cleanly_and_keeps_committed_work(
+    repo: Path, tmp_path: Path, signals: tuple[signal.Signals, ...]
+) -> None:
     plan = write_plan(
         tmp_path / "p.yml",
         scripted("done", edits=[{"write": "d.txt", "content": "d\n"}]),
         scripted("stuck", edits=[{"write": "s.txt", "content": "s\n"}], delay=60),
     )
-    env = clean_env()
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = clean_env(TMPDIR=str(temp))  # the run's clone directories go here
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -215,15 +224,18 @@ def test_sigint_cancels_cleanly_and_keeps_committed_work(repo: Path, tmp_path: P
     deadline = time.monotonic() + 120  # a bound for a broken run only: the wait ends when `done` is merged
     while time.monotonic() < deadline and not _merged(repo, "d.txt"):
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    for sig in signals:  # the later ones land while the run winds down: they must not abort the clean-up
+        proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    data = json.loads((tmp_path / "r.json").read_text())
+    data = json.loads((tmp_path / "r.json").read_text())  # the report is always written
     status = {s["id"]: s["status"] for s in data["subtasks"]}
     assert status == {"done": "succeeded", "stuck": "cancelled"}
     assert data["interrupted"] is True
     assert git.out(repo, "worktree", "list").count("\n") == 0
     assert git.read_blob(repo, f"{data['integration_branch']}:d.txt") == b"d\n"
+    assert data["integration_commit"] == git.rev_parse(repo, data["integration_branch"])
+    assert [p.name for p in temp.iterdir() if p.name.startswith("ci-swarm")] == []  # no clone left behind
 
 
 def test_demo_runs_offline(tmp_path: Path) -> None:

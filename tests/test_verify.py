@@ -191,9 +191,7 @@ def test_a_base_that_fails_sets_nothing_aside(tmp_path: Path) -> None:
     assert "base itself fails" in verified.verification.note and not verified.verification.culprits
     assert verified.integration_commit == report.integration_commit
     assert _status(verified) == {"a": SubtaskStatus.SUCCEEDED}
-    assert (
-        exit_code(verified) == EXIT_FAILED_SUBTASKS
-    )  # failing checks: never a success
+    assert exit_code(verified) == EXIT_FAILED_SUBTASKS  # failing checks: never a success
 
 
 # --- command agents check their own work ----------------------------------------------------------------
