@@ -7,7 +7,10 @@ Each figure is a whole process timed from outside (wall seconds): the swarm's in
 start-up, planning, the agents' clones and the sandbox hand-over, the merges and the reports; the serial
 one is the tool alone (in argv chunks of the same bound the agents use). ``ratio`` is swarm / serial
 (below 1: the swarm is faster). Every swarm's integration tree is checked against the serial tree
-(``same_tree``).
+(``same_tree``). ``outside_paths_check_s``: the report's "writes outside owned paths" check
+(``diffstat.outside_paths``) timed again in the benchmark's process over the run's shards — quadratic in a
+shard's files (every changed file against every owned path, a regex compiled per pair), it is most of the
+swarm's time at this size.
 
 Configurations, to show where the crossover lies: ``pyupgrade --py311-plus`` (pure Python, one process,
 one core) on small files and on files 8 times larger (more work per file), and ``ruff check --fix
@@ -35,6 +38,7 @@ from typing import Any
 
 from ci_swarm import git
 from ci_swarm.agents import pathargs
+from ci_swarm.diffstat import outside_paths
 
 FILES = int(os.environ.get("CODEMOD_FILES", "4000"))
 ROUNDS = int(os.environ.get("CODEMOD_ROUNDS", "1"))
@@ -139,7 +143,11 @@ def swarm(repo: Path, work: Path, argv: list[str], agents: int, success: str) ->
         raise RuntimeError(f"swarm of {agents} exited {proc.returncode}: {proc.stderr[-2000:]}")
     data = json.loads(report.read_text())
     subs = data["subtasks"]
+    began = time.monotonic()  # the run's check of each shard's changed files against its owned paths, again
+    for sub in subs:
+        outside_paths(sub["files"], sub["paths"])
     return {
+        "outside_paths_check_s": round(time.monotonic() - began, 2),
         "seconds": seconds,
         "tree": git.tree_of(repo, data["integration_commit"]),
         "reported_wall_s": data["wall_seconds"],
