@@ -15,6 +15,7 @@ delete removes a symlink itself, never what it points to (:meth:`Workspace.entry
 from __future__ import annotations
 
 import fnmatch
+import functools
 import posixpath
 import re
 from collections.abc import Sequence
@@ -142,10 +143,43 @@ def _checked(path: str) -> PurePosixPath:
 
 def matches_any(path: str, patterns: Sequence[str]) -> bool:
     """True when ``path`` matches a glob (``**`` spans directories) or lies under a listed directory."""
-    return any(_match(path, pat) for pat in patterns)
+    return _owned(tuple(patterns)).covers(path)
 
 
-def _match(path: str, pattern: str) -> bool:
+_WILDCARD = re.compile(r"[*?\[]")
+
+
+class OwnedPaths:
+    """Patterns as one matcher: literal paths (files, and directories covering what is under them) in a set,
+    checked once per ancestor of the path; globs as one compiled regex. Linear in the path's depth whatever
+    the number of literal paths — a shard owns thousands of exact file names."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self._literal = frozenset(p.rstrip("/") for p in patterns if not _WILDCARD.search(p))
+        globs = [p.rstrip("/") for p in patterns if _WILDCARD.search(p)]
+        self._globs = tuple(globs)
+        self._regex = re.compile("|".join(f"(?:{glob_to_regex(g)})" for g in globs)) if globs else None
+
+    def covers(self, path: str) -> bool:
+        if self._literal:
+            cut = len(path)
+            while cut > 0:
+                if path[:cut] in self._literal:
+                    return True
+                cut = path.rfind("/", 0, cut)
+        if self._regex is None:
+            return False
+        return self._regex.fullmatch(path) is not None or any(path.startswith(g + "/") for g in self._globs)
+
+
+@functools.lru_cache(maxsize=256)
+def _owned(patterns: tuple[str, ...]) -> OwnedPaths:
+    return OwnedPaths(patterns)
+
+
+def match_one(path: str, pattern: str) -> bool:
+    """One pattern's rule, the reference :class:`OwnedPaths` agrees with: the path itself, under it, or
+    the glob."""
     pattern = pattern.rstrip("/")
     if path == pattern or path.startswith(pattern + "/"):
         return True

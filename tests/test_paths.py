@@ -168,3 +168,29 @@ def test_long_chains_need_no_recursion() -> None:
     plan = Plan(task="t", subtasks=tuple(reversed(subtasks)))
     assert topological_order(plan) == tuple(f"s{i}" for i in range(5000))
     assert Reach({s.id: s.depends_on for s in subtasks}).depends("s4999", "s0")
+
+
+def test_owned_paths_matcher_agrees_with_the_one_pattern_rule() -> None:
+    """matches_any (a set of literal paths plus one regex) gives what checking pattern by pattern gives."""
+    import random
+
+    from ci_swarm.workspace import OwnedPaths, match_one
+
+    rng = random.Random(20261207)
+    names = ["src", "a", "b.py", "c.txt", "docs", "x y", "ü.md"]
+    globs = ["*", "**", "*.py", "src/*", "src/**", "**/b.py", "d?cs", "[ab]*"]
+
+    def path(depth: int) -> str:
+        return "/".join(rng.choice(names) for _ in range(depth))
+
+    for _ in range(400):
+        patterns = [path(rng.randint(1, 3)) for _ in range(rng.randint(0, 6))]
+        patterns += rng.sample(globs, rng.randint(0, 2))
+        rng.shuffle(patterns)
+        matcher = OwnedPaths(patterns)
+        for _ in range(10):
+            candidate = path(rng.randint(1, 4))
+            assert matcher.covers(candidate) == any(match_one(candidate, p) for p in patterns), (
+                candidate,
+                patterns,
+            )
