@@ -33,6 +33,16 @@ OLD_RUN = "20200101-000000-abcd"  # a generated id: started on 1 January 2020
 NEW_RUN = "29990101-000000-abcd"  # a run id from the far future: never old
 
 
+@pytest.fixture(autouse=True)
+def own_temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs' clone directories (and their pid locks) in this test's own temp dir: the fixed run ids below
+    are shared by tests on other workers, whose live runs would otherwise look like this test's run."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+
+
 def swarm_run(repo: Path, tmp: Path, run_id: str, *ids: str) -> None:
     """A real run with scripted agents ``ids`` (each writes its own file): swarm/<run> and its agents."""
     plan = tmp / f"plan-{run_id}.yml"
