@@ -431,8 +431,15 @@ class Action:
         by :func:`ci_swarm.jobs.written_plan`, as ``ci-swarm run --job`` builds it."""
         written = jobs.Written(job.plan_text, plan_source(run, job), job.plan_path, job.shard)
         merge, validators = config.merge, OPTION_VALIDATORS
+        chosen = job.agent is not None or config.agent is not None  # else a shard would change nothing
         return jobs.written_plan(
-            repo, base_commit, written, merge=merge, default=default, validators=validators
+            repo,
+            base_commit,
+            written,
+            merge=merge,
+            default=default,
+            validators=validators,
+            agent_chosen=chosen,
         )
 
     def model_session(self, config: Config) -> ModelSession:

@@ -456,6 +456,21 @@ def test_dispatch_with_a_plan_file_and_a_shard_job(world: World) -> None:
     assert {agent_branch("swarm", out["run_id"], f"shard-{i}") for i in (1, 2)} <= world.remote_branches()
 
 
+def test_a_shard_job_without_an_agent_that_edits_is_refused(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No key, no agent named: the shards would run the scripted fallback and change nothing — exit 4."""
+    files = {f"src/mod{i}.py": f"x = {i}\n" for i in range(4)}
+    shard = (
+        "maintenance:\n  - name: hints\n    cron: '0 4 * * 0'\n"
+        "    shard: {pattern: 'src/mod*.py', agents: 2, task: add hints}\n"
+    )
+    world.commit_to_default({**files, ".github/ci-swarm.yml": shard})
+    assert main(world.env("workflow_dispatch", world.dispatched(job="hints"))) == 4
+    assert "needs an agent" in capsys.readouterr().out
+    assert not {b for b in world.remote_branches() if b.startswith("swarm/")}
+
+
 # ------------------------------------------------------------------------------------------ bad input
 
 
