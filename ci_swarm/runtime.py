@@ -49,7 +49,7 @@ def run_sync(main: Callable[[], Awaitable[T]], on_interrupt: Callable[[], None] 
             "interrupted before the run could report (committed agent work stays on its branches)"
         ) from exc
     finally:
-        catch_sigterm_if_installed()
+        _restore_sigterm()
 
 
 class _Stop:
@@ -76,7 +76,7 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
 _sigterm_depth = 0
 
 
-def catch_sigterm_if_installed() -> None:
+def _restore_sigterm() -> None:
     """asyncio resets the SIGTERM handler it borrowed to the default: put ours back if it was active."""
     if _sigterm_depth:
         catch_sigterm()

@@ -196,10 +196,13 @@ def test_search_reads_nothing_the_agent_put_in_its_clones_git_dir(box: ToolBox, 
     .git's contents nor ignored files show up in a search."""
     marker = tmp_path / "fsmonitor-ran"
     git.run(box.workspace.root, "config", "core.fsmonitor", f"touch {marker}; echo")
-    git.run(box.workspace.root, "config", "include.path", str(tmp_path / "nowhere.cfg"))
+    included = tmp_path / "agent.cfg"  # config the agent points its clone at: it would change grep's output
+    included.write_text("[grep]\n\tcolumn = true\n\tfullName = false\n")
+    git.run(box.workspace.root, "config", "include.path", str(included))
     box.workspace.write_text(".gitignore", "ignored.txt\n")
     box.workspace.write_text("ignored.txt", "hello = 2\n")
     found = call(box, "search", pattern="hello").content
     assert "src/app.py:2:" in found and "ignored.txt" not in found
+    assert "src/app.py:2:    return 'hello'" in found.splitlines()  # no column: clone config unread
     assert call(box, "search", pattern="fsmonitor").content == "(no matches)"  # not .git/config
     assert not marker.exists()
