@@ -91,11 +91,24 @@ class Insertions(StrEnum):
     KEEP = "keep"
 
 
+class OnConflict(StrEnum):
+    """What happens to a conflicted merge (``merge.on_conflict``): the policy keeps one side per region
+    (``keep``); the later subtask's agent redoes its work on the integration tip (``redo``); or a resolver
+    agent writes the resolution on the conflicted merge (``resolve``). A redo or resolution lands only when
+    it passes the checks (:mod:`ci_swarm.repair`); otherwise ``keep`` stands."""
+
+    KEEP = "keep"
+    REDO = "redo"
+    RESOLVE = "resolve"
+
+
 @dataclass(frozen=True)
 class MergePolicy:
     order: MergeOrder = MergeOrder.COMPLETION
     prefer: tuple[str, ...] = ()  # () = "first" (what is already merged wins); else role precedence
     insertions: Insertions = Insertions.BOTH  # insert/insert regions: both sides land, or one is kept
+    on_conflict: OnConflict = OnConflict.KEEP  # keep one side, or have an agent redo / resolve it
+    resolver: AgentSpec | None = None  # on_conflict: resolve — the resolver (None: the run's default agent)
 
     @property
     def prefer_label(self) -> str:
@@ -225,6 +238,36 @@ class Conflict:
     other_text: str
     base_text: str
     reason: str = ""
+    resolution: Resolved | None = None  # how the region ended (None: kept by the policy, no repair tried)
+    resolved_by: str = ""  # who redid or resolved it (or whose attempt was refused)
+
+
+class Resolved(StrEnum):
+    """How a conflict ended: the policy's side ``kept`` (no repair tried), ``redone`` by the later subtask's
+    agent, ``resolved`` by a resolver, or a repair ``refused`` (then ``kept`` stands; the reason is on the
+    merge's :class:`Repair`)."""
+
+    KEPT = "kept"
+    REDONE = "redone"
+    RESOLVED = "resolved"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class Repair:
+    """An agent's attempt at a conflicted merge (``on_conflict: redo | resolve``): ``outcome`` is
+    ``redone``/``resolved`` when it landed, ``refused`` (with ``reason``) when the policy's result stands.
+    ``commit`` is the redone subtask's commit (on ``<agent branch>.redo``) or the resolver's (on
+    ``<agent branch>.resolve``); ``start`` where it started; ``checks`` the gate's results."""
+
+    outcome: Resolved
+    by: str  # the agent, e.g. "command (redo of b)" or "claude (resolver)"
+    commit: str = ""
+    start: str = ""
+    reason: str = ""  # why refused, one line ("" when it landed)
+    checks: tuple[CheckResult, ...] = ()
+    seconds: float = 0.0
+    usage: Usage = field(default_factory=lambda: Usage())
 
 
 @dataclass(frozen=True)
@@ -237,6 +280,14 @@ class MergeRecord:
     conflicts: tuple[Conflict, ...] = ()
     seconds: float = 0.0
     joined: int = 0  # insert/insert regions where both sides landed (merge.insertions: both); no Conflict
+    repair: Repair | None = None  # on_conflict redo/resolve: the agent's attempt at this merge's conflicts
+
+    @property
+    def resolution(self) -> Resolved | None:
+        """How this merge's conflicts ended (None: no conflict)."""
+        if not self.conflicts:
+            return None
+        return self.repair.outcome if self.repair is not None else Resolved.KEPT
 
 
 @dataclass(frozen=True)
