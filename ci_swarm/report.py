@@ -20,8 +20,11 @@ from ci_swarm.models import (
     CheckResult,
     Conflict,
     Diffstat,
+    MergePolicy,
     MergeRecord,
     MergeStatus,
+    Repair,
+    Resolved,
     RunReport,
     SerialComparison,
     SubtaskRecord,
@@ -107,7 +110,8 @@ def _serial(c: SerialComparison | None) -> dict[str, Any] | None:
     }
 
 
-def _conflict(c: Conflict) -> dict[str, Any]:
+def _conflict(m: MergeRecord, c: Conflict) -> dict[str, Any]:
+    resolution, by = conflict_resolution(m, c)
     return {
         "path": c.path,
         "kind": c.kind.value,
@@ -118,6 +122,33 @@ def _conflict(c: Conflict) -> dict[str, Any]:
         "other_text": c.other_text,
         "base_text": c.base_text,
         "reason": c.reason,
+        "resolution": resolution.value,
+        "resolved_by": by,
+    }
+
+
+def _repair(r: Repair | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    return {
+        "outcome": r.outcome.value,
+        "by": r.by,
+        "commit": r.commit,
+        "start": r.start,
+        "reason": r.reason,
+        "checks": [_check_result(c) for c in r.checks],
+        "seconds": round(r.seconds, 3),
+        "usage": _usage(r.usage),  # not in the run's total unless the run counted it
+    }
+
+
+def _merge_policy(p: MergePolicy) -> dict[str, Any]:
+    return {
+        "order": p.order.value,
+        "prefer": p.prefer_label,
+        "insertions": p.insertions.value,
+        "on_conflict": p.on_conflict.value,
+        "resolver": p.resolver.kind if p.resolver is not None else None,
     }
 
 
@@ -130,6 +161,9 @@ def _merge(m: MergeRecord) -> dict[str, Any]:
         "predicted_conflicts": list(m.predicted_conflicts),
         "conflicts": len(m.conflicts),
         "seconds": round(m.seconds, 4),
+        "joined": m.joined,
+        "resolution": m.resolution.value if m.resolution is not None else None,
+        "repair": _repair(m.repair),
     }
 
 
@@ -158,10 +192,7 @@ def to_dict(report: RunReport) -> dict[str, Any]:
         "collect_seconds_sum": round(st.collect_seconds_sum, 3),
         "merge_seconds_sum": round(st.merge_seconds_sum, 3),
         "serial": _serial(report.serial),
-        "merge_policy": {
-            "order": report.merge_policy.order.value,
-            "prefer": report.merge_policy.prefer_label,
-        },
+        "merge_policy": _merge_policy(report.merge_policy),
         "rationale": report.rationale,
         "usage": _usage(report.usage),
         "budget_stopped": report.budget_stopped,
@@ -171,7 +202,7 @@ def to_dict(report: RunReport) -> dict[str, Any]:
         "notes": list(report.notes),
         "subtasks": [_subtask(s) for s in report.subtasks],
         "merges": [_merge(m) for m in report.merges],
-        "conflicts": [_conflict(c) for c in report.conflicts],
+        "conflicts": [_conflict(m, c) for m in report.merges for c in m.conflicts],
         "overlap": [{"a": o.a, "b": o.b, "path": o.path, "kind": o.kind.value} for o in report.overlap],
         "verification": verification_dict(report.verification),
     }
@@ -219,6 +250,7 @@ def summary_lines(report: RunReport) -> tuple[str, ...]:
             f"serial: {report.serial.seconds:.2f}s vs swarm {report.serial.swarm_seconds:.2f}s "
             f"(ratio {report.serial.ratio:.2f}, {same})"
         )
+    lines += [repair_line(m.subtask, m.repair) for m in report.merges if m.repair is not None]
     lines.append(f"integration: {report.integration_branch} {report.integration_commit}")
     return tuple(lines)
 
@@ -245,10 +277,10 @@ def merges_table(report: RunReport) -> str:
         [
             str(m.order),
             neutral.code_cell(m.subtask),
-            m.status.value,
+            m.status.value + (f" · {joined_text(m.joined)}" if m.joined else ""),
             neutral.cell(m.commit[:10]),
             ", ".join(neutral.code_cell(p) for p in m.predicted_conflicts) or "–",
-            str(len(m.conflicts)),
+            str(len(m.conflicts)) + (f" ({m.resolution.value})" if m.resolution is not None else ""),
         ]
         for m in report.merges
     ]
@@ -261,15 +293,19 @@ def overlap_table(report: RunReport) -> str:
     return neutral.table(["a", "b", "path", "overlap"], rows)
 
 
-def conflicts_section(conflicts: Iterable[Conflict]) -> str:
+def conflicts_section(merges: Iterable[MergeRecord]) -> str:
+    """Each conflicting region: where, which side the policy kept, how it ended (kept, or redone / resolved
+    / refused and by whom) and the other side in full."""
     out = []
-    for i, c in enumerate(conflicts, 1):
+    pairs = [(m, c) for m in merges for c in m.conflicts]
+    for i, (m, c) in enumerate(pairs, 1):
         where = f"lines {c.lines[0]}–{c.lines[1]}" if c.lines[0] else "whole file"
         reason = f" — {neutral.inline(c.reason)}" if c.reason else ""
         kept, other = neutral.inline(c.kept_subtask), neutral.inline(c.subtask)
+        ending = resolution_text(*conflict_resolution(m, c))
         out.append(
             f"{i}. {neutral.code_span(c.path)} ({c.kind.value}, {where}): kept **{kept}**, "
-            f"recorded **{other}**'s side{reason}"
+            f"recorded **{other}**'s side{reason} · resolution: {ending}"
         )
         out.append("")
         out.append("   <details><summary>the other side</summary>\n")
@@ -310,7 +346,9 @@ def to_markdown(report: RunReport) -> str:
     if report.overlap:
         parts += ["### Overlap", overlap_table(report)]
     if report.conflicts:
-        parts += ["### Conflicts", conflicts_section(report.conflicts)]
+        parts += ["### Conflicts", conflicts_section(report.merges)]
+    if any(m.repair is not None for m in report.merges):
+        parts += ["### Conflict repairs", repairs_section(report.merges)]
     outside = [(s.id, p) for s in report.subtasks for p in s.outside_paths]
     if outside:
         rows = [[neutral.code_cell(sub), neutral.code_cell(path)] for sub, path in outside]
@@ -450,6 +488,10 @@ def print_terminal(report: RunReport, console: Console) -> None:
             f"[yellow]conflict[/] {escape(c.path)} lines {c.lines[0]}-{c.lines[1]} ({c.kind.value}): "
             f"kept {c.kept_subtask}, recorded {c.subtask}'s side"
         )
+    for m in report.merges:
+        if m.repair is not None:
+            style = "green" if m.repair.outcome is not Resolved.REFUSED else "yellow"
+            console.print(f"[{style}]{escape(repair_line(m.subtask, m.repair))}[/]", soft_wrap=True)
     st = report.stats
     console.print(
         f"wall {st.wall_seconds:.2f}s · Σ agent time {st.agent_seconds_sum:.2f}s · parallelism "
@@ -512,23 +554,107 @@ def verification_section(v: Verification) -> str:
     if v.status is VerificationStatus.NOT_RUN:
         return head
     parts = [f"{head} ({v.check_runs} check run(s), {v.seconds:.1f}s)"]
-    rows = [
-        [
-            neutral.code_cell(c.name),
-            "pass" if c.ok else ("timed out" if c.timed_out else "fail"),
-            neutral.cell(str(c.exit_status)),
-            f"{c.seconds:.1f}s",
-            "yes" if c.flipped else "",
-        ]
-        for c in v.checks
-    ]
-    parts.append(neutral.table(["check", "result", "exit", "time", "flipped"], rows))
+    parts.append(checks_table(v.checks))
+    flipped = [c.name for c in v.checks if c.flipped]
+    if flipped:
+        names = ", ".join(neutral.code_span(n) for n in flipped)
+        parts.append(f"Flaky: {names} failed once and passed when re-checked.")
     if v.culprits:
         parts.append("**Set aside** (their branches are kept):")
         for c in v.culprits:
-            parts.append(f"- {neutral.code_span(c.subtask)}: {neutral.inline(c.reason)}")
+            check = f" (check {neutral.code_span(c.check)})" if c.check else ""
+            parts.append(f"- {neutral.code_span(c.subtask)}{check}: {neutral.inline(c.reason)}")
             if c.output_tail:
                 parts.append(neutral.fence(c.output_tail))
     failing = [c for c in v.checks if not c.ok and c.output_tail]
     parts += [neutral.fence(c.output_tail) for c in failing]
+    return "\n\n".join(parts)
+
+
+def _check_word(c: CheckResult) -> str:
+    return "pass" if c.ok else ("timed out" if c.timed_out else "fail")
+
+
+def checks_table(checks: Iterable[CheckResult]) -> str:
+    """Markdown: one row per check result (the verification's and a repair's gate alike)."""
+    rows = [
+        [
+            neutral.code_cell(c.name),
+            _check_word(c),
+            neutral.cell(str(c.exit_status)),
+            f"{c.seconds:.1f}s",
+            "yes" if c.flipped else "",
+        ]
+        for c in checks
+    ]
+    return neutral.table(["check", "result", "exit", "time", "flipped"], rows)
+
+
+# --- conflict repairs (issue #12) -----------------------------------------------------------------------
+
+
+def joined_text(joined: int) -> str:
+    return f"{joined} insert/insert region{'s' if joined != 1 else ''} joined"
+
+
+def conflict_resolution(m: MergeRecord, c: Conflict) -> tuple[Resolved, str]:
+    """How one conflict of merge ``m`` ended and who did it: the conflict's own record, else its merge's
+    repair, else the policy's side kept (by nobody)."""
+    if c.resolution is not None:
+        return c.resolution, c.resolved_by
+    if m.repair is not None:
+        return m.repair.outcome, m.repair.by
+    return Resolved.KEPT, ""
+
+
+def resolution_text(resolution: Resolved, by: str) -> str:
+    """Markdown: ``kept``, ``**resolved** by X``, ``**refused** (X's attempt)`` — who is untrusted text."""
+    who = neutral.inline(by)
+    if resolution is Resolved.KEPT:
+        return "kept"
+    if resolution is Resolved.REFUSED:
+        return f"**refused** ({who}'s attempt; the kept side stands)" if by else "**refused** (kept)"
+    return f"**{resolution.value}** by {who}" if by else f"**{resolution.value}**"
+
+
+def _gate(checks: tuple[CheckResult, ...]) -> str:
+    if not checks:
+        return "no checks ran"
+    failed = [c for c in checks if not c.ok]
+    if not failed:
+        return f"checks passed ({len(checks)})"
+    return "checks failed: " + ", ".join(f"{c.name} ({_check_word(c)})" for c in failed)
+
+
+def repair_line(subtask: str, r: Repair) -> str:
+    """One plain line per repair (``summary_lines``, the terminal); untrusted text left to the caller."""
+    line = f"repair: {subtask} {r.outcome.value} by {r.by or 'an agent'}, {_gate(r.checks)}"
+    line += f", {r.seconds:.2f}s"
+    return line + (f": {r.reason}" if r.reason else "")
+
+
+def repairs_section(merges: Iterable[MergeRecord]) -> str:
+    """Markdown: each agent's attempt at a conflicted merge — subtask, outcome, by whom, the refusal
+    reason, the gate's checks (a failing check's log tail folded away)."""
+    parts = []
+    for m in merges:
+        r = m.repair
+        if r is None:
+            continue
+        commit = f", commit {neutral.code_span(r.commit[:10])}" if r.commit else ""
+        cost = f", ${r.usage.cost_usd:.4f}" if r.usage.cost_usd else ""
+        item = (
+            f"- {neutral.code_span(m.subtask)}: {resolution_text(r.outcome, r.by)} — {_gate(r.checks)} "
+            f"({r.seconds:.1f}s{commit}{cost})"
+        )
+        if r.reason:
+            item += f"; refused because: {neutral.inline(r.reason)}"
+        parts.append(item)
+        if r.checks:
+            parts.append(checks_table(r.checks))
+        for c in r.checks:
+            if not c.ok and c.output_tail:
+                parts.append(f"{neutral.code_span(c.name)} failed:")
+                parts += ["<details><summary>output (last lines)</summary>", neutral.fence(c.output_tail)]
+                parts.append("</details>")
     return "\n\n".join(parts)

@@ -8,24 +8,35 @@ import time
 from dataclasses import dataclass, replace
 
 import pytest
+from rich.console import Console
 
 from ci_swarm import __version__
 from ci_swarm.models import (
+    AgentSpec,
+    CheckResult,
     Conflict,
     ConflictKind,
+    Culprit,
     Diffstat,
+    MergePolicy,
     MergeRecord,
     MergeStatus,
+    OnConflict,
     Overlap,
     OverlapKind,
+    Repair,
+    Resolved,
     RunReport,
     RunStats,
     SerialComparison,
     SubtaskRecord,
     SubtaskStatus,
     Usage,
+    Verification,
+    VerificationStatus,
 )
-from ci_swarm.report import mermaid_gantt, summary_lines, to_json, to_markdown
+from ci_swarm.report import mermaid_gantt, print_terminal, summary_lines, to_json, to_markdown
+from tests.test_render_gfm import CLOSING, MENTION, rendered
 
 
 def report() -> RunReport:
@@ -84,7 +95,9 @@ def test_json_has_every_field_the_issue_names() -> None:
                 "seconds", "files", "error"):  # fmt: skip
         assert key in sub, key
     merge = {"subtask": "b", "order": 2, "status": "conflicted", "commit": "9" * 40}
-    assert data["merges"][1] == {**merge, "predicted_conflicts": ["conf.txt"], "conflicts": 1, "seconds": 0.0}
+    new = {"joined": 0, "resolution": "kept", "repair": None}  # issue #12's fields: no repair tried here
+    assert data["merges"][1] == {**merge, "predicted_conflicts": ["conf.txt"], "conflicts": 1, "seconds": 0.0,
+                                 **new}  # fmt: skip
     (conflict,) = data["conflicts"]
     assert conflict["lines"] == [3, 3] and conflict["subtask"] == "b" and conflict["kept_subtask"] == "a"
     assert (conflict["kept_text"], conflict["other_text"], conflict["base_text"]) == ("x = 2\n", "x = 3\n",
@@ -307,3 +320,120 @@ def test_summary_lines_name_the_integration_branch_and_commit_whole() -> None:
     lines = summary_lines(replace(report(), integration_branch="swarm/" + "x" * 120))
     assert lines[-1] == f"integration: swarm/{'x' * 120} {'c' * 40}"
     assert lines[0].startswith("summary: 1/2 subtasks succeeded, 1 conflict(s), wall 2.00s")
+
+
+# --- conflict repairs and verification (issue #12) -----------------------------------------------------
+
+HOSTILE_REASON = "@someone <img src=x onerror=alert(1)> fixes #1: the resolver wrote `<<<<<<<` markers"
+
+
+def repaired_report(outcome: Resolved, reason: str = "") -> RunReport:
+    """``report()`` whose conflicted merge of ``b`` was repaired (or refused) by a command resolver."""
+    base = report()
+    ok = outcome is not Resolved.REFUSED
+    gate = (CheckResult("tests", ok, 0 if ok else 1, 1.25, output_tail="" if ok else "FAILED test_conf"),)
+    repair = Repair(outcome, "command (resolver)", "7" * 40, "9" * 40, reason, gate, 2.5, Usage(requests=1,
+                    input_tokens=30, output_tokens=10, cost_usd=0.02))  # fmt: skip
+    merges = (replace(base.merges[0], joined=2), replace(base.merges[1], repair=repair))
+    policy = MergePolicy(on_conflict=OnConflict.RESOLVE, resolver=AgentSpec("command"))
+    return replace(base, merges=merges, merge_policy=policy)
+
+
+def test_json_shows_repairs_resolutions_and_the_merge_policy() -> None:
+    data = json.loads(to_json(repaired_report(Resolved.RESOLVED)))
+    clean, conflicted = data["merges"]
+    assert (clean["joined"], clean["resolution"], clean["repair"]) == (2, None, None)
+    assert conflicted["resolution"] == "resolved"
+    repair = conflicted["repair"]
+    assert {k: repair[k] for k in ("outcome", "by", "commit", "start", "reason", "seconds")} == {
+        "outcome": "resolved", "by": "command (resolver)", "commit": "7" * 40, "start": "9" * 40,
+        "reason": "", "seconds": 2.5}  # fmt: skip
+    assert repair["checks"] == [{"name": "tests", "ok": True, "exit_status": 0, "seconds": 1.25,
+                                 "timed_out": False, "flipped": False, "output_tail": ""}]  # fmt: skip
+    assert repair["usage"]["cost_usd"] == 0.02 and repair["usage"]["tokens"] == 40
+    assert data["usage"]["cost_usd"] == 0.0  # the run's total is left alone: the repair shows its own
+    (conflict,) = data["conflicts"]
+    assert (conflict["resolution"], conflict["resolved_by"]) == ("resolved", "command (resolver)")
+    assert data["merge_policy"] == {"order": "completion", "prefer": "first", "insertions": "both",
+                                    "on_conflict": "resolve", "resolver": "command"}  # fmt: skip
+    plain = json.loads(to_json(report()))
+    assert plain["conflicts"][0]["resolution"] == "kept" and plain["conflicts"][0]["resolved_by"] == ""
+    assert plain["merge_policy"]["resolver"] is None and plain["merge_policy"]["on_conflict"] == "keep"
+
+
+def test_a_conflicts_own_resolution_wins_over_its_merges_repair() -> None:
+    base = repaired_report(Resolved.REFUSED, "markers left")
+    (conflict,) = base.merges[1].conflicts
+    mine = replace(conflict, resolution=Resolved.REDONE, resolved_by="command (redo of b)")
+    merges = (base.merges[0], replace(base.merges[1], conflicts=(mine,)))
+    (data,) = json.loads(to_json(replace(base, merges=merges)))["conflicts"]
+    assert (data["resolution"], data["resolved_by"]) == ("redone", "command (redo of b)")
+
+
+def test_markdown_shows_resolutions_repairs_and_joined_regions() -> None:
+    md = to_markdown(repaired_report(Resolved.RESOLVED))
+    doc = rendered(md)
+    assert "h3 Conflict repairs" in doc.headings()
+    visible = doc.visible()
+    assert "clean · 2 insert/insert regions joined" in visible
+    assert "resolution: resolved by command (resolver)" in visible
+    assert "b: resolved by command (resolver) — checks passed (1)" in visible
+    assert "1 (resolved)" in visible  # the merges table's conflicts column
+    plain = rendered(to_markdown(report()))
+    assert "h3 Conflict repairs" not in plain.headings() and "resolution: kept" in plain.visible()
+
+
+def test_a_refused_repair_says_why_with_the_reason_neutralised() -> None:
+    md = to_markdown(repaired_report(Resolved.REFUSED, HOSTILE_REASON))
+    doc = rendered(md)
+    texts = doc.inline_texts()
+    assert not [t for t in texts if MENTION.search(t)], "a mention GitHub would link"
+    assert not [t for t in texts if CLOSING.search(t)], "a closing reference"
+    assert not [t for t in doc.walk() if t.type == "image"]
+    ours = {"<details><summary>output (last lines)</summary>", "<details><summary>the other side</summary>"}
+    assert set(doc.html()) <= {*ours, "</details>"}
+    visible = doc.visible()
+    assert HOSTILE_REASON in visible  # shown, inert
+    assert "refused (command (resolver)'s attempt; the kept side stands)" in visible
+    assert "checks failed: tests (fail)" in visible
+    assert ("", "FAILED test_conf\n") in doc.fences()  # the failing gate's log tail
+
+
+def test_summary_lines_and_the_terminal_have_one_line_per_repair() -> None:
+    lines = summary_lines(repaired_report(Resolved.REFUSED, "markers left"))
+    repairs = [line for line in lines if line.startswith("repair:")]
+    assert repairs == [
+        "repair: b refused by command (resolver), checks failed: tests (fail), 2.50s: markers left"
+    ]
+    assert lines[-1].startswith("integration: ")
+    console = Console(record=True, width=300)
+    print_terminal(repaired_report(Resolved.RESOLVED), console)
+    text = console.export_text()
+    assert "repair: b resolved by command (resolver), checks passed (1), 2.50s" in text
+
+
+def verified_report() -> RunReport:
+    base = report()
+    rejected = replace(
+        base.subtasks[1], status=SubtaskStatus.REJECTED, error="broke the checks: tests failed"
+    )
+    checks = (CheckResult("tests", True, 0, 1.0, flipped=True),)
+    culprit = Culprit("b", "tests", HOSTILE_REASON, "E   AssertionError: b broke it")
+    verification = Verification(
+        VerificationStatus.PASSED, checks, 3, (culprit,), 4.0, "passed after setting aside b"
+    )
+    return replace(base, subtasks=(base.subtasks[0], rejected), verification=verification)
+
+
+def test_markdown_verification_shows_status_culprits_and_flipped_checks() -> None:
+    doc = rendered(to_markdown(verified_report()))
+    assert "h3 Verification" in doc.headings()
+    visible = doc.visible()
+    assert "Verification passed: passed after setting aside b (3 check run(s), 4.0s)" in visible
+    assert "Flaky: tests failed once and passed when re-checked." in visible
+    assert f"b (check tests): {HOSTILE_REASON}" in visible
+    assert ("", "E   AssertionError: b broke it\n") in doc.fences()
+    assert "⛔ rejected" in visible and "broke the checks: tests failed" in visible
+    texts = doc.inline_texts()
+    assert not [t for t in texts if MENTION.search(t) or CLOSING.search(t)]
+    assert not [t for t in doc.walk() if t.type == "image"]
