@@ -16,9 +16,9 @@ SETUP_PATH = ROOT / "setup" / "action.yml"
 
 
 def load(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(path.read_text())
-    data["on"] = data.pop(True)  # YAML 1.1 reads the key `on` as a boolean
-    return data
+    raw: dict[Any, Any] = yaml.safe_load(path.read_text())
+    on = raw.pop(True)  # YAML 1.1 reads the key `on` as a boolean
+    return {**raw, "on": on}
 
 
 WORKFLOW = load(WORKFLOW_PATH)
