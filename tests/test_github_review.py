@@ -1,7 +1,11 @@
-"""Placing conflict comments on a PR diff (pure): anchors, suggestions, fallbacks, splitting."""
+"""Placing conflict comments on a PR diff (pure): anchors, suggestions, fallbacks, splitting; and, against
+the fake GitHub, how a conflict an agent resolved or failed to resolve is reviewed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from ci_swarm.github.publish import Target
 from ci_swarm.github.review import (
     PatchFile,
     anchor,
@@ -9,8 +13,12 @@ from ci_swarm.github.review import (
     review_body,
     right_hunks,
 )
-from ci_swarm.models import Conflict, ConflictKind
+from ci_swarm.models import CheckResult, Conflict, ConflictKind, Repair, Resolved, RunReport
 from ci_swarm.neutral import WORD_JOINER, fence
+from tests.github_helpers import REPO, Hub, hub, open_issue
+from tests.test_github_publish import conflicted_run
+
+__all__ = ["hub"]
 
 # new file lines 8-12 (one hunk: 10 replaced) and 30-32 (another hunk: 31 added)
 PATCH = (
@@ -140,3 +148,38 @@ def test_no_suggestion_that_would_drop_hidden_characters() -> None:
     c = conflict((10, 10), other="TEN\u202e\n")
     ((comment,),) = plan_review([c], [PatchFile("src/app.py", "modified", PATCH)]).batches
     assert not comment.suggestion and "\u202e" not in comment.body
+
+
+# --- through the fake GitHub: conflicts an agent tried to repair (issue #12) ----------------------------
+
+
+def _with_repair(report: RunReport, outcome: Resolved, reason: str = "") -> RunReport:
+    ok = outcome is not Resolved.REFUSED
+    repair = Repair(outcome, "command (resolver)", reason=reason, checks=(CheckResult("tests", ok, 0, 1.0),))
+    merges = tuple(replace(m, repair=repair) if m.conflicts else m for m in report.merges)
+    return replace(report, merges=merges)
+
+
+def test_a_resolved_conflict_is_one_review_saying_who_and_no_line_comment(hub: Hub) -> None:
+    report, _ = conflicted_run(hub)
+    result = hub.publisher(Target(REPO, issue=open_issue(hub))).publish(
+        hub.work, _with_repair(report, Resolved.RESOLVED)
+    )
+    pr = hub.repo().get_pull(result.pr_number)
+    assert list(pr.get_review_comments()) == []
+    (review,) = list(pr.get_reviews())
+    assert "resolved by **command (resolver)**; the checks passed" in review.body
+    assert "resolution: **resolved** by command (resolver)" in pr.body and "### Conflict repairs" in pr.body
+
+
+def test_a_refused_repair_is_said_on_the_conflicting_line(hub: Hub) -> None:
+    report, _ = conflicted_run(hub)
+    hostile = "@someone <img src=x> fixes #1"
+    refused = _with_repair(report, Resolved.REFUSED, hostile)
+    result = hub.publisher(Target(REPO, issue=open_issue(hub))).publish(hub.work, refused)
+    pr = hub.repo().get_pull(result.pr_number)
+    (comment,) = list(pr.get_review_comments())
+    assert (comment.path, comment.line) == ("src/app.py", 10)
+    assert "A resolution was tried by **command (resolver)** and refused — " in comment.body
+    assert f"@{WORD_JOINER}someone &lt;img src=x&gt; fixes #{WORD_JOINER}1" in comment.body
+    assert "refused because: " in pr.body and "<img" not in pr.body

@@ -435,6 +435,6 @@ class Publisher:
         with self._call(f"reading the diff of pull request #{pr.number}"):
             head = pr.head.sha
             files = [rv.PatchFile(f.filename, f.status, f.patch) for f in pr.get_files()]
-        plan = rv.plan_review(report.conflicts, files)
+        plan = rv.plan_run_review(report.merges, files)
         posted = rv.post_review(pr, head, plan, self.token)
         return (posted.line_comments, posted.file_comments, posted.body_notes, posted.reviews), ()

@@ -12,6 +12,11 @@ against the PR's own file patches (parsed with unidiff) before posting:
   (``subject_type: file``);
 * the file is not in the PR diff at all → a note in the review body.
 
+How each conflict ended (issue #12, :func:`ci_swarm.report.conflict_resolution`) decides its comment:
+``kept`` as above; ``refused`` as above, saying which agent tried a resolution and why it was refused;
+``redone``/``resolved`` gets no comment on the lines (nothing was lost) — the review body says who resolved
+it and that the checks passed.
+
 Very many conflicts are split over several reviews (``max_per_review`` threads each); file-level comments
 beyond ``max_file_comments`` and notes beyond the body limit are summarised.
 
@@ -31,7 +36,8 @@ from unidiff.patch import PatchSet
 
 from ci_swarm import neutral
 from ci_swarm.github.client import forge_call
-from ci_swarm.models import Conflict, ConflictKind
+from ci_swarm.models import Conflict, ConflictKind, MergeRecord, Repair, Resolved
+from ci_swarm.report import conflict_resolution
 
 MAX_PER_REVIEW = 50
 MAX_FILE_COMMENTS = 20
@@ -83,7 +89,8 @@ class ReviewPlan:
     batches: tuple[tuple[LineComment, ...], ...] = ()
     file_comments: tuple[FileComment, ...] = ()
     notes: tuple[str, ...] = ()
-    total: int = 0
+    total: int = 0  # conflicts commented (kept or refused)
+    resolved: tuple[str, ...] = ()  # one line per conflict an agent redid or resolved (no comment needed)
 
     @property
     def line_comments(self) -> int:
@@ -179,19 +186,44 @@ def _headline(c: Conflict) -> str:
     )
 
 
-def line_body(c: Conflict, suggest: bool) -> str:
+@dataclass(frozen=True)
+class Refusal:
+    """A resolution an agent tried on a conflict and the gate refused (the kept side stands)."""
+
+    by: str
+    reason: str = ""
+
+    def text(self) -> str:
+        who = f"**{neutral.inline(self.by)}**" if self.by else "an agent"
+        why = neutral.inline(self.reason.strip().rstrip(".")) if self.reason else "no reason given"
+        return f"A resolution was tried by {who} and refused — {why}. The kept side stands."
+
+
+def _head(c: Conflict, refusal: Refusal | None) -> str:
+    return _headline(c) + (f"\n\n{refusal.text()}" if refusal is not None else "")
+
+
+def line_body(c: Conflict, suggest: bool, refusal: Refusal | None = None) -> str:
     other = neutral.inline(c.subtask)
     if suggest:
         return (
-            f"{_headline(c)}\n\n**{other}**'s version of these lines is below: "
+            f"{_head(c, refusal)}\n\n**{other}**'s version of these lines is below: "
             f"commit the suggestion to take it instead.\n\n{neutral.fence(c.other_text, 'suggestion')}\n"
         )
-    return f"{_headline(c)}\n\n**{other}**'s side:\n\n{neutral.fence(_quote(c.other_text))}\n"
+    return f"{_head(c, refusal)}\n\n**{other}**'s side:\n\n{neutral.fence(_quote(c.other_text))}\n"
 
 
-def file_body(c: Conflict) -> str:
+def file_body(c: Conflict, refusal: Refusal | None = None) -> str:
     text = c.other_text or "(deleted)"
-    return f"{_headline(c)}\n\n**{neutral.inline(c.subtask)}**'s side:\n\n{neutral.fence(_quote(text))}\n"
+    side = f"**{neutral.inline(c.subtask)}**'s side"
+    return f"{_head(c, refusal)}\n\n{side}:\n\n{neutral.fence(_quote(text))}\n"
+
+
+def resolved_line(c: Conflict, resolution: Resolved, by: str) -> str:
+    """The review body's line for a conflict an agent redid or resolved: where, by whom, checks passed."""
+    who = f"**{neutral.inline(by)}**" if by else "an agent"
+    where = f"{neutral.code_span(c.path)} ({c.kind.value}, {_where(c)})"
+    return f"- {where}: {resolution.value} by {who}; the checks passed"
 
 
 def _path_note(path: str, body: str) -> str:
@@ -217,19 +249,28 @@ def _suggestable(c: Conflict, span: tuple[int, int]) -> bool:
     )
 
 
-def _place(b: _Builder, c: Conflict, files: dict[str, PatchFile]) -> None:
+def _place(b: _Builder, c: Conflict, files: dict[str, PatchFile], refusal: Refusal | None = None) -> None:
     entry = files.get(c.path)
     if entry is None:
-        b.notes.append(note_line(c, "the file is not part of the PR diff"))
+        why = "the file is not part of the PR diff"
+        b.notes.append(note_line(c, why if refusal is None else f"{why}. {refusal.text()}"))
         return
     hunks = right_hunks(entry.patch, c.path) if c.lines != (0, 0) else ()
     span = anchor(hunks, c.lines[0], c.lines[1]) if hunks else None
     if span is None:
-        b.files.append(FileComment(c.path, file_body(c)))
+        b.files.append(FileComment(c.path, file_body(c, refusal)))
         return
     suggest = _suggestable(c, span)
     start = span[0] if span[0] < span[1] else None
-    b.lines.append(LineComment(c.path, span[1], line_body(c, suggest), start, suggest))
+    b.lines.append(LineComment(c.path, span[1], line_body(c, suggest, refusal), start, suggest))
+
+
+Ended = tuple[Conflict, Resolved, str, Repair | None]  # a conflict, how it ended, by whom, its merge's repair
+
+
+def _ended(c: Conflict, repair: Repair | None = None) -> Ended:
+    resolution = c.resolution or (repair.outcome if repair is not None else Resolved.KEPT)
+    return c, resolution, c.resolved_by or (repair.by if repair is not None else ""), repair
 
 
 def plan_review(
@@ -239,38 +280,77 @@ def plan_review(
     max_per_review: int = MAX_PER_REVIEW,
     max_file_comments: int = MAX_FILE_COMMENTS,
 ) -> ReviewPlan:
-    """Place every conflict: line comment, file-level comment, or body note (pure)."""
+    """Place every conflict: line comment, file-level comment, or body note (pure); each as its own
+    ``resolution`` says (a conflict without one: kept)."""
+    return _plan([_ended(c) for c in conflicts], files, max_per_review, max_file_comments)
+
+
+def plan_run_review(
+    merges: Iterable[MergeRecord],
+    files: Iterable[PatchFile],
+    *,
+    max_per_review: int = MAX_PER_REVIEW,
+    max_file_comments: int = MAX_FILE_COMMENTS,
+) -> ReviewPlan:
+    """:func:`plan_review` over a run's merges: each conflict as it ended, a refusal's reason from its
+    merge's repair."""
+    ended = [(c, *conflict_resolution(m, c), m.repair) for m in merges for c in m.conflicts]
+    return _plan(ended, files, max_per_review, max_file_comments)
+
+
+def _plan(
+    ended: Sequence[Ended], files: Iterable[PatchFile], max_per_review: int, max_files: int
+) -> ReviewPlan:
     by_name = {f.filename: f for f in files}
     b = _Builder()
-    conflicts = tuple(conflicts)
-    for c in conflicts:
-        _place(b, c, by_name)
-    extra = b.files[max_file_comments:]
+    resolved, total = [], 0
+    for c, resolution, by, repair in ended:
+        if resolution in (Resolved.REDONE, Resolved.RESOLVED):
+            resolved.append(resolved_line(c, resolution, by))
+            continue
+        refusal = None
+        if resolution is Resolved.REFUSED:
+            refusal = Refusal(by, repair.reason if repair is not None else "")
+        _place(b, c, by_name, refusal)
+        total += 1
+    extra = b.files[max_files:]
     notes = b.notes + [_path_note(f.path, f.body) for f in extra]
     batches = tuple(tuple(b.lines[i : i + max_per_review]) for i in range(0, len(b.lines), max_per_review))
-    return ReviewPlan(batches, tuple(b.files[:max_file_comments]), tuple(notes), len(conflicts))
+    return ReviewPlan(batches, tuple(b.files[:max_files]), tuple(notes), total, tuple(resolved))
 
 
 def review_body(plan: ReviewPlan, part: int, parts: int, notes: Sequence[str]) -> str:
-    """The body of review ``part`` (1-based) of ``parts``, with ``notes`` (the caller puts them last)."""
+    """The body of review ``part`` (1-based) of ``parts``, with ``notes`` (the caller puts them last); the
+    last part also lists the conflicts agents resolved."""
     head = (
         f"ci-swarm recorded **{plan.total}** conflict(s) between subtasks. Every conflicting region kept one "
         "side (nothing is lost: the agent branches are pushed too). Each comment shows the other side; "
         "where it replaces exactly the commented lines it is a suggestion you can commit in one click."
     )
+    if not plan.total:
+        head = "ci-swarm's agents resolved every conflict between subtasks, and the checks passed."
     if parts > 1:
         head += f"\n\nPart {part} of {parts}."
-    if not notes:
-        return head
-    lines = [head, "", "Conflicts that cannot be commented on a line of the diff:", ""]
-    size = sum(len(x) for x in lines)
-    for i, note in enumerate(notes):
-        if size + len(note) > MAX_BODY:
-            lines.append(f"- … and {len(notes) - i} more, listed in the run report")
-            break
-        lines.append(note)
-        size += len(note) + 1
+    lines = [head]
+    resolved = plan.resolved if part == parts else ()
+    if resolved:
+        lines += ["", "Conflicts an agent resolved (no comment: nothing was lost):", ""]
+    size = _bounded(lines, resolved, sum(len(x) for x in lines))
+    if notes:
+        lines += ["", "Conflicts that cannot be commented on a line of the diff:", ""]
+        _bounded(lines, notes, size + 60)
     return "\n".join(lines)
+
+
+def _bounded(lines: list[str], items: Sequence[str], size: int) -> int:
+    """Append ``items`` to ``lines`` while the body stays under ``MAX_BODY``; the size after."""
+    for i, item in enumerate(items):
+        if size + len(item) > MAX_BODY:
+            lines.append(f"- … and {len(items) - i} more, listed in the run report")
+            break
+        lines.append(item)
+        size += len(item) + 1
+    return size
 
 
 # --- posting (PyGithub) ----------------------------------------------------------------------------
@@ -341,7 +421,7 @@ def post_review(pr: PullRequest, commit_id: str, plan: ReviewPlan, token: str = 
                 more, failed = _file_comments(pr, commit_id, demoted)
                 files += more
                 notes += failed
-        if notes or not reviews:
+        if notes or not reviews or plan.resolved:  # the last part's body was not posted
             _create_review(pr, commit_id, review_body(plan, 1, 1, notes), ())
             reviews += 1
         return ReviewResult(reviews, lines, files, len(notes))
