@@ -159,6 +159,7 @@ def _plan_source_options(f: Callable[..., Any]) -> Callable[..., Any]:
         [
             click.option(
                 "--plan",
+                "--plan-file",
                 "plan_file",
                 type=click.Path(path_type=Path, dir_okay=False),
                 help="Plan file (YAML or JSON).",
@@ -588,10 +589,35 @@ def _publisher(full_name: str, issue: int | None, pr: int | None, repo: Path, ba
 
 @cli.command("plan", epilog=EXIT_CODES_HELP)
 @_plan_source_options
-def plan_cmd(source: PlanSource) -> None:
+@click.argument("task_text", metavar="[TASK]", required=False)
+@click.option(
+    "--fan-out",
+    is_flag=True,
+    help="Record the run for agent jobs on separate runners: create the integration branch, the run state "
+    "(refs/swarm/<run-id>/state) and write the first wave's matrix (see --matrix-out).",
+)
+@click.option(
+    "--run-id", callback=_run_id, help="With --fan-out: use this run id (error if its branch exists)."
+)
+@click.option(
+    "--matrix-out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With --fan-out: append run_id=, matrix=, matrix_<i>=, chunks= and waves= lines here "
+    "(default: $GITHUB_OUTPUT when set, else stdout). A wave of more than 256 subtasks is cut into chunks.",
+)
+def plan_cmd(
+    source: PlanSource, task_text: str | None, fan_out: bool, run_id: str | None, matrix_out: Path | None
+) -> None:
     """Validate a plan (or ask Claude for one) and print its waves and critical path."""
+    if task_text and not source.task:
+        source = dataclasses.replace(source, task=task_text)
     config = _repo_config(source)
     default = _default_agent(source, False, config.agent)
+    if fan_out:
+        _plan_fan_out(source, config, default, run_id, matrix_out)
+        return
+    if run_id or matrix_out:
+        raise errors.UsageError("--run-id and --matrix-out go with --fan-out")
     plan = _static_plan(source, default) or plan_request(
         Request(task=source.task or ""), source.repo, lambda: _model_session(config, source)
     )
@@ -612,6 +638,185 @@ def plan_cmd(source: PlanSource) -> None:
     click.echo(f"merge: order={plan.merge.order.value}, prefer={plan.merge.prefer_label}")
     for warning in warnings:
         click.echo(f"warning: {one_line(warning)}", err=True)
+
+
+# --- fan-out: plan --fan-out, agent, land ----------------------------------------------------------
+
+
+def _plan_fan_out(
+    source: PlanSource, config: Config, default: AgentSpec, run_id: str | None, matrix_out: Path | None
+) -> None:
+    """``plan --fan-out``: the service records the run; the matrix lines go to ``--matrix-out``."""
+    import os
+
+    from ci_swarm.fanout import plan_fan_out
+    from ci_swarm.matrix import output_lines
+
+    static = _static_plan(source, default)
+    options = RunOptions(
+        repo=source.repo,
+        base=source.base,
+        max_agents=config.max_agents,
+        timeout=config.timeout,
+        run_id=run_id,
+        branch_prefix=config.branch_prefix,
+        default_agent=default,
+        pass_env=config.pass_env,
+    )
+    job = RunRequest(
+        Request(task=source.task or (static.task if static else "")),
+        options,
+        static,
+        merge=config.merge,
+        max_subtasks=source.max_subtasks,
+        checks=config.checks,
+    )
+    wiring = _cli_wiring(config, lambda: _model_session(config, source))
+    fanned = plan_fan_out(job, wiring, _config_digest(source))
+    for warning in fanned.warnings:
+        click.echo(f"warning: {one_line(warning)}", err=True)
+    lines = "".join(f"{line}\n" for line in output_lines(fanned.state.run_id, fanned.matrix))
+    target = matrix_out or (Path(os.environ["GITHUB_OUTPUT"]) if os.environ.get("GITHUB_OUTPUT") else None)
+    if target is None:
+        click.echo(lines, nl=False)
+    else:
+        with target.open("a", encoding="utf-8") as fh:
+            fh.write(lines)
+    click.echo(
+        f"run {fanned.state.run_id}: {fanned.state.integration_branch} at {fanned.state.base}", err=True
+    )
+
+
+def _config_digest(source: PlanSource) -> str:
+    """sha256 of the config file's bytes ("" without one)."""
+    import hashlib
+
+    path = source.config_file
+    if path is None:
+        try:
+            path = git.open_repo(source.repo) / ".github" / "ci-swarm.yml"
+        except errors.RepoError:
+            return ""
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
+def _cli_wiring(config: Config, session: Callable[[], ModelSession] | None) -> ServiceOptions:
+    """The CLI's service wiring for the fan-out commands: trusted plans, the config's sandbox."""
+    return ServiceOptions(
+        agents=AGENTS,
+        commands=CommandPolicy(trust_plan_commands=True, allowed_commands=config.allowed_commands),
+        sandbox=config.sandbox or None,
+        session=session,
+    )
+
+
+_repo_option = click.option(
+    "--repo", type=click.Path(path_type=Path, file_okay=False), default=Path("."), show_default=True
+)
+
+
+@cli.command("agent", epilog=EXIT_CODES_HELP)
+@click.option("--run-id", required=True, callback=_run_id, help="The run planned with plan --fan-out.")
+@click.option("--subtask", "subtask_id", required=True, help="The one subtask this job runs.")
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the result as a git bundle here (and its sidecar as BUNDLE.json) for the land job.",
+)
+@_repo_option
+def agent_cmd(run_id: str, subtask_id: str, bundle: Path | None, repo: Path) -> None:
+    """Run one subtask of a fanned-out run from its start commit; commit it on its agent branch."""
+    import os
+
+    from ci_swarm.fanout import run_agent, write_agent_bundle
+    from ci_swarm.github.inputs import secret_values
+    from ci_swarm.github.runner import append_summary
+
+    config = _config_at(None, repo)
+    wiring = _cli_wiring(config, lambda: _agent_session(config))
+    ran = run_agent(repo, run_id, subtask_id, wiring, secret_values(os.environ))
+    if bundle is not None:
+        write_agent_bundle(repo, bundle, ran)
+    result = ran.result
+    append_summary(_agent_summary(ran))
+    click.echo(one_line(f"subtask {result.subtask}: {result.status} ({result.seconds:.2f}s)"))
+    click.echo(f"agent: {ran.branch} {result.commit or result.start}")
+    if result.error:
+        click.echo(f"ci-swarm: {one_line(result.error)}", err=True)
+    sys.exit(exit_code(ran.report))
+
+
+def _agent_session(config: Config) -> ModelSession:
+    from ci_swarm.llm.factory import ClaudeSession
+    from ci_swarm.llm.session import LLMSettings
+
+    return ClaudeSession.from_env(LLMSettings.from_config(config))
+
+
+def _agent_summary(ran: Any) -> str:
+    """The agent job's one-screen summary (untrusted text through :mod:`ci_swarm.neutral`)."""
+    from ci_swarm import neutral
+
+    r = ran.result
+    rows = [
+        [
+            neutral.code_cell(r.subtask),
+            neutral.cell(r.status),
+            f"{r.seconds:.1f}s",
+            "–" if r.exit_status is None else str(r.exit_status),
+            str(len(r.files)),
+            str(r.usage.tokens) if r.usage.tokens else "–",
+        ]
+    ]
+    parts = [
+        f"### ci-swarm agent {neutral.code_span(r.subtask)} (run {neutral.code_span(r.run_id)})",
+        neutral.table(["subtask", "status", "time", "exit", "files", "tokens"], rows),
+        f"commit: {neutral.code_span(r.commit or 'none')} on {neutral.code_span(ran.branch)}",
+    ]
+    if r.error:
+        parts.append(f"error: {neutral.inline(r.error)}")
+    if r.output_tail:
+        parts.append(neutral.fence(r.output_tail[-4000:]))
+    return "\n\n".join(parts) + "\n"
+
+
+@cli.command("land", epilog=EXIT_CODES_HELP)
+@click.option("--run-id", required=True, callback=_run_id, help="The run planned with plan --fan-out.")
+@click.option(
+    "--bundles",
+    "bundles_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Directory holding the agent jobs' bundles and sidecars (searched recursively).",
+)
+@click.option(
+    "--check",
+    "check_texts",
+    multiple=True,
+    metavar="COMMAND",
+    help="A check on the integration (repeatable); replaces the plan's and the config's checks.",
+)
+@click.option("--report-json", type=click.Path(path_type=Path, dir_okay=False), help="Write the JSON report.")
+@_repo_option
+def land_cmd(
+    run_id: str, bundles_dir: Path | None, check_texts: tuple[str, ...], report_json: Path | None, repo: Path
+) -> None:
+    """Import the agent jobs' results, merge them in plan order, verify, and report (idempotent)."""
+    import os
+
+    from ci_swarm.fanout import land_run
+    from ci_swarm.github.inputs import secret_values
+
+    config = _config_at(None, repo)
+    wiring = _cli_wiring(config, None)
+    checks = _check_flags(check_texts)
+    landing = land_run(repo, run_id, bundles_dir, wiring, checks, secret_values(os.environ))
+    if report_json is not None:
+        report_json.write_text(landing.report_json)
+    if landing.again:
+        click.echo(f"run {run_id} had already landed: nothing merged", err=True)
+    for line in landing.summary:
+        click.echo(one_line(line))
+    sys.exit(landing.exit_code)
 
 
 # --- merge -------------------------------------------------------------------------------------------

@@ -5,7 +5,10 @@
     SwarmError (exit 1: internal / unexpected state)
     ├── UsageError        (exit 4)  bad input: plan, config, CLI arguments, event payload
     │   ├── PlanError               invalid plan (ids, deps, cycles, paths)
-    │   └── ConfigError             invalid .github/ci-swarm.yml
+    │   ├── ConfigError             invalid .github/ci-swarm.yml
+    │   └── RunStateError           a fan-out run's state: missing, malformed or of another format
+    │       ├── NoRunState          no state recorded for that run id
+    │       └── RunStateFormat      written by a ci-swarm with another state format
     ├── RepoError         (exit 4)  not a git repo, unknown base, branch already exists
     ├── PathEscapeError   (exit 4)  a path leaving an agent's worktree (or under .git/)
     ├── GitError          (exit 5)  a git command failed (command, exit code, output)
@@ -61,6 +64,18 @@ class PlanError(UsageError):
 
 class ConfigError(UsageError):
     pass
+
+
+class RunStateError(UsageError):
+    """A fan-out run's state (``refs/swarm/<run-id>/state``) cannot be used: malformed."""
+
+
+class NoRunState(RunStateError):
+    """No state is recorded for the run id (not planned with ``--fan-out``, or its ref not fetched)."""
+
+
+class RunStateFormat(RunStateError):
+    """The state was written by a ci-swarm whose state format this one does not read."""
 
 
 class RepoError(SwarmError):

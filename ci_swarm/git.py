@@ -757,3 +757,44 @@ def ls_remote(repo: Path, url: str, patterns: Sequence[str], token: str = "") ->
     env, secrets = _auth(token, url)
     text = run(repo, "ls-remote", "--refs", url, *patterns, env=env, secrets=secrets).text
     return {ref: oid for oid, _, ref in (line.partition("\t") for line in text.splitlines()) if ref}
+
+
+# --- fan-out: the run state's commit and agent bundles (runstate.py, bundles.py) ----------------------
+
+
+def make_tree(repo: Path, blobs: Mapping[str, str]) -> str:
+    """A tree of regular files (``{name: blob id}``, names without ``/``) written to the object DB."""
+    lines = "".join(f"100644 blob {oid}\t{name}\n" for name, oid in sorted(blobs.items()))
+    return run(repo, "mktree", input=lines.encode()).text.strip()
+
+
+def try_ref(repo: Path, ref: str) -> str | None:
+    """The object ``ref`` (a full ref name) points at, or None when it does not exist."""
+    result = run(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", ref, ok=(0, 1, 128))
+    return result.text.strip() if result.returncode == 0 else None
+
+
+def parents(repo: Path, commit: str) -> tuple[str, ...]:
+    """The parents of ``commit`` in order."""
+    line = out(repo, "rev-list", "--parents", "--max-count=1", "--end-of-options", commit)
+    return tuple(line.split()[1:])
+
+
+def bundle_create(repo: Path, path: Path, ref: str, exclude: str) -> None:
+    """A bundle at ``path`` holding ``ref`` (a full ref name) with the commits of ``exclude..ref``."""
+    run(repo, "bundle", "create", "--quiet", str(path), ref, f"^{exclude}")
+
+
+def bundle_verify(repo: Path, path: Path) -> str:
+    """ "" when ``git bundle verify`` accepts the bundle in ``repo`` (its prerequisites present), else the
+    last line of git's complaint."""
+    result = run(repo, "bundle", "verify", "--quiet", str(path), ok=tuple(range(256)))
+    if result.returncode == 0:
+        return ""
+    lines = (result.stderr or result.text).strip().splitlines()
+    return lines[-1] if lines else f"exit {result.returncode}"
+
+
+def fetch_bundle(repo: Path, path: Path, ref: str, into: str) -> None:
+    """Fetch ``ref`` of the bundle at ``path`` into the local ref ``into`` (forced; no tags, no hooks)."""
+    run(repo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", str(path), f"+{ref}:{into}")

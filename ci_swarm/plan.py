@@ -130,6 +130,61 @@ def plan_from_dict(
     )
 
 
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    """The plan as plain JSON-able data that :func:`plan_from_dict` reads back into an equal plan."""
+    data: dict[str, Any] = {
+        "version": plan.version,
+        "task": plan.task,
+        "rationale": plan.rationale,
+        "merge": {
+            "order": plan.merge.order.value,
+            "prefer": list(plan.merge.prefer) or "first",
+            "insertions": plan.merge.insertions.value,
+        },
+        "subtasks": [_subtask_to_dict(sub) for sub in plan.subtasks],
+    }
+    if plan.checks:
+        data["checks"] = [_check_to_dict(check) for check in plan.checks]
+    if plan.merge_failing is not None:
+        data["merge_failing"] = plan.merge_failing
+    return data
+
+
+def _check_to_dict(check: Check) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": check.name, "run": list(check.run)}
+    if check.timeout is not None:
+        data["timeout"] = check.timeout
+    return data
+
+
+def _subtask_to_dict(sub: Subtask) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": sub.id,
+        "role": sub.role,
+        "title": sub.title,
+        "instructions": sub.instructions,
+        "paths": list(sub.paths),
+        "depends_on": list(sub.depends_on),
+    }
+    if sub.agent is not None:
+        data["agent"] = agent_to_dict(sub.agent)
+    return data
+
+
+def agent_to_dict(spec: AgentSpec) -> dict[str, Any]:
+    """An agent spec as the ``agent:`` mapping of a plan file (options thawed to lists and dicts)."""
+    return {"kind": spec.kind, **thaw(dict(spec.options))}
+
+
+def thaw(value: Any) -> Any:
+    """The inverse of :func:`freeze`: mappings → dicts, tuples → lists."""
+    if isinstance(value, Mapping):
+        return {str(k): thaw(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
 def _checks(raw: Any, source: str) -> tuple[Check, ...]:
     """A plan's ``checks``: ``[{name, run (argv or text), timeout?}]``; PlanError naming the check."""
     if raw is None:

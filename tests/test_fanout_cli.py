@@ -1,0 +1,118 @@
+"""Fan-out end to end through the CLI, each job in its own clone as on separate runners: ``plan --fan-out``
+in one clone (state and integration branch pushed), one ``agent`` per subtask in a fresh clone writing a
+bundle, ``land`` in yet another clone — the integration tree equals ``run --merge-order plan``; a failed
+agent job's subtask fails and the rest lands; a second ``land`` merges nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.fixtures import make_repo
+from tests.helpers import run_cli, scripted
+
+RUN = "fan1"
+SHARED = "one\ntwo\nthree\n"
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def _plan(fail: str = "") -> dict[str, Any]:
+    docs = scripted("docs", edits=[{"write": "docs.txt", "content": "docs\n"}])
+    left = scripted("left", edits=[{"replace": "shared.txt", "old": "two", "new": "LEFT"}])
+    right = scripted("right", "tester", edits=[{"replace": "shared.txt", "old": "two", "new": "RIGHT"}])
+    if fail:
+        docs["agent"]["fail"] = fail
+    return {"version": 1, "task": "fan out", "subtasks": [docs, left, right]}
+
+
+def _clone(origin: Path, path: Path, *refs: str) -> Path:
+    subprocess.run(["git", "clone", "--quiet", str(origin), str(path)], check=True)
+    for ref in refs:
+        _git(path, "fetch", "--quiet", "origin", f"{ref}:{ref}")
+    return path
+
+
+def _fan_out(tmp: Path, plan: dict[str, Any]) -> tuple[Path, Path, dict[str, str]]:
+    origin = make_repo(tmp / "origin", {"shared.txt": SHARED, "readme.txt": "hi\n"})
+    plan_file = tmp / "plan.yml"
+    plan_file.write_text(yaml.safe_dump(plan))
+    planner = _clone(origin, tmp / "plan-job")
+    out = tmp / "matrix.txt"
+    args = ("plan", "--fan-out", "--plan-file", str(plan_file), "--repo", str(planner))
+    proc = run_cli(*args, "--run-id", RUN, "--matrix-out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    outputs = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    _git(planner, "push", "--quiet", "origin", f"swarm/{RUN}", f"refs/swarm/{RUN}/state")
+    return origin, plan_file, outputs
+
+
+def _agents(tmp: Path, origin: Path, ids: list[str]) -> dict[str, int]:
+    codes = {}
+    for sub in ids:
+        clone = _clone(origin, tmp / f"agent-{sub}", f"refs/swarm/{RUN}/state")
+        bundle = tmp / "bundles" / f"agent-{sub}" / f"{sub}.bundle"
+        proc = run_cli(
+            "agent", "--run-id", RUN, "--subtask", sub, "--bundle", str(bundle), "--repo", str(clone)
+        )
+        codes[sub] = proc.returncode
+        assert (bundle.parent / f"{sub}.bundle.json").is_file(), proc.stderr
+    return codes
+
+
+def _land(tmp: Path, clone: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    report = tmp / f"land-{len(list(tmp.glob('land-*.json')))}.json"
+    args = ("land", "--run-id", RUN, "--bundles", str(tmp / "bundles"), "--repo", str(clone))
+    proc = run_cli(*args, "--report-json", str(report))
+    return proc, json.loads(report.read_text()) if report.exists() else {}
+
+
+def _single_machine_tree(tmp: Path, origin: Path, plan_file: Path) -> str:
+    clone = _clone(origin, tmp / "one-machine")
+    proc = run_cli("run", "--plan", str(plan_file), "--repo", str(clone), "--quiet", "--merge-order", "plan")
+    assert proc.returncode in (0, 2, 3), proc.stderr
+    commit = proc.stdout.strip().splitlines()[-1].split()[-1]
+    return _git(clone, "rev-parse", f"{commit}^{{tree}}")
+
+
+def test_fanned_out_run_lands_the_same_tree_as_one_machine_and_lands_once(tmp_path: Path) -> None:
+    origin, plan_file, outputs = _fan_out(tmp_path, _plan())
+    assert outputs["run_id"] == RUN and outputs["chunks"] == "1" and outputs["waves"] == "1"
+    ids = [row["subtask"] for row in json.loads(outputs["matrix"])["include"]]
+    assert ids == ["docs", "left", "right"]
+    assert _agents(tmp_path, origin, list(reversed(ids))) == {"right": 0, "left": 0, "docs": 0}
+    lander = _clone(origin, tmp_path / "land-job", f"refs/swarm/{RUN}/state")
+    proc, report = _land(tmp_path, lander)
+    assert proc.returncode == 2, proc.stderr  # the left/right pair conflicts: recorded, work kept
+    assert [m["subtask"] for m in report["merges"]] == ["docs", "left", "right"]
+    assert {s["id"]: s["status"] for s in report["subtasks"]} == dict.fromkeys(ids, "succeeded")
+    tip = _git(lander, "rev-parse", f"refs/heads/swarm/{RUN}")
+    assert report["integration_commit"] == tip
+    assert _git(lander, "show", f"{tip}:shared.txt") == "one\nLEFT\nthree"
+    assert _git(lander, "rev-parse", f"{tip}^{{tree}}") == _single_machine_tree(tmp_path, origin, plan_file)
+    again, second = _land(tmp_path, lander)
+    assert again.returncode == 2 and "already landed" in again.stderr
+    assert second["integration_commit"] == tip == _git(lander, "rev-parse", f"refs/heads/swarm/{RUN}")
+    assert f"integration: swarm/{RUN} {tip}" in again.stdout
+
+
+def test_a_failed_agent_job_fails_its_subtask_and_the_rest_lands(tmp_path: Path) -> None:
+    origin, _, _ = _fan_out(tmp_path, _plan(fail="tool crashed"))
+    codes = _agents(tmp_path, origin, ["docs", "left"])  # right's job never reported
+    assert codes == {"docs": 3, "left": 0}
+    lander = _clone(origin, tmp_path / "land-job", f"refs/swarm/{RUN}/state")
+    proc, report = _land(tmp_path, lander)
+    assert proc.returncode == 3, proc.stderr
+    subs = {s["id"]: s for s in report["subtasks"]}
+    assert subs["docs"]["status"] == "failed" and "tool crashed" in subs["docs"]["error"]
+    assert subs["right"]["status"] == "failed" and subs["right"]["error"] == "no result from its job"
+    assert subs["left"]["status"] == "succeeded"
+    assert [m["subtask"] for m in report["merges"]] == ["left"]
+    assert _git(lander, "show", f"{report['integration_commit']}:shared.txt") == "one\nLEFT\nthree"
