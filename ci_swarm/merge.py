@@ -29,16 +29,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ci_swarm import git
 from ci_swarm.errors import RepoError
-from ci_swarm.models import Conflict, Insertions, MergePolicy, MergeRecord, MergeStatus, Overlap
+from ci_swarm.models import Conflict, Insertions, MergePolicy, MergeRecord, MergeStatus, Overlap, Repair
 from ci_swarm.naming import TRAILER
 from ci_swarm.neutral import plain
 from ci_swarm.overlap import FileChange, changes, conflicting, overlaps
 from ci_swarm.resolve import Parties, Resolution, resolve
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A merge computed by :meth:`MergeQueue.attempt` whose commit has not landed on the branch yet."""
+
+    record: MergeRecord  # as it will land (``commit`` is the merge commit object)
+    commit: str  # the branch's commit
+    start: str  # where the branch started
+    tip: str  # the integration tip it was merged onto
+    changes: Mapping[str, FileChange]
+    rows: tuple[Overlap, ...]
+    landed: bool = False  # a skipped branch: nothing to land
 
 
 @dataclass(frozen=True)
@@ -86,11 +99,19 @@ class MergeQueue:
         return tuple(self._overlaps)
 
     def merge(self, subtask_id: str, branch_commit: str, start_commit: str, order: int) -> MergeRecord:
-        """Merge one finished branch onto the tip; see the module doc for conflicts and skips."""
+        """Merge one finished branch onto the tip; see the module doc for conflicts and skips. The merge
+        seconds are the merge's own (:meth:`attempt`): a repair between attempt and land counts apart."""
+        pending = self.attempt(subtask_id, branch_commit, start_commit, order)
+        return pending.record if pending.landed else self.land(pending)
+
+    def attempt(self, subtask_id: str, branch_commit: str, start_commit: str, order: int) -> Pending:
+        """The merge computed, its commit object written, the branch not moved yet: :meth:`land` (or
+        :meth:`land` with a repair's commit) finishes it. A skipped branch comes back already ``landed``."""
         started = time.perf_counter()
         tip = self._tip
         if branch_commit == start_commit:
-            return MergeRecord(subtask_id, order, MergeStatus.SKIPPED, commit=tip)
+            record = MergeRecord(subtask_id, order, MergeStatus.SKIPPED, commit=tip)
+            return Pending(record, branch_commit, start_commit, tip, {}, (), landed=True)
         mine = changes(git.merge_diff(self.repo, start_commit, branch_commit))
         since = self._merged_since(start_commit)
         rows = [row for m in since for row in overlaps(m.changes, mine, m.subtask, subtask_id)]
@@ -100,14 +121,34 @@ class MergeQueue:
         tree, found = done.tree, done.conflicts
         message = _message(subtask_id, self._roles.get(subtask_id, ""), found, done.joined)
         new = git.commit_tree(self.repo, tree, [tip, branch_commit], message)
-        git.update_ref(self.repo, self._ref, new, old=tip, message=f"ci-swarm: merge {subtask_id}")
-        self._tip = new
-        self._merged.append(_Merged(subtask_id, start_commit, branch_commit, new, mine))
-        self._position[new] = len(self._merged)
-        self._overlaps += rows
         status = MergeStatus.CONFLICTED if found else MergeStatus.CLEAN
         seconds = round(time.perf_counter() - started, 6)
-        return MergeRecord(subtask_id, order, status, new, predicted, found, seconds, done.joined)
+        record = MergeRecord(subtask_id, order, status, new, predicted, found, seconds, done.joined)
+        return Pending(record, branch_commit, start_commit, tip, mine, tuple(rows))
+
+    def land(self, pending: Pending, repair: Repair | None = None, landing: str = "") -> MergeRecord:
+        """Move the integration branch to the pending merge — or, for a repair that was accepted, to
+        ``landing`` (a descendant of the tip: the redone merge, or the resolver's commit on the merge)."""
+        if pending.landed:
+            raise RepoError(f"the merge of {pending.record.subtask} has landed already")
+        if pending.tip != self._tip:
+            raise RepoError(f"the integration moved while {pending.record.subtask} was being merged")
+        new = landing or pending.record.commit
+        git.update_ref(
+            self.repo, self._ref, new, old=pending.tip, message=f"ci-swarm: merge {pending.record.subtask}"
+        )
+        self._tip = new
+        sub = pending.record.subtask
+        self._merged.append(_Merged(sub, pending.start, pending.commit, new, pending.changes))
+        self._position[new] = len(self._merged)
+        self._overlaps += pending.rows
+        record = replace(pending.record, commit=new, repair=repair)
+        if repair is not None:
+            conflicts = tuple(
+                replace(c, resolution=repair.outcome, resolved_by=repair.by) for c in record.conflicts
+            )
+            record = replace(record, conflicts=conflicts)
+        return record
 
     # --- prediction -----------------------------------------------------------------------------
 

@@ -264,6 +264,7 @@ class Repair:
     by: str  # the agent, e.g. "command (redo of b)" or "claude (resolver)"
     commit: str = ""
     start: str = ""
+    onto: str = ""  # the integration tip the conflicted merge was made onto
     reason: str = ""  # why refused, one line ("" when it landed)
     checks: tuple[CheckResult, ...] = ()
     seconds: float = 0.0

@@ -30,12 +30,13 @@ from ci_swarm.diffstat import diffstat
 from ci_swarm.errors import RepoError, SwarmError, WorkLeftOut
 from ci_swarm.ledger import Ledger, Settlement
 from ci_swarm.merge import MergeQueue
-from ci_swarm.merge_consumer import MergeConsumer
+from ci_swarm.merge_consumer import MergeConsumer, Repairer
 from ci_swarm.models import (
     AgentOutcome,
     AgentSpec,
     Diffstat,
     MergeOrder,
+    OnConflict,
     Plan,
     Request,
     RunReport,
@@ -48,9 +49,11 @@ from ci_swarm.outputtail import Redactor
 from ci_swarm.paths import serialize_overlaps
 from ci_swarm.plan import validate
 from ci_swarm.ports import AgentContext, AgentFactory, ProgressListener
+from ci_swarm.repair import RepairKit, repairer
 from ci_swarm.runtime import run_sync
 from ci_swarm.sandbox import SandboxPolicy
 from ci_swarm.schedule import Job, JobResult, SchedEvent, Scheduler
+from ci_swarm.verify import CheckRunner
 from ci_swarm.workspace import Workspace
 
 
@@ -70,6 +73,7 @@ class RunOptions:
     sandbox: SandboxPolicy | None = None  # how agents' commands run (None: whatever is available)
     pass_env: tuple[str, ...] = ()  # variables a command agent's pass_env may name (the config's list)
     secrets: tuple[str, ...] = ()  # values the report redacts from agents' output (with token formats)
+    check: CheckRunner | None = None  # the checks gating conflict repairs (merge.on_conflict redo/resolve)
 
 
 @dataclass(frozen=True)
@@ -116,8 +120,11 @@ class Orchestrator:
         self.queue = queue = MergeQueue(self.repo, integration, self.base, plan.merge, roles)
         self.emit = Emitter(listener)
         self.ledger = Ledger([s.id for s in plan.subtasks], self._on_settle)
-        self.merger = MergeConsumer(plan, queue, self.ledger, self.scheduler.release, self.emit, self.notes)
         self.spaces = GitClones(self.repo, options.workdir, self.run_id)
+        self.repairs = GitClones(self.repo, options.workdir, f"{self.run_id}-repair")
+        release = self.scheduler.release
+        repair = self._repairer()
+        self.merger = MergeConsumer(plan, queue, self.ledger, release, self.emit, self.notes, repair)
         self.later = Deferred()  # landings of finished agents, removals of workspaces
 
     def _claim_run_id(self, wanted: str | None) -> str:
@@ -134,6 +141,28 @@ class Orchestrator:
                 continue
             return run_id
         raise RepoError("could not find a free run id (swarm branches keep colliding)")
+
+    def _repairer(self) -> Repairer | None:
+        """The merge consumer's repair hook when ``merge.on_conflict`` asks for one (and checks gate it)."""
+        opts = self.options
+        if self.plan.merge.on_conflict is OnConflict.KEEP or opts.check is None:
+            return None
+        ctx = AgentContext(
+            self.run_id, self.plan.task, self.plan, opts.timeout, sandbox=opts.sandbox, pass_env=opts.pass_env
+        )
+        kit = RepairKit(
+            self.repo,
+            self.plan,
+            self.run_id,
+            opts.branch_prefix,
+            self.repairs,
+            self.agents,
+            ctx,
+            opts.check,
+            opts.default_agent,
+            opts.timeout,
+        )
+        return repairer(kit)
 
     # --- one subtask -----------------------------------------------------------------------------
 
@@ -266,6 +295,7 @@ class Orchestrator:
             await consumer
         await self.later.wait()
         await asyncio.to_thread(self.spaces.close)
+        await asyncio.to_thread(self.repairs.close)
 
     def _report(
         self, results: dict[str, JobResult[AgentOutcome]], phases: Phases, interrupted: bool
@@ -299,7 +329,8 @@ class Orchestrator:
             merge_policy=self.plan.merge,
             rationale=self.plan.rationale,
             timeout_seconds=self.options.timeout,
-            usage=sum((r.usage for r in records), Usage()),
+            usage=sum((r.usage for r in records), Usage())
+            + sum((m.repair.usage for m in merges if m.repair), Usage()),
             budget_stopped=any(s.outcome.budget_stopped for s in states.values() if s.outcome),
             interrupted=interrupted,
             notes=tuple(notes),

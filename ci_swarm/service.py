@@ -24,7 +24,7 @@ from ci_swarm import git
 from ci_swarm.allowlist import command_allowed
 from ci_swarm.config import DEFAULT_PATH
 from ci_swarm.errors import UsageError
-from ci_swarm.models import AgentSpec, Check, MergePolicy, Plan, Request, RunReport
+from ci_swarm.models import AgentSpec, Check, MergePolicy, OnConflict, Plan, Request, RunReport
 from ci_swarm.naming import new_run_id
 from ci_swarm.outputtail import Redactor
 from ci_swarm.plan import validate
@@ -55,14 +55,23 @@ def needs_model(plan: Plan | None, default: AgentSpec) -> bool:
     subtask's agent — its own, else the default — is a Claude agent. A default nobody uses needs nothing."""
     if plan is None:
         return True
-    return any((sub.agent or default).kind == MODEL_AGENT for sub in plan.subtasks)
+    return MODEL_AGENT in agent_kinds(plan, default)
+
+
+def agent_kinds(plan: Plan, default: AgentSpec) -> set[str]:
+    """Every agent kind a run may start: each subtask's (its own, else the default), and the resolver's
+    when ``merge.on_conflict`` is ``resolve`` (its own, else the default)."""
+    kinds = {(sub.agent or default).kind for sub in plan.subtasks}
+    if plan.merge.on_conflict is OnConflict.RESOLVE:
+        kinds.add((plan.merge.resolver or default).kind)
+    return kinds
 
 
 def needs_sandbox(plan: Plan, default: AgentSpec, allowed_commands: tuple[tuple[str, ...], ...]) -> bool:
     """A run starts untrusted processes when a subtask's agent (its own, else the default) is a command
     agent, or a Claude agent while ``allowed_commands`` lets it use ``run_command``. Scripted agents and
     Claude agents without commands need no sandbox."""
-    kinds = {(sub.agent or default).kind for sub in plan.subtasks}
+    kinds = agent_kinds(plan, default)
     return COMMAND_AGENT in kinds or (MODEL_AGENT in kinds and bool(allowed_commands))
 
 
@@ -110,14 +119,21 @@ def check_commands(
     """UsageError when ``policy`` does not let ``plan`` run one of its command agents."""
     if policy.trust_plan_commands:
         return
-    commands = [(sub, sub.agent) for sub in plan.subtasks if (sub.agent or default).kind == "command"]
-    for sub, spec in commands:
+    commands = [
+        (f"subtask {sub.id!r}", sub.agent)
+        for sub in plan.subtasks
+        if (sub.agent or default).kind == "command"
+    ]
+    resolver = plan.merge.resolver
+    if plan.merge.on_conflict is OnConflict.RESOLVE and resolver is not None and resolver.kind == "command":
+        commands.append(("the resolver (merge.resolver)", resolver))
+    for who, spec in commands:
         if spec is None:  # the default agent: trusted
             continue
-        argv = agents.command_argv(spec, f"subtask {sub.id!r}")
+        argv = agents.command_argv(spec, who)
         if not command_allowed(argv, policy.allowed_commands):
             raise UsageError(
-                f"subtask {sub.id!r} would run {' '.join(argv[:3])!r}, which allowed_commands in "
+                f"{who} would run {' '.join(argv[:3])!r}, which allowed_commands in "
                 f"{policy.config_source} does not allow (a plan may only run allowed commands)"
             )
     if commands:
@@ -272,7 +288,12 @@ def run_request(job: RunRequest, wiring: ServiceOptions) -> RunOutcome:
             with wiring.watch(plan) as watcher:
                 listener = fan_out(watcher, progress)
                 factory = wiring.agents.factory(default, backends)
-                run_options = replace(options, sandbox=sandbox)
+                gate = (
+                    checker(options.repo, checks, sandbox, Redactor(options.secrets))
+                    if checks and sandbox
+                    else None
+                )
+                run_options = replace(options, sandbox=sandbox, check=gate)
                 report = await run_plan(plan, run_options, factory, listener, job.request)
                 if checks and sandbox is not None:
                     report = await verified(report, plan, job, checks, sandbox)

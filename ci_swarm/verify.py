@@ -40,6 +40,8 @@ from ci_swarm.models import (
     MergeRecord,
     MergeStatus,
     Overlap,
+    Repair,
+    Resolved,
     RunReport,
     Subtask,
     SubtaskRecord,
@@ -139,12 +141,20 @@ class _Counted:
 
 @dataclass(frozen=True)
 class _Entry:
-    """One merged subtask of the sequence: its commit, where it started and its merge on the integration."""
+    """One merged subtask of the sequence: its commit, where it started and its merge on the integration
+    (with the repair that landed there, if one did)."""
 
     subtask: str
     commit: str
     start: str
     merge: str
+    repair: Repair | None = None
+
+    @property
+    def holds(self) -> str:
+        """Where the work merged here started: a redo started at the tip before its merge."""
+        redone = self.repair is not None and self.repair.outcome is Resolved.REDONE
+        return self.repair.start if redone and self.repair is not None else self.start
 
 
 @dataclass(frozen=True)
@@ -160,12 +170,15 @@ def _sequence(report: RunReport) -> list[_Entry]:
     for m in sorted(report.merges, key=lambda m: m.order):
         sub = subs.get(m.subtask)
         if sub is not None and sub.commit and m.status is not MergeStatus.SKIPPED:
-            entries.append(_Entry(sub.id, sub.commit, sub.start_commit, m.commit))
+            landed = m.repair if m.repair is not None and m.repair.outcome is not Resolved.REFUSED else None
+            entries.append(_Entry(sub.id, sub.commit, sub.start_commit, m.commit, landed))
     return entries
 
 
 def _build(repo: Path, report: RunReport, entries: Sequence[_Entry]) -> _Built:
-    """``entries`` merged onto the base, in order, on a scratch branch (deleted after): every prefix tip."""
+    """``entries`` merged onto the base, in order, on a scratch branch (deleted after): every prefix tip.
+    A merge whose repair landed is replayed as it landed when the rebuilt tip is the one it was made onto;
+    on another tip the repair does not apply (it was judged there) and the policy's merge lands instead."""
     branch = f"{report.integration_branch}-verify-{secrets.token_hex(4)}"
     git.create_branch(repo, branch, report.base)
     roles = {s.id: s.role for s in report.subtasks}
@@ -173,11 +186,18 @@ def _build(repo: Path, report: RunReport, entries: Sequence[_Entry]) -> _Built:
     tips, merges = [report.base], []
     try:
         for order, e in enumerate(entries, 1):
-            merges.append(queue.merge(e.subtask, e.commit, e.start, order))
+            merges.append(_replay(queue, e, order))
             tips.append(queue.tip)
     finally:
         git.run(repo, "update-ref", "-d", f"refs/heads/{branch}", ok=(0, 1))
     return _Built(tuple(tips), tuple(merges), queue.overlaps)
+
+
+def _replay(queue: MergeQueue, e: _Entry, order: int) -> MergeRecord:
+    if e.repair is None or queue.tip != e.repair.onto:
+        return queue.merge(e.subtask, e.commit, e.start, order)
+    pending = queue.attempt(e.subtask, e.commit, e.start, order)
+    return pending.record if pending.landed else queue.land(pending, e.repair, e.merge)
 
 
 def _with_dependents(repo: Path, entries: Sequence[_Entry], out: set[str]) -> dict[str, str]:
@@ -188,7 +208,7 @@ def _with_dependents(repo: Path, entries: Sequence[_Entry], out: set[str]) -> di
         if e.subtask in held:
             continue
         for culprit in list(held):
-            if git.is_ancestor(repo, merges[culprit], e.start):
+            if git.is_ancestor(repo, merges[culprit], e.holds):
                 held[e.subtask] = held[culprit]
                 break
     return held
@@ -211,6 +231,7 @@ def set_aside(repo: Path, report: RunReport, reasons: Mapping[str, tuple[Subtask
     )
     skipped = tuple(m for m in report.merges if m.status is MergeStatus.SKIPPED and m.subtask not in held)
     merges = tuple(sorted((*built.merges, *skipped), key=lambda m: m.order))
+    refused = {m.subtask: m.repair for m in report.merges if m.resolution is Resolved.REFUSED and m.repair}
 
     def mark(s: SubtaskRecord) -> SubtaskRecord:
         if s.id not in held:
@@ -219,6 +240,9 @@ def set_aside(repo: Path, report: RunReport, reasons: Mapping[str, tuple[Subtask
             status, why = reasons[s.id]
         else:
             status, why = SubtaskStatus.REJECTED, f"set aside: built on {held[s.id]}, which was set aside"
+        if s.id in refused:  # its merge leaves the report: say what was tried on its conflicts
+            tried = refused[s.id]
+            why = f"{why} (a repair of its conflicts by {tried.by} was refused: {tried.reason})"
         return replace(s, status=status, error=why)
 
     subtasks = tuple(mark(s) for s in report.subtasks)
