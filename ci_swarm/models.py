@@ -413,16 +413,19 @@ class Culprit:
     check: str  # the failing check's name
     reason: str  # why, in one line
     output_tail: str = ""  # the failing check's log tail (redacted)
+    partner: str = ""  # an interaction of two: the earlier subtask it fails with (that one stays)
 
 
 @dataclass(frozen=True)
 class Verification:
     """The integration tip checked like a merge queue: ``status``, the final tip's results, how many check
-    runs verification took (re-check and bisection included) and the culprits set aside."""
+    runs verification took (re-check and bisection included), in how many rounds (runs started together:
+    units of wall time) and the culprits set aside."""
 
     status: VerificationStatus = VerificationStatus.NOT_RUN
     checks: tuple[CheckResult, ...] = ()
     check_runs: int = 0
+    check_rounds: int = 0
     culprits: tuple[Culprit, ...] = ()
     seconds: float = 0.0
     note: str = "no checks configured: the integration was not verified"

@@ -526,15 +526,23 @@ def _check_result(c: CheckResult) -> dict[str, Any]:
 
 def verification_dict(v: Verification) -> dict[str, Any]:
     """The JSON report's ``verification``: status (passed | failed | not_run), the final tip's check
-    results, the number of check runs, the culprits set aside and why."""
+    results, the number of check runs and rounds, the culprits set aside and why (with an interaction's
+    partner)."""
     return {
         "status": v.status.value,
         "note": v.note,
         "check_runs": v.check_runs,
+        "check_rounds": v.check_rounds,
         "seconds": round(v.seconds, 3),
         "checks": [_check_result(c) for c in v.checks],
         "culprits": [
-            {"subtask": c.subtask, "check": c.check, "reason": c.reason, "output_tail": c.output_tail}
+            {
+                "subtask": c.subtask,
+                "check": c.check,
+                "reason": c.reason,
+                "output_tail": c.output_tail,
+                "partner": c.partner,
+            }
             for c in v.culprits
         ],
     }
@@ -553,7 +561,7 @@ def verification_section(v: Verification) -> str:
     head = f"Verification {_VERDICT[v.status]}: {neutral.inline(v.note)}"
     if v.status is VerificationStatus.NOT_RUN:
         return head
-    parts = [f"{head} ({v.check_runs} check run(s), {v.seconds:.1f}s)"]
+    parts = [f"{head} ({v.check_runs} check run(s) in {v.check_rounds} round(s), {v.seconds:.1f}s)"]
     parts.append(checks_table(v.checks))
     flipped = [c.name for c in v.checks if c.flipped]
     if flipped:
@@ -563,7 +571,8 @@ def verification_section(v: Verification) -> str:
         parts.append("**Set aside** (their branches are kept):")
         for c in v.culprits:
             check = f" (check {neutral.code_span(c.check)})" if c.check else ""
-            parts.append(f"- {neutral.code_span(c.subtask)}{check}: {neutral.inline(c.reason)}")
+            with_ = f" (with {neutral.code_span(c.partner)}, which stays)" if c.partner else ""
+            parts.append(f"- {neutral.code_span(c.subtask)}{check}{with_}: {neutral.inline(c.reason)}")
             if c.output_tail:
                 parts.append(neutral.fence(c.output_tail))
     failing = [c for c in v.checks if not c.ok and c.output_tail]

@@ -7,13 +7,25 @@ queue, and the subtasks that break it are found and set aside.
 * :func:`check_agents` — command agents check their own work: the checks on each succeeded command
   agent's commit, recorded on its subtask; a failing one is taken out of the integration (``FAILED``)
   unless ``merge_failing``.
-* :func:`verify_integration` — the checks on the integration tip; a failure is re-checked once (a check
-  that passes then is reported ``flipped``), then the merge sequence is bisected: prefix tips of the
-  sequence (rebuilt in the object database by the merge queue, cheap) are checked to find the first
-  prefix that fails — its last subtask is the culprit (≤ ⌈log₂ n⌉ runs) — the integration is rebuilt
-  without it (≤ 1 run to re-verify), and the search repeats while the checks still fail (a second culprit,
-  or the later half of an interaction of two), at most :data:`MAX_CULPRITS` times. Culprits are
-  ``REJECTED`` with the failing check's log tail; their branches are kept.
+* :func:`verify_integration` — the checks on the integration tip; when they fail the merge sequence is
+  bisected: prefix tips of the sequence (rebuilt in the object database by the merge queue, cheap) are
+  checked to find the first prefix that fails — its last subtask B is the culprit (⌈log₂ n⌉ runs). Then one
+  round runs at once (each run has its own scratch clone; a round is one unit of wall time): the
+  integration rebuilt without B (no run when B is the last entry: bisection checked that tree), B merged
+  alone on the base when B started there and is not the first entry (is it an interaction?), and — only
+  when B is the last entry, so that the blame rests on the tip's single failure — the tip re-checked once:
+  a pass there means the check is flaky (reported ``flipped``, nothing set aside). When B passes alone, it
+  fails only together with something earlier: the earlier entries are bisected with B merged after them
+  (⌈log₂ (i−1)⌉ runs for B at position i) to name its partner A; only B, the later one, is set aside (A
+  landed first and later work may build on it). The search repeats while the checks still fail (a second
+  culprit), at most :data:`MAX_CULPRITS` times. Culprits are ``REJECTED`` with the failing check's log
+  tail; their branches are kept. Results are remembered by tree: a tree is checked once.
+
+  Cost for n merged subtasks and one culprit: ≤ 1 + ⌈log₂ n⌉ + 2 runs in ≤ 1 + ⌈log₂ n⌉ + 1 rounds (one
+  more round when n = 1: the re-check, then the base); for an interaction of two, ≤ 1 + 1 + ⌈log₂ n⌉ + 1 +
+  ⌈log₂ n⌉ runs (the partner's bisection added). The tip is not re-checked before bisecting: when B is
+  not the last entry, the failing probe at B's prefix already confirms the failure, and a re-check would
+  cost a run on every culprit found; a flaky tip costs the bisection before it is found flaky.
 
 A subtask whose branch started from a tip that holds a set-aside subtask's merge is set aside with it (its
 history carries the culprit's work: merging it would bring that back). When every subtask is set aside the
@@ -23,6 +35,7 @@ blame) and verification says ``failed``.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -124,16 +137,37 @@ def checker(
     return run
 
 
-class _Counted:
-    """A runner that counts its runs (the report's ``check_runs``)."""
+Results = tuple[CheckResult, ...]
 
-    def __init__(self, run: CheckRunner) -> None:
+
+class _Checks:
+    """The check runs of one verification: counted, started together in rounds (a round is one unit of
+    wall time: each run has its own scratch clone), and remembered by tree — two commits with the same
+    tree are checked once."""
+
+    def __init__(self, repo: Path, run: CheckRunner) -> None:
+        self._repo = repo
         self._run = run
+        self._by_tree: dict[str, Results] = {}
         self.runs = 0
+        self.rounds = 0
 
-    async def __call__(self, commit: str) -> tuple[CheckResult, ...]:
-        self.runs += 1
-        return await self._run(commit)
+    async def one(self, commit: str) -> Results:
+        return (await self.round(commit))[0]
+
+    async def round(self, *commits: str, again: str = "") -> tuple[Results, ...]:
+        """Each commit's results — remembered ones without a run, the others run at once — and last, when
+        ``again`` is given, that commit checked once more whatever is remembered (the flakiness re-check)."""
+        trees = [git.tree_of(self._repo, c) for c in commits]
+        todo = {t: c for t, c in zip(trees, commits, strict=True) if t not in self._by_tree}
+        jobs = [*todo.values(), *([again] if again else [])]
+        ran: list[Results] = []
+        if jobs:
+            self.runs += len(jobs)
+            self.rounds += 1
+            ran = list(await asyncio.gather(*(self._run(c) for c in jobs)))
+            self._by_tree.update(zip(todo, ran, strict=False))
+        return (*(self._by_tree[t] for t in trees), *(ran[-1:] if again else ()))
 
 
 # --- rebuilding integrations in the object database ------------------------------------------------------
@@ -295,57 +329,125 @@ async def verify_integration(repo: Path, report: RunReport, run: CheckRunner) ->
     """The report with its integration verified (see the module doc): ``integration_commit`` is the
     verified tip, ``verification`` says how, culprits are ``REJECTED``."""
     began = time.monotonic()
-    counted = _Counted(run)
-    first = await counted(report.integration_commit)
+    checks = _Checks(repo, run)
+    first = await checks.one(report.integration_commit)
     if passed(first):
-        return _done(report, VerificationStatus.PASSED, first, counted, began, (), "")
-    again = await counted(report.integration_commit)
-    if passed(again):
-        flipped = {r.name for r in first if not r.ok}
-        results = tuple(replace(r, flipped=r.name in flipped) for r in again)
-        note = "a check failed, then passed when re-checked (flaky): " + ", ".join(sorted(flipped))
-        return _done(report, VerificationStatus.PASSED, results, counted, began, (), note)
-    return await _bisect_all(repo, report, counted, again, began)
+        return _done(report, VerificationStatus.PASSED, first, checks, began, (), "")
+    return await _bisect_all(repo, report, checks, first, began)
+
+
+@dataclass(frozen=True)
+class _Found:
+    """What one search found: the culprit (``None``: the failing tip passed when re-checked, ``results``
+    are then the re-check's), the entries without it (and those built on it) and their tip's results."""
+
+    culprit: Culprit | None
+    without: tuple[_Entry, ...]
+    results: Results
 
 
 async def _bisect_all(
-    repo: Path, report: RunReport, counted: _Counted, failing: tuple[CheckResult, ...], began: float
+    repo: Path, report: RunReport, checks: _Checks, failing: Results, began: float
 ) -> RunReport:
     entries = _sequence(report)
     tips = (report.base, *(e.merge for e in entries))  # the merge queue's own prefix tips
     culprits: list[Culprit] = []
     while entries and len(culprits) < MAX_CULPRITS:
-        index, failing = await _first_failing(tips, counted, failing)
-        bad = first_failure(failing)
-        assert bad is not None  # _first_failing returns a failing prefix's results
-        culprit = entries[index - 1]
-        after = entries[index - 2].subtask if index > 1 else "the base"
-        why = (
-            f"check {_said(bad)} fails once {culprit.subtask} is merged (after {after}) and passes without it"
-        )
-        culprits.append(Culprit(culprit.subtask, bad.name, why, bad.output_tail))
-        held = _with_dependents(repo, entries, {culprit.subtask})
-        entries = [e for e in entries if e.subtask not in held]
-        tips = _build(repo, report, entries).tips
-        failing = await counted(tips[-1])
+        recheck = report.integration_commit if not culprits else ""  # the tip's failure, once
+        found = await _find(repo, report, checks, entries, tips, failing, recheck)
+        if found.culprit is None:
+            return _flaky(report, found.results, failing, checks, began)
+        culprits.append(found.culprit)
+        entries, failing = list(found.without), found.results
         if passed(failing):
-            return _finish(repo, report, culprits, failing, counted, began)
+            return _finish(repo, report, culprits, failing, checks, began)
+        tips = _build(repo, report, entries).tips
     if not entries:  # even the base fails: no subtask is to blame
         note = "the base itself fails the checks: nothing was set aside"
-        return _done(report, VerificationStatus.FAILED, failing, counted, began, (), note)
+        return _done(report, VerificationStatus.FAILED, failing, checks, began, (), note)
     note = f"the checks still fail after setting {len(culprits)} subtask(s) aside: gave up"
-    return _done(report, VerificationStatus.FAILED, failing, counted, began, (), note)
+    return _done(report, VerificationStatus.FAILED, failing, checks, began, (), note)
+
+
+async def _find(
+    repo: Path,
+    report: RunReport,
+    checks: _Checks,
+    entries: Sequence[_Entry],
+    tips: Sequence[str],
+    failing: Results,
+    recheck: str,
+) -> _Found:
+    """One culprit: bisection names the entry whose merge makes the checks fail; then, in one round, the
+    integration without it (remembered when it was the last entry), it merged alone on the base (is it an
+    interaction?) and — only when it was the last entry, whose blame then rests on the tip's one failure —
+    the tip checked again (``recheck``; a pass there means the check is flaky, nothing is set aside)."""
+    index, at = await _first_failing(len(entries), lambda k: checks.one(tips[k]), failing)
+    culprit = entries[index - 1]
+    held = _with_dependents(repo, entries, {culprit.subtask})
+    without = tuple(e for e in entries if e.subtask not in held)
+    rebuilt = _build(repo, report, without).tips[-1]
+    alone = [_build(repo, report, [culprit]).tips[-1]] if index > 1 and culprit.start == report.base else []
+    if recheck and index == len(entries):
+        *alone_results, again = await checks.round(*alone, again=recheck)
+        if passed(again):
+            return _Found(None, tuple(entries), again)
+        results = await checks.one(rebuilt)  # the prefix bisection passed, unless that is the base
+    else:
+        results, *alone_results = await checks.round(rebuilt, *alone)
+    if alone_results and passed(alone_results[0]):
+        return await _interaction(repo, report, checks, entries[: index - 1], culprit, at, without, results)
+    return _Found(_solo(culprit, entries, index, at, bool(alone_results)), without, results)
+
+
+def _solo(culprit: _Entry, entries: Sequence[_Entry], index: int, at: Results, alone: bool) -> Culprit:
+    bad = first_failure(at)
+    assert bad is not None  # bisection returns a failing prefix's results
+    after = entries[index - 2].subtask if index > 1 else "the base"
+    why = f"check {_said(bad)} fails once {culprit.subtask} is merged (after {after}) and passes without it"
+    if alone:
+        why += "; it fails merged alone on the base too"
+    return Culprit(culprit.subtask, bad.name, why, bad.output_tail)
+
+
+async def _interaction(
+    repo: Path,
+    report: RunReport,
+    checks: _Checks,
+    earlier: Sequence[_Entry],
+    culprit: _Entry,
+    at: Results,
+    without: tuple[_Entry, ...],
+    results: Results,
+) -> _Found:
+    """The culprit passes merged alone on the base and fails after ``earlier``: its partner is the first of
+    ``earlier`` whose prefix, with the culprit merged after it, fails (bisection: ⌈log₂ len(earlier)⌉ runs;
+    the whole of ``earlier`` with it is known to fail). Only the later of the two is set aside."""
+
+    async def with_culprit(k: int) -> Results:
+        return await checks.one(_build(repo, report, [*earlier[:k], culprit]).tips[-1])
+
+    k, pair = await _first_failing(len(earlier), with_culprit, at)
+    partner = earlier[k - 1].subtask
+    bad = first_failure(pair)
+    assert bad is not None  # bisection returns a failing probe's results
+    why = (
+        f"check {_said(bad)} fails when {culprit.subtask} is merged together with {partner}: each passes "
+        f"without the other; only {culprit.subtask}, the later one, is set aside ({partner} landed first "
+        "and later work may build on it)"
+    )
+    return _Found(Culprit(culprit.subtask, bad.name, why, bad.output_tail, partner), without, results)
 
 
 async def _first_failing(
-    tips: Sequence[str], counted: _Counted, last: tuple[CheckResult, ...]
-) -> tuple[int, tuple[CheckResult, ...]]:
-    """The first prefix whose tip fails, by bisection: ``tips[0]`` (the base) is taken to pass, the last
-    is known to fail with ``last``. ⌈log₂ n⌉ runs for n merges."""
-    low, high, failing = 0, len(tips) - 1, last
+    count: int, probe: Callable[[int], Awaitable[Results]], last: Results
+) -> tuple[int, Results]:
+    """The smallest k in 1..``count`` whose ``probe(k)`` fails, by bisection: ``probe(0)`` is taken to pass
+    and ``probe(count)`` is known to fail with ``last``. ⌈log₂ count⌉ probes."""
+    low, high, failing = 0, count, last
     while high - low > 1:
         middle = (low + high) // 2
-        results = await counted(tips[middle])
+        results = await probe(middle)
         if passed(results):
             low = middle
         else:
@@ -353,12 +455,19 @@ async def _first_failing(
     return high, failing
 
 
+def _flaky(report: RunReport, again: Results, first: Results, checks: _Checks, began: float) -> RunReport:
+    flipped = {r.name for r in first if not r.ok}
+    results = tuple(replace(r, flipped=r.name in flipped) for r in again)
+    note = "a check failed, then passed when re-checked (flaky): " + ", ".join(sorted(flipped))
+    return _done(report, VerificationStatus.PASSED, results, checks, began, (), note)
+
+
 def _finish(
     repo: Path,
     report: RunReport,
     culprits: Sequence[Culprit],
     results: tuple[CheckResult, ...],
-    counted: _Counted,
+    checks: _Checks,
     began: float,
 ) -> RunReport:
     reasons = {
@@ -372,7 +481,7 @@ def _finish(
     )
     shown = (*culprits, *extra)
     note = f"{len(shown)} subtask(s) set aside: the checks pass without them"
-    return _done(rebuilt, VerificationStatus.PASSED, results, counted, began, shown, note)
+    return _done(rebuilt, VerificationStatus.PASSED, results, checks, began, shown, note)
 
 
 def _last_line(text: str) -> str:
@@ -384,7 +493,7 @@ def _done(
     report: RunReport,
     status: VerificationStatus,
     results: tuple[CheckResult, ...],
-    counted: _Counted,
+    checks: _Checks,
     began: float,
     culprits: tuple[Culprit, ...],
     note: str,
@@ -392,7 +501,8 @@ def _done(
     verification = Verification(
         status=status,
         checks=results,
-        check_runs=counted.runs,
+        check_runs=checks.runs,
+        check_rounds=checks.rounds,
         culprits=culprits,
         seconds=round(time.monotonic() - began, 3),
         note=note or ("the integration passes its checks" if status is VerificationStatus.PASSED else ""),
