@@ -425,7 +425,7 @@ class Verification:
     status: VerificationStatus = VerificationStatus.NOT_RUN
     checks: tuple[CheckResult, ...] = ()
     check_runs: int = 0
-    check_rounds: int = 0
     culprits: tuple[Culprit, ...] = ()
     seconds: float = 0.0
     note: str = "no checks configured: the integration was not verified"
+    check_rounds: int = 0  # runs started together count once: units of wall time

@@ -561,7 +561,8 @@ def verification_section(v: Verification) -> str:
     head = f"Verification {_VERDICT[v.status]}: {neutral.inline(v.note)}"
     if v.status is VerificationStatus.NOT_RUN:
         return head
-    parts = [f"{head} ({v.check_runs} check run(s) in {v.check_rounds} round(s), {v.seconds:.1f}s)"]
+    rounds = f" in {v.check_rounds} round(s)" if 0 < v.check_rounds < v.check_runs else ""
+    parts = [f"{head} ({v.check_runs} check run(s){rounds}, {v.seconds:.1f}s)"]
     parts.append(checks_table(v.checks))
     flipped = [c.name for c in v.checks if c.flipped]
     if flipped:
