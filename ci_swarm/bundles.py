@@ -9,7 +9,7 @@ The land job treats both files as untrusted input. :func:`admit` refuses, with a
 (:class:`BundleRefused`), a bundle: larger than :data:`MAX_BUNDLE_BYTES`; for another run or an unknown
 subtask; holding another ref (or several); holding another commit than its sidecar names; started
 elsewhere than the recorded start commit (sidecar, prerequisite or the commit's parent); or one
-``git bundle verify`` rejects. Its commit is fetched into a quarantine ref
+``git bundle verify`` rejects, or whose objects git cannot read. Its commit is fetched into a quarantine ref
 (``refs/ci-swarm/incoming/<run>/<id>``, hooks off as for every git command) and set on the agent branch
 only once every check passed. :func:`newest` picks one result per subtask: the highest ``attempt``
 (``$GITHUB_RUN_ATTEMPT`` of the job that made it), ties broken by the later sidecar path in sort order.
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_swarm import git
-from ci_swarm.errors import UsageError
+from ci_swarm.errors import GitError, UsageError
 from ci_swarm.models import Usage
 
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # a bundle larger than this is refused unread
@@ -264,7 +264,10 @@ def admit(repo: Path, bundle: Path, result: AgentResult, expected: Expected) -> 
 
 def _import(repo: Path, bundle: Path, name: str, commit: str, expected: Expected, subtask: str) -> str:
     quarantine = f"refs/ci-swarm/incoming/{expected.run_id}/{subtask}"
-    git.fetch_bundle(repo, bundle, name, quarantine)
+    try:
+        git.fetch_bundle(repo, bundle, name, quarantine)
+    except GitError as exc:
+        raise BundleRefused(f"the bundle's objects cannot be read ({exc.stderr.strip()[-200:]})") from exc
     try:
         if git.try_ref(repo, quarantine) != commit:
             raise BundleRefused("the bundle's ref did not hold the commit its header names")

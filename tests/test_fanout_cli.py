@@ -116,3 +116,19 @@ def test_a_failed_agent_job_fails_its_subtask_and_the_rest_lands(tmp_path: Path)
     assert subs["left"]["status"] == "succeeded"
     assert [m["subtask"] for m in report["merges"]] == ["left"]
     assert _git(lander, "show", f"{report['integration_commit']}:shared.txt") == "one\nLEFT\nthree"
+
+
+def test_a_tampered_result_is_refused_with_its_reason_and_the_rest_lands(tmp_path: Path) -> None:
+    origin, _, _ = _fan_out(tmp_path, _plan())
+    _agents(tmp_path, origin, ["docs", "left"])
+    sidecar = tmp_path / "bundles" / "agent-left" / "left.bundle.json"
+    data = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**data, "commit": "f" * 40}))  # a bundle for another commit
+    lander = _clone(origin, tmp_path / "land-job", f"refs/swarm/{RUN}/state")
+    proc, report = _land(tmp_path, lander)
+    assert proc.returncode == 3, proc.stderr
+    subs = {s["id"]: s for s in report["subtasks"]}
+    assert subs["left"]["status"] == "failed"
+    assert subs["left"]["error"].startswith("result refused: the bundle holds commit")
+    assert [m["subtask"] for m in report["merges"]] == ["docs"]
+    assert _git(lander, "rev-parse", "--verify", "--quiet", f"refs/heads/swarm/{RUN}-agents/docs")
