@@ -21,6 +21,7 @@ from ci_swarm.models import (
     MergeRecord,
     MergeStatus,
     Overlap,
+    Resolved,
     RunReport,
     RunStats,
     SubtaskRecord,
@@ -126,7 +127,10 @@ def _branch(repo: Path, name: str, base_commit: str) -> _Branch:
 
 def remerge(repo: Path, report: RunReport, tip: str) -> RunReport:
     """``report``'s merges re-run, in their order, onto ``tip`` on the branch
-    ``<integration branch>-onto-<tip[:10]>`` (created at ``tip`` if missing); skipped merges stay out."""
+    ``<integration branch>-onto-<tip[:10]>`` (created at ``tip`` if missing); skipped merges stay out.
+    A merge an agent repaired (``on_conflict``) is re-run with the repair's commit — the redone work, or the
+    resolver's commit on the conflicted merge — so the repair is not lost; it is not re-judged by the
+    checks here (the note says so)."""
     branch = f"{report.integration_branch}-onto-{tip[:10]}"
     if not git.branch_exists(repo, branch):
         git.create_branch(repo, branch, tip)
@@ -138,8 +142,13 @@ def remerge(repo: Path, report: RunReport, tip: str) -> RunReport:
         sub = subs.get(m.subtask)
         if sub is None or not sub.commit or m.status is MergeStatus.SKIPPED:
             continue
-        merges.append(queue.merge(sub.id, sub.commit, sub.start_commit, order))
+        commit, start = sub.commit, sub.start_commit
+        if m.repair is not None and m.resolution in (Resolved.REDONE, Resolved.RESOLVED):
+            commit, start = m.repair.commit, m.repair.onto  # the repaired work, not the half it replaced
+        merges.append(queue.merge(sub.id, commit, start, order))
     note = f"re-merged onto {tip[:10]} (the target branch moved while the swarm ran)"
+    if any(m.resolution in (Resolved.REDONE, Resolved.RESOLVED) for m in report.merges):
+        note += "; agents' conflict repairs were re-merged as they landed, not checked again on the new tip"
     return replace(
         report,
         integration_branch=branch,

@@ -12,6 +12,7 @@ from typing import Any
 
 from ci_swarm import git
 from ci_swarm.agents import AGENTS
+from ci_swarm.merge_only import remerge
 from ci_swarm.models import (
     AgentSpec,
     Check,
@@ -31,7 +32,7 @@ from ci_swarm.run import RunOptions, run_plan_sync
 from ci_swarm.sandbox import resolve_policy
 from ci_swarm.service import CommandPolicy, RunRequest, ServiceOptions, run_request
 from ci_swarm.verify import checker
-from tests.fixtures import make_repo
+from tests.fixtures import commit, make_repo
 from tests.helpers import SANDBOX_PY, plan_of, scripted
 
 TRUSTED = CommandPolicy(trust_plan_commands=True)
@@ -158,3 +159,12 @@ def test_marker_lines_are_found_only_when_added() -> None:
         "diff --git a/z b/z\n--- a/z\n+++ b/z\n@@ -1 +1 @@\n+<<<<<<<< eight\n+ >>>>>>> indented\n"
     )
     assert marker_files(diff) == ["x", "y"]
+
+
+def test_a_remerge_onto_a_moved_target_keeps_the_repair(tmp_path: Path) -> None:
+    repo, report = _run(tmp_path, _plan(OnConflict.REDO))
+    moved = commit(repo, report.base, {"NEWS.md": "moved on\n"}, "the target moved")
+    again = remerge(repo, report, moved)
+    assert _at_tip(repo, again, "lib.py") == JOINED and "lib.hello" in _at_tip(repo, again, "app.py")
+    assert _at_tip(repo, again, "NEWS.md") == "moved on\n"
+    assert "not checked again" in again.notes[-1]
