@@ -24,7 +24,17 @@ from ci_swarm.dag import critical_path, waves
 from ci_swarm.errors import exit_code
 from ci_swarm.jobs import Written, find_job, job_request, written_plan
 from ci_swarm.logtext import one_line
-from ci_swarm.models import AgentSpec, Check, MergeOrder, MergePolicy, Plan, Request, RunReport, Subtask
+from ci_swarm.models import (
+    AgentSpec,
+    Check,
+    MergeOrder,
+    MergePolicy,
+    OnConflict,
+    Plan,
+    Request,
+    RunReport,
+    Subtask,
+)
 from ci_swarm.plan import load_plan, validate
 from ci_swarm.ports import ModelSession, ProgressListener
 from ci_swarm.report import print_terminal, summary_lines, write_json, write_markdown
@@ -213,10 +223,11 @@ def _plan_source_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return decorated
 
 
-def _static_plan(source: PlanSource, agent: AgentSpec) -> Plan | None:
-    """The plan from a file or the sharder; None when Claude must plan ``source.task``."""
+def _static_plan(source: PlanSource, agent: AgentSpec, merge: MergePolicy | None = None) -> Plan | None:
+    """The plan from a file or the sharder; None when Claude must plan ``source.task``. ``merge`` (the
+    config's policy) applies to a shard, and to a plan file without a ``merge:`` key, as in the Action."""
     if source.plan_file is not None:
-        return load_plan(source.plan_file, validators=OPTION_VALIDATORS)
+        return load_plan(source.plan_file, validators=OPTION_VALIDATORS, default_merge=merge)
     if source.shard_glob:
         from ci_swarm.shard import shard_plan
 
@@ -224,7 +235,8 @@ def _static_plan(source: PlanSource, agent: AgentSpec) -> Plan | None:
             raise errors.UsageError("--shard needs --task to say what each shard should do")
         root = git.open_repo(source.repo)
         files = git.tree_files(root, git.rev_parse(root, source.base))
-        return shard_plan(files, source.shard_glob, source.shard_agents, source.task, agent=agent)
+        plan = shard_plan(files, source.shard_glob, source.shard_agents, source.task, agent=agent)
+        return plan if merge is None else dataclasses.replace(plan, merge=merge)
     if source.task:
         return None
     raise errors.UsageError("give a plan: --plan FILE, --task TEXT, or --shard GLOB --task TEXT")
@@ -294,6 +306,14 @@ def _default_agent(source: PlanSource, has_key: bool, configured: AgentSpec | No
     help=f"Per-subtask timeout in seconds (config; default {DEFAULT_TIMEOUT:g}).",
 )
 @click.option("--merge-order", type=click.Choice(["completion", "plan"]), help="Override the plan's order.")
+@click.option(
+    "--on-conflict",
+    type=click.Choice([o.value for o in OnConflict]),
+    help="What a conflicted merge gets: keep (one side per region), redo (the later subtask's agent redoes "
+    "its work on the integration tip) or resolve (the resolver agent writes the resolution); redo and "
+    "resolve land only when the checks pass and need checks. Overrides the plan's and the config's "
+    "merge.on_conflict.",
+)
 @click.option("--fail-fast", is_flag=True, help="Cancel the rest on the first failure.")
 @click.option(
     "--serialize-overlaps", is_flag=True, help="Run subtasks with overlapping paths one after another."
@@ -338,6 +358,7 @@ def run(
     max_agents: int | None,
     timeout: float | None,
     merge_order: str | None,
+    on_conflict: str | None,
     fail_fast: bool,
     serialize_overlaps: bool,
     run_id: str | None,
@@ -371,7 +392,7 @@ def run(
     static = (
         _job_plan(source, maintenance, config, default, chosen)
         if maintenance
-        else _static_plan(source, default)
+        else _static_plan(source, default, config.merge)
     )
     serial = _serial_subtask(static, default) if compare_serial else None
     if not needs_model(static, default) and (max_usd is not None or max_tokens is not None):
@@ -416,6 +437,7 @@ def run(
         checks=config.checks,
         check_flags=_check_flags(check_texts),
         merge_failing=config.merge_failing,
+        on_conflict=OnConflict(on_conflict) if on_conflict else None,
     )
     outcome = run_request(run_job, wiring)
     report = outcome.report
@@ -618,8 +640,8 @@ def plan_cmd(
         return
     if run_id or matrix_out:
         raise errors.UsageError("--run-id and --matrix-out go with --fan-out")
-    plan = _static_plan(source, default) or plan_request(
-        Request(task=source.task or ""), source.repo, lambda: _model_session(config, source)
+    plan = _static_plan(source, default, config.merge) or plan_request(
+        Request(task=source.task or ""), source.repo, lambda: _model_session(config, source), config.merge
     )
     warnings = validate(plan, max_subtasks=source.max_subtasks)
     click.echo(f"plan: {one_line(plan.task)}")
@@ -635,7 +657,7 @@ def plan_cmd(
     }
     path, length = critical_path(plan, durations)
     click.echo(f"critical path: {' -> '.join(path)} ({length:g} units)")
-    click.echo(f"merge: order={plan.merge.order.value}, prefer={plan.merge.prefer_label}")
+    click.echo(one_line(_merge_line(plan.merge)))
     for warning in warnings:
         click.echo(f"warning: {one_line(warning)}", err=True)
 
@@ -652,7 +674,7 @@ def _plan_fan_out(
     from ci_swarm.fanout import plan_fan_out
     from ci_swarm.matrix import output_lines
 
-    static = _static_plan(source, default)
+    static = _static_plan(source, default, config.merge)
     options = RunOptions(
         repo=source.repo,
         base=source.base,
@@ -817,6 +839,17 @@ def land_cmd(
     for line in landing.summary:
         click.echo(one_line(line))
     sys.exit(landing.exit_code)
+
+
+def _merge_line(policy: MergePolicy) -> str:
+    """``ci-swarm plan``'s merge line: order, prefer, insertions, on_conflict (and the resolver's kind)."""
+    line = (
+        f"merge: order={policy.order.value}, prefer={policy.prefer_label}, "
+        f"insertions={policy.insertions.value}, on_conflict={policy.on_conflict.value}"
+    )
+    if policy.on_conflict is OnConflict.RESOLVE:
+        line += f", resolver={policy.resolver.kind if policy.resolver else 'the default agent'}"
+    return line
 
 
 # --- merge -------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from ci_swarm.models import (
     Insertions,
     MergeOrder,
     MergePolicy,
+    OnConflict,
 )
 from ci_swarm.safeyaml import BoundedLoader
 from ci_swarm.workspace import matches_any
@@ -368,9 +369,7 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
         check_command=_argv(data["check_command"]) if "check_command" in data else (),
         checks=tuple(_check(c) for c in data.get("checks", ())),
         merge_failing=bool(data.get("merge_failing", False)),
-        merge=merge_policy(
-            merge.get("order", "completion"), merge.get("prefer", "first"), merge.get("insertions", "both")
-        ),
+        merge=merge_policy(merge),
         role_prompts=MappingProxyType(dict(data.get("role_prompts", {}))),
         protected_paths=tuple(data.get("protected_paths", DEFAULT_PROTECTED)),
         branch_prefix=data.get("branch_prefix", "swarm"),
@@ -381,9 +380,17 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
     )
 
 
-def merge_policy(order: str, prefer: str | Sequence[str], insertions: str = "both") -> MergePolicy:
-    roles = () if isinstance(prefer, str) else tuple(prefer)
-    return MergePolicy(order=MergeOrder(order), prefer=roles, insertions=Insertions(insertions))
+def merge_policy(merge: Mapping[str, Any]) -> MergePolicy:
+    """The validated ``merge:`` section → :class:`MergePolicy` (defaults for the keys it does not set)."""
+    prefer = merge.get("prefer", "first")
+    resolver = merge.get("resolver")
+    return MergePolicy(
+        order=MergeOrder(merge.get("order", "completion")),
+        prefer=() if isinstance(prefer, str) else tuple(prefer),
+        insertions=Insertions(merge.get("insertions", "both")),
+        on_conflict=OnConflict(merge.get("on_conflict", "keep")),
+        resolver=agent_spec(resolver) if resolver is not None else None,
+    )
 
 
 def agent_spec(value: str | Mapping[str, Any]) -> AgentSpec:

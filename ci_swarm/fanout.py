@@ -31,6 +31,7 @@ from ci_swarm.models import (
     Check,
     MergeOrder,
     MergeRecord,
+    OnConflict,
     Plan,
     Request,
     RunReport,
@@ -150,7 +151,8 @@ def run_agent(
         default_agent=policy.default_agent,
         secrets=secrets,
     )
-    one = replace(state.plan, subtasks=(sub,), checks=())
+    keep = replace(state.plan.merge, on_conflict=OnConflict.KEEP)  # one subtask: nothing to conflict with
+    one = replace(state.plan, subtasks=(sub,), checks=(), merge=keep)
     job = RunRequest(Request(task=state.plan.task, source="cli"), options, one)
     try:
         report = run_request(job, replace(wiring, sandbox=policy.sandbox or wiring.sandbox)).report

@@ -20,6 +20,7 @@ import re
 import shlex
 import shutil
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -35,6 +36,7 @@ from ci_swarm.models import (
     Insertions,
     MergeOrder,
     MergePolicy,
+    OnConflict,
     Plan,
     Subtask,
 )
@@ -47,7 +49,7 @@ ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")
 _PLAN_KEYS = frozenset({"version", "task", "merge", "subtasks", "rationale", "checks", "merge_failing"})
 _CHECK_KEYS = frozenset({"name", "run", "timeout"})
 _SUBTASK_KEYS = frozenset({"id", "role", "title", "instructions", "paths", "depends_on", "agent"})
-_MERGE_KEYS = frozenset({"order", "prefer", "insertions"})
+_MERGE_KEYS = frozenset({"order", "prefer", "insertions", "on_conflict", "resolver"})
 
 
 class OptionsValidator(Protocol):
@@ -63,8 +65,11 @@ NO_VALIDATORS: Validators = MappingProxyType({})
 # --- reading ------------------------------------------------------------------------------------
 
 
-def load_plan(path: Path, *, validators: Validators = NO_VALIDATORS) -> Plan:
-    """Read, parse and validate a plan file (``.json`` → JSON, anything else → YAML)."""
+def load_plan(
+    path: Path, *, validators: Validators = NO_VALIDATORS, default_merge: MergePolicy | None = None
+) -> Plan:
+    """Read, parse and validate a plan file (``.json`` → JSON, anything else → YAML). A plan without a
+    ``merge:`` key gets ``default_merge`` (the repository config's policy) when given."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -73,6 +78,8 @@ def load_plan(path: Path, *, validators: Validators = NO_VALIDATORS) -> Plan:
     if not isinstance(data, Mapping):
         raise PlanError(f"{path}: a plan must be a mapping with 'subtasks', got {kind_of(data)}")
     plan = plan_from_dict(data, source=str(path), validators=validators)
+    if default_merge is not None and "merge" not in data:
+        plan = replace(plan, merge=default_merge)
     try:
         validate(plan)
     except PlanError as exc:
@@ -122,7 +129,7 @@ def plan_from_dict(
     return Plan(
         task=_opt_str(data, "task", source),
         subtasks=subtasks,
-        merge=_merge_policy(data.get("merge"), source),
+        merge=_merge_policy(data.get("merge"), source, validators),
         version=int(version),
         rationale=_opt_str(data, "rationale", source),
         checks=_checks(data.get("checks"), source),
@@ -269,7 +276,7 @@ def check_agent(spec: AgentSpec, where: str, validators: Validators = NO_VALIDAT
         validator(spec.options, where)
 
 
-def _merge_policy(raw: Any, source: str) -> MergePolicy:
+def _merge_policy(raw: Any, source: str, validators: Validators = NO_VALIDATORS) -> MergePolicy:
     if raw is None:
         return MergePolicy()
     if not isinstance(raw, Mapping):
@@ -282,7 +289,29 @@ def _merge_policy(raw: Any, source: str) -> MergePolicy:
     if insertions not in [i.value for i in Insertions]:
         raise PlanError(f"{source}: merge.insertions must be 'both' or 'keep', got {insertions!r}")
     prefer = _prefer(raw.get("prefer", "first"), source)
-    return MergePolicy(order=MergeOrder(order), prefer=prefer, insertions=Insertions(insertions))
+    return MergePolicy(
+        order=MergeOrder(order),
+        prefer=prefer,
+        insertions=Insertions(insertions),
+        on_conflict=_on_conflict(raw.get("on_conflict", OnConflict.KEEP.value), source),
+        resolver=_resolver(raw.get("resolver"), source, validators),
+    )
+
+
+def _on_conflict(raw: Any, source: str) -> OnConflict:
+    values = [o.value for o in OnConflict]
+    if raw not in values:
+        hint = did_you_mean(raw, values) if isinstance(raw, str) else ""
+        raise PlanError(f"{source}: merge.on_conflict must be 'keep', 'redo' or 'resolve', got {raw!r}{hint}")
+    return OnConflict(raw)
+
+
+def _resolver(raw: Any, source: str, validators: Validators) -> AgentSpec | None:
+    """``merge.resolver``: an agent spec, read and checked exactly like a subtask's ``agent:``."""
+    where = f"{source}: merge.resolver"
+    if raw is not None and not isinstance(raw, str | Mapping):
+        raise PlanError(f"{where} must be an agent kind or a mapping with 'kind', got {kind_of(raw)}")
+    return _agent(raw, where, validators)
 
 
 def _prefer(raw: Any, source: str) -> tuple[str, ...]:
@@ -313,6 +342,8 @@ def validate(
     for sub in plan.subtasks:
         if sub.agent is not None:
             check_agent(sub.agent, f"subtask {sub.id!r}", validators)
+    if plan.merge.resolver is not None:
+        check_agent(plan.merge.resolver, "merge.resolver", validators)
     return tuple(overlap_warning(a, b, pats) for a, b, pats in ownership_overlaps(plan))
 
 

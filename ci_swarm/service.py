@@ -52,7 +52,8 @@ Watch = Callable[[Plan], AbstractContextManager[ProgressListener | None]]
 
 def needs_model(plan: Plan | None, default: AgentSpec) -> bool:
     """The one rule: a run needs a model when there is no plan yet (the planner writes it) or when any
-    subtask's agent — its own, else the default — is a Claude agent. A default nobody uses needs nothing."""
+    subtask's agent — its own, else the default — or the conflict resolver (``on_conflict: resolve``) is a
+    Claude agent. A default nobody uses needs nothing."""
     if plan is None:
         return True
     return MODEL_AGENT in agent_kinds(plan, default)
@@ -189,11 +190,35 @@ class RunRequest:
     checks: tuple[Check, ...] = ()  # the config's checks (a plan's own checks replace them)
     check_flags: tuple[Check, ...] = ()  # ``run --check``: replace the plan's and the config's
     merge_failing: bool = False  # the config's (a plan's own setting replaces it)
+    on_conflict: OnConflict | None = None  # ``run --on-conflict``: replaces the plan's and the config's
 
 
-def run_checks_of(job: RunRequest, plan: Plan) -> tuple[Check, ...]:
+def run_checks_of(job: RunRequest, plan: Plan | None) -> tuple[Check, ...]:
     """The checks a run uses: ``--check`` flags, else the plan's own, else the config's."""
-    return job.check_flags or plan.checks or job.checks
+    return job.check_flags or (plan.checks if plan is not None else ()) or job.checks
+
+
+def with_on_conflict(job: RunRequest) -> RunRequest:
+    """``run --on-conflict`` applied to the plan given and to the merge policy a planned plan gets."""
+    if job.on_conflict is None:
+        return job
+    plan = job.plan
+    if plan is not None:
+        plan = replace(plan, merge=replace(plan.merge, on_conflict=job.on_conflict))
+    merge = replace(job.merge or MergePolicy(), on_conflict=job.on_conflict)
+    return replace(job, plan=plan, merge=merge)
+
+
+def require_checks(job: RunRequest) -> None:
+    """UsageError (exit 4) before anything starts when conflicts go to agents (``on_conflict: redo`` or
+    ``resolve``) and the run has no checks to gate their work: no ``--check``, none in the plan, none in
+    the config."""
+    merge = job.plan.merge if job.plan is not None else job.merge or MergePolicy()
+    if merge.on_conflict is not OnConflict.KEEP and not run_checks_of(job, job.plan):
+        raise UsageError(
+            f"on_conflict: {merge.on_conflict.value} needs checks to gate the agents' resolutions "
+            "(add checks: or --check)"
+        )
 
 
 def check_plan_checks(plan: Plan, policy: CommandPolicy) -> None:
@@ -253,6 +278,8 @@ class RunOutcome:
 def run_request(job: RunRequest, wiring: ServiceOptions) -> RunOutcome:
     """Plan (when needed), check, run and account: planning and the run share one event loop, so the
     model session (its connection pool, the shared limiter) lives and dies in the loop that uses it."""
+    job = with_on_conflict(job)
+    require_checks(job)
     options = job.options
     if wiring.progress is not None and options.run_id is None:  # the progress comment names it up front
         options = replace(options, run_id=new_run_id())

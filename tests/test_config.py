@@ -21,7 +21,7 @@ from ci_swarm.config import (
     schema,
 )
 from ci_swarm.errors import ConfigError
-from ci_swarm.models import AgentSpec, MergeOrder
+from ci_swarm.models import AgentSpec, MergeOrder, MergePolicy, OnConflict
 
 FULL = """\
 model: claude-opus-4-1
@@ -243,3 +243,51 @@ def test_default_model_is_the_llm_default() -> None:
     from ci_swarm.llm.session import DEFAULT_MODEL as LLM_DEFAULT
 
     assert Config().model == LLM_DEFAULT
+
+
+# --- merge.on_conflict and merge.resolver (issue #12) ----------------------------------------------
+
+
+def test_merge_on_conflict_and_resolver_are_carried_by_the_merge_policy() -> None:
+    text = "merge:\n  on_conflict: resolve\n  resolver: {kind: command, run: [mergiraf, '{instructions}']}\n"
+    merge = config_from_text(text).merge
+    assert merge.on_conflict is OnConflict.RESOLVE
+    assert merge.resolver is not None and merge.resolver.kind == "command"
+    assert merge.resolver.options["run"] == ("mergiraf", "{instructions}")
+    assert config_from_text("merge:\n  on_conflict: redo\n  resolver: claude\n").merge == MergePolicy(
+        on_conflict=OnConflict.REDO, resolver=AgentSpec("claude")
+    )
+    assert config_from_text("merge: {order: plan}\n").merge.on_conflict is OnConflict.KEEP  # the default
+    assert Config().merge == MergePolicy()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "model: x\nmerge:\n  on_conflict: redu\n",
+            ".github/ci-swarm.yml:3: merge.on_conflict: text 'redu' is not one of: keep, redo, resolve",
+        ),
+        (
+            "merge:\n  on_conflic: redo\n",
+            ".github/ci-swarm.yml:2: merge.on_conflic: unknown key (did you mean 'on_conflict'?)",
+        ),
+        (
+            "merge:\n  resolver: clod\n",
+            ".github/ci-swarm.yml:2: merge.resolver: text 'clod' is not one of: claude, scripted, command",
+        ),
+        (
+            "merge:\n  on_conflict: resolve\n  resolver:\n    kind: robot\n",
+            ".github/ci-swarm.yml:4: merge.resolver.kind: text 'robot' is not one of: "
+            "claude, scripted, command",
+        ),
+        (
+            "merge:\n  resolver: [claude]\n",
+            ".github/ci-swarm.yml:2: merge.resolver: expected text or a mapping, got a list",
+        ),
+    ],
+)
+def test_bad_on_conflict_and_resolver_name_key_and_line(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_text(text)
+    assert str(info.value) == expected

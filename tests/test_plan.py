@@ -10,7 +10,7 @@ from ci_swarm.agents import OPTION_VALIDATORS
 from ci_swarm.agents.edits import parse_edits
 from ci_swarm.dag import concurrent_pairs, critical_path, waves
 from ci_swarm.errors import PathEscapeError, PlanError
-from ci_swarm.models import MergeOrder, Plan
+from ci_swarm.models import AgentSpec, MergeOrder, MergePolicy, OnConflict, Plan
 from ci_swarm.paths import check_edit_path, globs_may_overlap, ownership_overlaps, serialize_overlaps
 from ci_swarm.plan import load_plan, plan_from_dict, validate
 
@@ -411,3 +411,83 @@ def test_unknown_dependency_and_key_suggest_the_closest() -> None:
     assert message == "subtask 'tests' depends on unknown 'cod' (did you mean 'code'?)"
     with pytest.raises(PlanError, match=r"unknown key 'dependson' \(did you mean 'depends_on'\?\)"):
         plan_from_dict({"subtasks": [sub("a", dependson=["b"])]})
+
+
+# --- merge.on_conflict and merge.resolver (issue #12) ----------------------------------------------
+
+
+def test_on_conflict_and_resolver_are_read_like_a_subtasks_agent() -> None:
+    merge = {"on_conflict": "resolve", "resolver": {"kind": "command", "run": ["true", "{instructions}"]}}
+    plan = plan_from_dict({"subtasks": [sub("a")], "merge": merge}, validators=OPTION_VALIDATORS)
+    assert plan.merge.on_conflict is OnConflict.RESOLVE
+    assert plan.merge.resolver == AgentSpec("command", MappingProxyType({"run": ("true", "{instructions}")}))
+    short = plan_from_dict({"subtasks": [sub("a")], "merge": {"on_conflict": "redo", "resolver": "claude"}})
+    assert (short.merge.on_conflict, short.merge.resolver) == (OnConflict.REDO, AgentSpec("claude"))
+    assert plan_from_dict({"subtasks": [sub("a")]}).merge.on_conflict is OnConflict.KEEP  # the default
+
+
+@pytest.mark.parametrize(
+    ("merge", "message"),
+    [
+        (
+            {"on_conflict": "redu"},
+            "p.yml: merge.on_conflict must be 'keep', 'redo' or 'resolve', got 'redu' (did you mean 'redo'?)",
+        ),
+        ({"on_conflict": 3}, "p.yml: merge.on_conflict must be 'keep', 'redo' or 'resolve', got 3"),
+        (
+            {"on_conflit": "redo"},
+            "p.yml: merge: unknown key 'on_conflit' (did you mean 'on_conflict'?) "
+            "(allowed: insertions, on_conflict, order, prefer, resolver)",
+        ),
+        (
+            {"resolver": "clod"},
+            "p.yml: merge.resolver: unknown agent kind 'clod' (did you mean 'claude'?) "
+            "(available: claude, command, scripted)",
+        ),
+        (
+            {"resolver": {"kind": "robot"}},
+            "p.yml: merge.resolver: unknown agent kind 'robot' (available: claude, command, scripted)",
+        ),
+        (
+            {"resolver": ["claude"]},
+            "p.yml: merge.resolver must be an agent kind or a mapping with 'kind', got a list",
+        ),
+        (
+            {"resolver": {"kind": "command", "runn": ["x"]}},
+            "p.yml: merge.resolver: agent kind 'command': unknown option 'runn' (did you mean 'run'?) "
+            "(allowed: command, env, pass_env, run, success, timeout)",
+        ),
+        (
+            {"resolver": {"kind": "claude", "max_turns": 0}},
+            "p.yml: merge.resolver: 'agent.max_turns' must be",
+        ),
+    ],
+)
+def test_bad_on_conflict_and_resolver_are_named_on_one_line(merge: dict[str, Any], message: str) -> None:
+    with pytest.raises(PlanError) as info:
+        plan_from_dict({"subtasks": [sub("a")], "merge": merge}, source="p.yml", validators=OPTION_VALIDATORS)
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
+
+
+def test_validate_checks_the_resolvers_options_with_the_validators_given() -> None:
+    policy = MergePolicy(on_conflict=OnConflict.RESOLVE, resolver=AgentSpec("scripted", {"dealy": 1}))
+    plan = Plan("t", plan_from_dict({"subtasks": [sub("a")]}).subtasks, merge=policy)
+    with pytest.raises(PlanError, match=r"^merge\.resolver: agent kind 'scripted': unknown option 'dealy'"):
+        validate(plan, validators=OPTION_VALIDATORS)
+    assert validate(plan) == ()  # without validators the options are not checked here
+
+
+def test_a_plan_file_without_merge_gets_the_default_merge_and_one_with_merge_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    config = MergePolicy(on_conflict=OnConflict.REDO, resolver=AgentSpec("claude"))
+    bare = tmp_path / "bare.yml"
+    bare.write_text("subtasks: [{id: a}]\n")
+    own = tmp_path / "own.yml"
+    own.write_text("subtasks: [{id: a}]\nmerge: {order: plan}\n")
+    assert load_plan(bare, default_merge=config).merge == config
+    assert load_plan(bare).merge == MergePolicy()
+    assert load_plan(own, default_merge=config).merge == MergePolicy(
+        order=MergeOrder.PLAN
+    )  # the whole section

@@ -19,7 +19,7 @@ from ci_swarm.agents import claude, command, scripted
 from ci_swarm.agents.command import CommandAgent
 from ci_swarm.agents.scripted import ScriptedAgent
 from ci_swarm.errors import UsageError
-from ci_swarm.models import AgentSpec, Plan, Subtask
+from ci_swarm.models import AgentSpec, OnConflict, Plan, Subtask
 from ci_swarm.plan import Validators, check_agent, did_you_mean, require_executable
 from ci_swarm.ports import Agent, AgentFactory, AgentKit
 
@@ -63,14 +63,23 @@ def make_agent_factory(default: AgentSpec, extra: Mapping[str, Backend] = _NO_EX
 
 
 def check_agent_kinds(plan: Plan, default: AgentSpec, extra: Mapping[str, Backend] = _NO_EXTRA) -> None:
-    """Fail before the run starts when a subtask (or the default) names an agent kind nobody provides
-    (UsageError), or options its backend refuses (PlanError)."""
+    """Fail before the run starts when a subtask (or the default), or the conflict resolver
+    (``on_conflict: resolve``), names an agent kind nobody provides (UsageError), or options its backend
+    refuses (PlanError)."""
     backends = {**BUILTIN, **extra}
     for sub in plan.subtasks:
         spec = sub.agent or default
         if spec.kind not in backends:
             raise UsageError(_unknown(spec.kind, sub.id, backends))
         check_agent(spec, f"subtask {sub.id!r}", OPTION_VALIDATORS)
+    resolver = plan.merge.resolver
+    if plan.merge.on_conflict is OnConflict.RESOLVE and resolver is not None:
+        if resolver.kind not in backends:
+            known, hint = ", ".join(sorted(backends)), did_you_mean(resolver.kind, backends)
+            raise UsageError(
+                f"unknown agent kind {resolver.kind!r} for merge.resolver (available: {known}){hint}"
+            )
+        check_agent(resolver, "merge.resolver", OPTION_VALIDATORS)
 
 
 def _unknown(kind: str, subtask_id: str, backends: Mapping[str, Backend]) -> str:
