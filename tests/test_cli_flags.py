@@ -374,3 +374,57 @@ def test_the_cli_trusts_the_command_agents_of_its_plan(repo: Path, tmp_path: Pat
     proc, data = run_plan(repo, tmp_path, command, flags=("--config", str(config)))
     assert proc.returncode == 0, proc.stderr
     assert git.try_read_blob(repo, data["integration_commit"], "hi.txt") == b"hi\n"
+
+
+# --- --on-conflict (issue #12) ----------------------------------------------------------------------
+
+
+def test_on_conflict_redo_without_checks_is_refused_before_anything_starts(
+    repo: Path, tmp_path: Path
+) -> None:
+    proc, data = run_plan(repo, tmp_path, scripted("a"), flags=("--on-conflict", "redo"))
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "ci-swarm: error: on_conflict: redo needs checks to gate the agents' resolutions "
+        "(add checks: or --check)"
+    )
+    assert data == {} and swarm_branches(repo) == []
+
+
+def test_on_conflict_keep_overrides_a_plans_redo(repo: Path, tmp_path: Path) -> None:
+    plan = write_plan(tmp_path / "redo.yml", scripted("a"), merge={"on_conflict": "redo"})
+    refused = ci_swarm("run", "--plan", str(plan), "--repo", str(repo), "--quiet")
+    assert refused.returncode == 4 and "on_conflict: redo needs checks" in refused.stderr
+    kept = ci_swarm("run", "--plan", str(plan), "--repo", str(repo), "--quiet", "--on-conflict", "keep")
+    assert kept.returncode == 0, kept.stderr
+
+
+def test_on_conflict_with_a_check_runs(repo: Path, tmp_path: Path) -> None:
+    flags = ("--on-conflict", "resolve", "--check", "true")
+    proc, data = run_plan(
+        repo, tmp_path, scripted("a", edits=[{"write": "a.txt", "content": "a\n"}]), flags=flags
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert data["verification"]["status"] == "passed"
+
+
+def test_the_configs_on_conflict_applies_to_a_plan_file_without_merge(repo: Path, tmp_path: Path) -> None:
+    config = tmp_path / "swarm.yml"
+    config.write_text("merge:\n  on_conflict: resolve\n  resolver: scripted\n")
+    plan = write_plan(tmp_path / "plan.yml", scripted("a"))
+    shown = ci_swarm("plan", "--plan", str(plan), "--repo", str(repo), "--config", str(config))
+    assert shown.returncode == 0, shown.stderr
+    assert (
+        "merge: order=completion, prefer=first, insertions=both, on_conflict=resolve, resolver=scripted"
+        in (shown.stdout.splitlines())
+    )
+    refused = ci_swarm("run", "--plan", str(plan), "--repo", str(repo), "--quiet", "--config", str(config))
+    assert refused.returncode == 4 and "on_conflict: resolve needs checks" in refused.stderr
+    own = write_plan(tmp_path / "own.yml", scripted("a"), merge={"order": "plan"})  # its own merge section
+    shown = ci_swarm("plan", "--plan", str(own), "--repo", str(repo), "--config", str(config))
+    assert "merge: order=plan, prefer=first, insertions=both, on_conflict=keep" in shown.stdout.splitlines()
+
+
+def test_on_conflict_is_in_run_help() -> None:
+    help_text = ci_swarm("run", "--help").stdout
+    assert "--on-conflict [keep|redo|resolve]" in help_text

@@ -15,8 +15,10 @@ from ci_swarm.agents import AGENTS, ScriptedAgent
 from ci_swarm.errors import UsageError
 from ci_swarm.models import (
     AgentSpec,
+    Check,
     MergeOrder,
     MergePolicy,
+    OnConflict,
     Plan,
     Request,
     SubtaskStatus,
@@ -32,7 +34,9 @@ from ci_swarm.service import (
     account,
     needs_model,
     plan_request,
+    require_checks,
     run_request,
+    with_on_conflict,
 )
 from tests.fixtures.repos import make_repo
 from tests.helpers import plan_of, scripted
@@ -306,3 +310,70 @@ def test_untrusted_command_agents_refuse_a_persisted_credential(repo: Path) -> N
         run_request(job(repo, command_plan("true")), ServiceOptions(UNTRUSTED, AGENTS))
     outcome = run_request(job(repo, command_plan("true")), ServiceOptions(TRUSTED, AGENTS))
     assert outcome.report.subtasks[0].status is SubtaskStatus.SUCCEEDED
+
+
+# ------------------------------------------------------------------------------- on_conflict needs checks
+
+TESTS = Check("tests", ("python3", "-m", "pytest", "-q"))
+
+
+@pytest.mark.parametrize("value", ["redo", "resolve"])
+def test_redo_or_resolve_without_any_checks_is_refused_before_anything_starts(repo: Path, value: str) -> None:
+    factory = Factory()
+    plan = plan_of(scripted("a"), merge={"on_conflict": value})
+    with pytest.raises(UsageError) as info:
+        run_request(job(repo, plan), ServiceOptions(TRUSTED, AGENTS, factory))
+    assert str(info.value) == (
+        f"on_conflict: {value} needs checks to gate the agents' resolutions (add checks: or --check)"
+    )
+    assert info.value.exit_code == 4
+    assert git.out(repo, "branch", "--list", "swarm/*") == "" and factory.calls == 0  # nothing started
+
+
+def test_the_on_conflict_flag_overrides_the_plan_and_is_held_to_the_same_rule(repo: Path) -> None:
+    plan = plan_of(scripted("a"), merge={"on_conflict": "redo"})
+    keep = replace(job(repo, plan), on_conflict=OnConflict.KEEP)
+    outcome = run_request(keep, ServiceOptions(TRUSTED, AGENTS))  # the flag's keep needs no checks
+    assert [s.status for s in outcome.report.subtasks] == [SubtaskStatus.SUCCEEDED]
+    resolve = replace(job(repo, plan_of(scripted("b"))), on_conflict=OnConflict.RESOLVE)
+    with pytest.raises(UsageError, match=r"^on_conflict: resolve needs checks"):
+        run_request(resolve, ServiceOptions(TRUSTED, AGENTS))
+
+
+def test_a_planned_run_follows_the_flag_and_is_refused_before_planning(repo: Path) -> None:
+    factory = Factory()
+    planned = replace(job(repo, None), merge=MergePolicy(order=MergeOrder.PLAN), on_conflict=OnConflict.REDO)
+    with pytest.raises(UsageError, match=r"^on_conflict: redo needs checks"):
+        run_request(planned, ServiceOptions(TRUSTED, AGENTS, factory))
+    assert factory.calls == 0
+    overridden = with_on_conflict(planned)
+    assert overridden.merge == MergePolicy(order=MergeOrder.PLAN, on_conflict=OnConflict.REDO)
+
+
+def test_checks_from_the_flag_the_plan_or_the_config_satisfy_the_rule(repo: Path) -> None:
+    plan = plan_of(scripted("a"), merge={"on_conflict": "redo"})
+    base = job(repo, plan)
+    with_plan_checks = replace(base, plan=replace(plan, checks=(TESTS,)))
+    for request in (replace(base, check_flags=(TESTS,)), replace(base, checks=(TESTS,)), with_plan_checks):
+        require_checks(request)  # no error
+    with pytest.raises(UsageError):
+        require_checks(base)
+
+
+def test_a_claude_resolver_needs_a_model_and_a_kept_plan_does_not() -> None:
+    resolve = plan_of(scripted("a"), merge={"on_conflict": "resolve", "resolver": "claude"})
+    assert needs_model(resolve, AgentSpec("scripted"))
+    assert needs_model(plan_of(scripted("a"), merge={"on_conflict": "resolve"}), AgentSpec("claude"))
+    assert not needs_model(plan_of(scripted("a"), merge={"resolver": "claude"}), AgentSpec("scripted"))
+
+
+def test_an_untrusted_plan_may_only_name_an_allowed_command_resolver(repo: Path) -> None:
+    merge = {"on_conflict": "resolve", "resolver": {"kind": "command", "run": ["false"]}}
+    request = replace(job(repo, plan_of(scripted("a"), merge=merge)), checks=(TESTS,))
+    with pytest.raises(UsageError) as info:
+        run_request(request, ServiceOptions(UNTRUSTED, AGENTS))
+    assert str(info.value) == (
+        "the resolver (merge.resolver) would run 'false', which allowed_commands in cfg.yml does not allow "
+        "(a plan may only run allowed commands)"
+    )
+    assert git.out(repo, "branch", "--list", "swarm/*") == ""
