@@ -147,9 +147,12 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
             "order": plan.merge.order.value,
             "prefer": list(plan.merge.prefer) or "first",
             "insertions": plan.merge.insertions.value,
+            "on_conflict": plan.merge.on_conflict.value,
         },
         "subtasks": [_subtask_to_dict(sub) for sub in plan.subtasks],
     }
+    if plan.merge.resolver is not None:
+        data["merge"]["resolver"] = agent_to_dict(plan.merge.resolver)
     if plan.checks:
         data["checks"] = [_check_to_dict(check) for check in plan.checks]
     if plan.merge_failing is not None:

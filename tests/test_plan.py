@@ -12,7 +12,7 @@ from ci_swarm.dag import concurrent_pairs, critical_path, waves
 from ci_swarm.errors import PathEscapeError, PlanError
 from ci_swarm.models import AgentSpec, MergeOrder, MergePolicy, OnConflict, Plan
 from ci_swarm.paths import check_edit_path, globs_may_overlap, ownership_overlaps, serialize_overlaps
-from ci_swarm.plan import load_plan, plan_from_dict, validate
+from ci_swarm.plan import load_plan, plan_from_dict, plan_to_dict, validate
 
 PLANS = Path(__file__).parent / "data" / "plans"
 
@@ -491,3 +491,14 @@ def test_a_plan_file_without_merge_gets_the_default_merge_and_one_with_merge_kee
     assert load_plan(own, default_merge=config).merge == MergePolicy(
         order=MergeOrder.PLAN
     )  # the whole section
+
+
+def test_plan_to_dict_carries_on_conflict_and_the_resolver_back() -> None:
+    merge = {"on_conflict": "resolve", "resolver": {"kind": "command", "run": ["true"], "timeout": 60}}
+    plan = plan_from_dict({"subtasks": [sub("a")], "merge": merge}, validators=OPTION_VALIDATORS)
+    data = plan_to_dict(plan)
+    assert data["merge"]["on_conflict"] == "resolve"
+    assert data["merge"]["resolver"] == {"kind": "command", "run": ["true"], "timeout": 60}
+    assert plan_from_dict(data, validators=OPTION_VALIDATORS) == plan
+    kept = plan_from_dict({"subtasks": [sub("a")]})
+    assert "resolver" not in plan_to_dict(kept)["merge"] and plan_from_dict(plan_to_dict(kept)) == kept
