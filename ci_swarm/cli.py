@@ -51,6 +51,7 @@ from ci_swarm.service import (
 from ci_swarm.shard import require_editing_agent
 
 if TYPE_CHECKING:
+    from ci_swarm.fanout import AgentRun
     from ci_swarm.github.publish import Publisher
 
 EXIT_CODES_HELP = """\b
@@ -775,7 +776,7 @@ def _agent_session(config: Config) -> ModelSession:
     return ClaudeSession.from_env(LLMSettings.from_config(config))
 
 
-def _agent_summary(ran: Any) -> str:
+def _agent_summary(ran: AgentRun) -> str:
     """The agent job's one-screen summary (untrusted text through :mod:`ci_swarm.neutral`)."""
     from ci_swarm import neutral
 

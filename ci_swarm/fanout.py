@@ -62,6 +62,7 @@ from ci_swarm.service import (
 
 SCRATCH_PREFIX = "ci-swarm-agent-job"  # the one-subtask run's own branches, deleted when it ends
 NO_RESULT = "no result from its job"
+NOT_FANNED_OUT = "not run: only the first wave fans out (it depends on other subtasks)"
 REPORT_FILE, SUMMARY_FILE, EXIT_FILE = "report.json", "summary.txt", "exit"
 FANNED_OUT = "fanned out across jobs: wall time is the land job's; each agent ran in its own job"
 
@@ -307,7 +308,7 @@ def _record(
         paths=sub.paths,
     )
     if item is None or item.result is None:
-        return replace(base, error=NO_RESULT)
+        return replace(base, error=NOT_FANNED_OUT if sub.depends_on else NO_RESULT)
     result = item.result
     try:
         status = SubtaskStatus(result.status)

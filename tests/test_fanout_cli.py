@@ -132,3 +132,20 @@ def test_a_tampered_result_is_refused_with_its_reason_and_the_rest_lands(tmp_pat
     assert subs["left"]["error"].startswith("result refused: the bundle holds commit")
     assert [m["subtask"] for m in report["merges"]] == ["docs"]
     assert _git(lander, "rev-parse", "--verify", "--quiet", f"refs/heads/swarm/{RUN}-agents/docs")
+
+
+def test_only_the_first_wave_fans_out_and_a_later_subtask_says_so(tmp_path: Path) -> None:
+    plan = _plan()
+    plan["subtasks"][2]["depends_on"] = ["docs"]
+    origin, _, outputs = _fan_out(tmp_path, plan)
+    assert outputs["waves"] == "2"
+    assert [row["subtask"] for row in json.loads(outputs["matrix"])["include"]] == ["docs", "left"]
+    clone = _clone(origin, tmp_path / "agent-right", f"refs/swarm/{RUN}/state")
+    proc = run_cli("agent", "--run-id", RUN, "--subtask", "right", "--repo", str(clone))
+    assert proc.returncode == 4 and "only the first wave fans out" in proc.stderr
+    _agents(tmp_path, origin, ["docs", "left"])
+    lander = _clone(origin, tmp_path / "land-job", f"refs/swarm/{RUN}/state")
+    land, report = _land(tmp_path, lander)
+    assert land.returncode == 3, land.stderr
+    right = next(s for s in report["subtasks"] if s["id"] == "right")
+    assert right["status"] == "failed" and right["error"].startswith("not run: only the first wave")
