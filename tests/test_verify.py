@@ -25,6 +25,7 @@ from ci_swarm.models import (
     SubtaskStatus,
     VerificationStatus,
 )
+from ci_swarm.report import verification_dict, verification_section
 from ci_swarm.run import RunOptions
 from ci_swarm.sandbox import resolve_policy
 from ci_swarm.service import CommandPolicy, RunRequest, ServiceOptions, run_request
@@ -220,3 +221,148 @@ def test_merge_failing_merges_it_anyway_and_the_integration_check_then_sets_it_a
     assert not bad.checks[0].ok
     assert bad.status is SubtaskStatus.REJECTED  # merged, then found by verification
     assert [c.subtask for c in report.verification.culprits] == ["bad"]
+
+
+# --- an interaction of two, and what verification costs (runs and rounds) -----------------------------
+
+
+def _trees(repo: Path, commits: list[str]) -> list[str]:
+    return [git.tree_of(repo, c) for c in commits]
+
+
+def test_an_interaction_of_two_names_the_partner_and_rejects_only_the_later(tmp_path: Path) -> None:
+    """A real check: it fails iff both a's and c's markers are in the tree; each alone passes."""
+    repo = make_repo(tmp_path / "repo", {"ok.txt": "ok\n"})
+    subs = [scripted(n, edits=[{"write": f"{n}.marker", "content": "x = 1\n"}]) for n in "abcd"]
+    both = Check("pair", ("sh", "-c", "if test -e a.marker && test -e c.marker; then echo both; exit 1; fi"))
+    report = _run(repo, plan_of(*subs), (both,))
+    v = report.verification
+    assert v.status is VerificationStatus.PASSED
+    assert [(c.subtask, c.partner) for c in v.culprits] == [("c", "a")]
+    reason = v.culprits[0].reason
+    assert "together with a" in reason and "each passes without the other" in reason
+    assert "only c, the later one, is set aside" in reason
+    assert _status(report) == {
+        "a": SubtaskStatus.SUCCEEDED,
+        "b": SubtaskStatus.SUCCEEDED,
+        "c": SubtaskStatus.REJECTED,
+        "d": SubtaskStatus.SUCCEEDED,
+    }
+    tip = report.integration_commit
+    assert git.try_read_blob(repo, tip, "a.marker") == b"x = 1\n"
+    assert git.try_read_blob(repo, tip, "c.marker") is None
+    assert v.check_runs <= 1 + 1 + 2 + 1 + 2  # 1 + 1 + ⌈log₂ 4⌉ + 1 + ⌈log₂ 4⌉
+    shown = verification_dict(v)["culprits"][0]
+    assert shown["subtask"] == "c" and shown["partner"] == "a"
+    assert "(with `a`, which stays)" in verification_section(v)
+
+
+class Pair:
+    """A check runner failing while both ``first`` and ``second`` are merged; records each commit it
+    judges and how many runs overlapped (started before another ended) — no timing."""
+
+    def __init__(self, repo: Path, first: str, second: str, flaky_once: bool = False) -> None:
+        self.repo, self.names = repo, (first, second)
+        self.commits: list[str] = []
+        self.active = self.most_at_once = 0
+        self.flaky_once = flaky_once
+
+    async def __call__(self, commit: str) -> tuple[CheckResult, ...]:
+        self.commits.append(commit)
+        self.active += 1
+        self.most_at_once = max(self.most_at_once, self.active)
+        for _ in range(3):
+            await asyncio.sleep(0)  # let a run started with it begin
+        self.active -= 1
+        if self.flaky_once:
+            self.flaky_once = False
+            return (CheckResult("pair", False, 1, 0.0, "flaked"),)
+        ok = not all(git.try_read_blob(self.repo, commit, f"{n}.part") is not None for n in self.names)
+        return (CheckResult("pair", ok, 0 if ok else 1, 0.0, "" if ok else "both"),)
+
+
+def _parts(repo: Path, count: int, poison: int = -1) -> RunReport:
+    """``count`` subtasks all started on the base (as many agents as subtasks), merged in plan order: each
+    writes ``s<i>.part``, or ``poison`` for the one at ``poison``."""
+    subs = [scripted(f"s{i}", edits=[{"write": "poison" if i == poison else f"s{i}.part", "content": "x\n"}])
+            for i in range(count)]  # fmt: skip
+    options = RunOptions(repo=repo, max_agents=count, merge_order=MergeOrder.PLAN)
+    report = run_request(
+        RunRequest(Request(task="t"), options, plan_of(*subs)), ServiceOptions(TRUSTED, AGENTS)
+    )
+    assert {s.start_commit for s in report.report.subtasks} == {report.report.base}
+    return report.report
+
+
+@pytest.mark.parametrize(("first", "second"), [(0, 15), (2, 10), (8, 9), (13, 14)])
+def test_an_interaction_among_16_is_found_within_the_stated_bound_of_runs(
+    tmp_path: Path, first: int, second: int
+) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    report = _parts(repo, 16)
+    runner = Pair(repo, f"s{first}", f"s{second}")
+    verified = asyncio.run(verify_integration(repo, report, runner))
+    v = verified.verification
+    assert v.status is VerificationStatus.PASSED
+    assert [(c.subtask, c.partner) for c in v.culprits] == [(f"s{second}", f"s{first}")]
+    assert v.check_runs == len(runner.commits) <= 1 + 1 + 4 + 1 + 4  # 1 + 1 + ⌈log₂ 16⌉ + 1 + ⌈log₂ 16⌉
+    assert v.check_rounds < v.check_runs  # the re-verification and the culprit alone ran together
+    rechecked = 1 if second == 15 else 0  # the tip re-checked when the culprit is its last entry
+    assert len(set(_trees(repo, runner.commits))) == len(runner.commits) - rechecked  # else no tree twice
+    assert _status(verified)[f"s{first}"] is SubtaskStatus.SUCCEEDED
+    assert _status(verified)[f"s{second}"] is SubtaskStatus.REJECTED
+
+
+@pytest.mark.parametrize("culprit", [0, 10, 15])
+def test_one_culprit_among_16_costs_at_most_log_n_plus_3_runs_in_log_n_plus_2_rounds(
+    tmp_path: Path, culprit: int
+) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    report = _parts(repo, 16, poison=culprit)
+    runner = Recording(repo)
+    v = asyncio.run(verify_integration(repo, report, runner)).verification
+    assert [(c.subtask, c.partner) for c in v.culprits] == [(f"s{culprit}", "")]
+    assert v.check_runs == len(runner.commits) <= 1 + 4 + 2
+    assert v.check_rounds <= 1 + 4 + 1
+    trees = _trees(repo, runner.commits)
+    if culprit == 15:  # the integration without the last entry is the prefix bisection checked
+        assert trees.count(trees[0]) == 2 and len(set(trees)) == len(trees) - 1  # only the tip, re-checked
+    else:
+        assert len(set(trees)) == len(trees)
+    if culprit > 0:
+        assert "fails merged alone on the base too" in v.culprits[0].reason
+
+
+def test_the_round_after_bisection_runs_its_checks_at_once(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    report = _parts(repo, 4)
+    runner = Pair(repo, "s0", "s2")
+    v = asyncio.run(verify_integration(repo, report, runner)).verification
+    assert [c.subtask for c in v.culprits] == ["s2"]
+    assert runner.most_at_once == 2
+    assert v.check_rounds == v.check_runs - 1  # exactly one round held two runs
+
+
+def test_a_culprit_last_is_rechecked_together_with_its_classification(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    report = _parts(repo, 4)
+    runner = Pair(repo, "s1", "s3")
+    v = asyncio.run(verify_integration(repo, report, runner)).verification
+    assert [(c.subtask, c.partner) for c in v.culprits] == [("s3", "s1")]
+    assert runner.commits.count(report.integration_commit) == 2  # the tip, and its one re-check
+    assert runner.most_at_once == 2
+
+
+def test_a_tip_that_fails_once_is_found_flaky_after_bisection_and_nothing_is_set_aside(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    report = _parts(repo, 4)
+    runner = Pair(repo, "nobody", "none", flaky_once=True)
+    verified = asyncio.run(verify_integration(repo, report, runner))
+    v = verified.verification
+    assert v.status is VerificationStatus.PASSED and not v.culprits
+    assert v.checks[0].flipped and "flaky" in v.note
+    assert verified.integration_commit == report.integration_commit
+    assert set(_status(verified).values()) == {SubtaskStatus.SUCCEEDED}
+    assert v.check_runs == 1 + 2 + 2  # the tip, ⌈log₂ 4⌉ probes, the re-check beside the last alone
