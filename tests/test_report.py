@@ -332,8 +332,17 @@ def repaired_report(outcome: Resolved, reason: str = "") -> RunReport:
     base = report()
     ok = outcome is not Resolved.REFUSED
     gate = (CheckResult("tests", ok, 0 if ok else 1, 1.25, output_tail="" if ok else "FAILED test_conf"),)
-    repair = Repair(outcome, "command (resolver)", "7" * 40, "9" * 40, reason, gate, 2.5, Usage(requests=1,
-                    input_tokens=30, output_tokens=10, cost_usd=0.02))  # fmt: skip
+    usage = Usage(requests=1, input_tokens=30, output_tokens=10, cost_usd=0.02)
+    repair = Repair(
+        outcome,
+        "command (resolver)",
+        "7" * 40,
+        "9" * 40,
+        reason=reason,
+        checks=gate,
+        seconds=2.5,
+        usage=usage,
+    )
     merges = (replace(base.merges[0], joined=2), replace(base.merges[1], repair=repair))
     policy = MergePolicy(on_conflict=OnConflict.RESOLVE, resolver=AgentSpec("command"))
     return replace(base, merges=merges, merge_policy=policy)
