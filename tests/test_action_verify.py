@@ -4,10 +4,9 @@ integration was verified (``passed`` after setting the culprit aside), names the
 reason and the failing check's log tail, and renders inert (GFM, as github.com would) even when the check's
 output is hostile.
 
-The repair machinery (``merge.on_conflict: resolve``) is not driven end to end here: ``ci_swarm/repair.py``
-was not on main when this was written. How a resolved or refused repair reaches the PR body and the review
-is tested on hand-built reports in tests/test_report.py, tests/test_review_wording.py and
-tests/test_github_review.py (the last through the fake GitHub).
+And ``merge.on_conflict: resolve`` with a scripted resolver whose resolution passes the checks: the PR shows
+the conflict ``resolved`` and by whom, and no lost-side review comment. A refused repair's wording is tested
+on hand-built reports in tests/test_report.py, tests/test_review_wording.py and tests/test_github_review.py.
 """
 
 from __future__ import annotations
@@ -16,9 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ci_swarm.action import main
 from tests.act_helpers import World, make_world, swarm_plan, write_sub
+from tests.helpers import SANDBOX_PY
 from tests.test_render_gfm import CLOSING, MENTION, rendered
 
 HOSTILE = "@someone <img src=x onerror=alert(1)> fixes #1"
@@ -71,3 +72,58 @@ def test_the_pr_body_and_job_summary_stay_inert_with_a_hostile_check_output(worl
         assert HOSTILE in doc.visible()  # shown, not dropped
     summary = world.summary.read_text()
     assert "Verification **passed**" in summary and "⛔ rejected" in summary
+
+
+LIB = "def greet():\n    return 'hi'\n"
+APP = "import lib\n\nprint(lib.greet())\n"
+JOINED = "def hello():  # the greeting\n    return 'hi'\n"
+
+
+def test_a_resolved_conflict_shows_as_resolved_on_the_pr(world: World) -> None:
+    """``merge.on_conflict: resolve`` with a scripted resolver whose joined text passes the checks."""
+    config = f'checks:\n  - {{name: app, run: "{SANDBOX_PY} app.py"}}\n'
+    world.commit_to_default({".github/ci-swarm.yml": config, "lib.py": LIB, "app.py": APP})
+    polish = {
+        "id": "polish",
+        "role": "builder",
+        "title": "polish",
+        "paths": ["lib.py"],
+        "agent": {
+            "kind": "scripted",
+            "edits": [{"replace": "lib.py", "old": "def greet():", "new": "def greet():  # the greeting"}],
+        },
+    }
+    rename = {
+        "id": "rename",
+        "role": "builder",
+        "title": "rename",
+        "paths": ["lib.py", "app.py"],
+        "agent": {
+            "kind": "scripted",
+            "edits": [
+                {"replace": "lib.py", "old": "def greet", "new": "def hello"},
+                {"replace": "app.py", "old": "lib.greet", "new": "lib.hello"},
+            ],
+        },
+    }
+    text = yaml.safe_dump(
+        {
+            "version": 1,
+            "task": "rename",
+            "subtasks": [polish, rename],
+            "merge": {
+                "order": "plan",
+                "on_conflict": "resolve",
+                "resolver": {"kind": "scripted", "edits": [{"write": "lib.py", "content": JOINED}]},
+            },
+        },
+        sort_keys=False,
+    )
+    issue = world.issue("Rename greet", f"```swarm-plan\n{text}```\n", labels=("swarm",))
+    assert main(world.env("issues", world.labeled(issue))) == 0
+    pr = world.repo().get_pull(int(world.read_outputs()["pr_number"]))
+    visible = rendered(pr.body).visible()
+    assert "resolution: resolved by scripted (resolver)" in visible
+    assert "rename: resolved by scripted (resolver) — checks passed (1)" in visible
+    assert list(pr.get_review_comments()) == []  # nothing lost: no lost-side comment
+    assert any("resolved by **scripted (resolver)**" in (r.body or "") for r in pr.get_reviews())
