@@ -23,8 +23,6 @@ def load(path: Path) -> dict[str, Any]:
 
 WORKFLOW = load(WORKFLOW_PATH)
 JOBS: dict[str, Any] = WORKFLOW["jobs"]
-AGENT_JOBS = ("agent", "agent_2")
-LAND_JOBS = ("land", "land_2")
 
 
 def test_it_is_a_reusable_workflow_with_the_documented_inputs_and_secrets() -> None:
@@ -37,7 +35,6 @@ def test_it_is_a_reusable_workflow_with_the_documented_inputs_and_secrets() -> N
         "agent_timeout_minutes",
         "land_timeout_minutes",
         "checks",
-        "budget_usd",
     }
     assert set(call["secrets"]) == {"anthropic_api_key", "github_token"}
     assert not any(secret.get("required") for secret in call["secrets"].values())
@@ -46,38 +43,39 @@ def test_it_is_a_reusable_workflow_with_the_documented_inputs_and_secrets() -> N
 
 
 def test_the_jobs_and_their_order() -> None:
-    assert list(JOBS) == ["plan", "agent", "land", "agent_2", "land_2"]
+    assert list(JOBS) == ["plan", "agent", "land"]
     assert JOBS["agent"]["needs"] == "plan"
     assert JOBS["land"]["needs"] == ["plan", "agent"]
-    assert JOBS["agent_2"]["needs"] == ["plan", "land"]
-    assert JOBS["land_2"]["needs"] == ["plan", "land", "agent_2"]
     # a failed agent job does not stop the landing; a failed plan does
     assert "!cancelled()" in JOBS["land"]["if"] and "needs.plan.result == 'success'" in JOBS["land"]["if"]
-    for job in ("agent_2", "land_2"):  # the second pair runs only when the first land names a next wave
-        assert JOBS[job]["if"] == "${{ !cancelled() && needs.land.outputs.matrix != '' }}"
+
+
+def test_the_plan_job_refuses_what_one_matrix_cannot_land() -> None:
+    """Only the first wave fans out (``agent`` refuses a subtask with dependencies), in one matrix of at most
+    256: a plan with more waves or chunks fails in the plan job, before any agent runs."""
+    script = next(s for s in steps("plan") if s.get("id") == "plan")["run"]
+    assert 'if [ "$waves" != 1 ] || [ "$chunks" != 1 ]; then' in script
+    assert script.rstrip().endswith("fi")
+    assert "exit 4" in script
 
 
 def test_each_job_has_only_the_permissions_it_needs() -> None:
     assert WORKFLOW["permissions"] == {}  # nothing by default: every job says what it needs
     assert JOBS["plan"]["permissions"] == {"contents": "write"}
-    for job in AGENT_JOBS:
-        assert JOBS[job]["permissions"] == {"contents": "read"}
-    for job in LAND_JOBS:
-        assert JOBS[job]["permissions"] == {"contents": "write", "pull-requests": "write"}
+    assert JOBS["agent"]["permissions"] == {"contents": "read"}
+    assert JOBS["land"]["permissions"] == {"contents": "write", "pull-requests": "write"}
     # only plan and land jobs can write comments or anything else
     writers = {name for name, job in JOBS.items() if "write" in job["permissions"].values()}
-    assert writers == {"plan", *LAND_JOBS}
+    assert writers == {"plan", "land"}
 
 
 def test_the_agent_matrix_never_fails_fast_and_is_capped_by_max_agents() -> None:
-    for job, source in (("agent", "plan"), ("agent_2", "land")):
-        strategy = JOBS[job]["strategy"]
-        assert strategy["fail-fast"] is False
-        assert strategy["max-parallel"] == "${{ inputs.max_agents }}"
-        assert strategy["matrix"] == f"${{{{ fromJSON(needs.{source}.outputs.matrix) }}}}"
-        assert JOBS[job]["timeout-minutes"] == "${{ inputs.agent_timeout_minutes }}"
-    for job in LAND_JOBS:
-        assert JOBS[job]["timeout-minutes"] == "${{ inputs.land_timeout_minutes }}"
+    strategy = JOBS["agent"]["strategy"]
+    assert strategy["fail-fast"] is False
+    assert strategy["max-parallel"] == "${{ inputs.max_agents }}"
+    assert strategy["matrix"] == "${{ fromJSON(needs.plan.outputs.matrix) }}"
+    assert JOBS["agent"]["timeout-minutes"] == "${{ inputs.agent_timeout_minutes }}"
+    assert JOBS["land"]["timeout-minutes"] == "${{ inputs.land_timeout_minutes }}"
 
 
 def test_one_concurrency_group_per_run_that_never_cancels() -> None:
@@ -90,11 +88,6 @@ def test_one_concurrency_group_per_run_that_never_cancels() -> None:
 def steps(job: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = JOBS[job]["steps"]
     return found
-
-
-def test_the_waves_share_their_steps() -> None:
-    assert steps("agent_2") == steps("agent")
-    assert steps("land_2") == steps("land")
 
 
 def test_no_expression_inside_a_run_script() -> None:
