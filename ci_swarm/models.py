@@ -73,6 +73,17 @@ class AgentSpec:
     options: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
 
 
+class Judge(StrEnum):
+    """How a subtask's attempts are judged (issue #14): ``checks`` (failing attempts out, the smallest
+    passing diff wins), ``vote`` (equal trees grouped, the largest group wins), ``reviewer`` (a reviewer
+    agent scores each passing attempt), ``weighted`` (reviewers' or roles' votes with configured weights)."""
+
+    CHECKS = "checks"
+    VOTE = "vote"
+    REVIEWER = "reviewer"
+    WEIGHTED = "weighted"
+
+
 @dataclass(frozen=True)
 class Subtask:
     id: str
@@ -82,6 +93,11 @@ class Subtask:
     paths: tuple[str, ...] = ()
     depends_on: tuple[str, ...] = ()
     agent: AgentSpec | None = None
+    attempts: tuple[AgentSpec | None, ...] = ()  # issue #14: () one attempt; each entry an agent (None: the
+    # subtask's own agent, else the default) — `attempts: N` is N × None
+    judge: Judge | None = (
+        None  # how attempts are judged (None: the plan's, else checks when checks exist, else vote)
+    )
 
 
 class Insertions(StrEnum):
@@ -124,6 +140,8 @@ class Plan:
     rationale: str = ""
     checks: tuple[Check, ...] = ()  # the plan's own checks (issue #12; () = the config's or the CLI's)
     merge_failing: bool | None = None  # merge a command agent whose own checks fail (None: the config's)
+    judge: Judge | None = None  # issue #14: the plan's judge for subtasks with attempts (None: the default)
+    review: ReviewPolicy | None = None  # issue #14: a review panel on the whole result (None: the config's)
 
     def subtask(self, subtask_id: str) -> Subtask:
         for sub in self.subtasks:
@@ -213,6 +231,72 @@ class SubtaskRecord:
     setup_seconds: float = 0.0  # making the agent's clone
     collect_seconds: float = 0.0  # committing its work (and its diffstat)
     checks: tuple[CheckResult, ...] = ()  # a command agent's own checks on its commit (issue #12)
+    judgement: Judgement | None = None  # issue #14: its attempts and why the winner won (None: one attempt)
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt at a subtask (issue #14), on branch ``<agent branch>.<index>``."""
+
+    index: int  # 1-based
+    agent: str  # the agent that made it, e.g. "command" or "claude (claude-sonnet-4-5, t=0.7)"
+    status: SubtaskStatus
+    branch: str = ""
+    commit: str = ""
+    tree: str = ""  # the commit's tree (vote groups equal trees)
+    checks: tuple[CheckResult, ...] = ()
+    diff_lines: int = 0  # insertions + deletions against the start
+    score: float | None = None  # reviewer / weighted judges
+    votes: float = 0.0  # vote / weighted judges: the size (or weight) of its group
+    reason: str = ""  # why it is out, or the reviewer's reason (untrusted text)
+    usage: Usage = Usage()
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """How a subtask's attempts were judged: the judge, the winning attempt's index (None: every attempt
+    failed — the subtask fails, every attempt branch kept) and why, in one line."""
+
+    judge: Judge
+    winner: int | None
+    why: str
+    attempts: tuple[AttemptRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReviewPolicy:
+    """``review:`` — a panel of reviewer agents votes on the whole integration (issue #14): the PR is
+    opened ready for review only with ``approve`` approvals of ``voters``, else as a draft."""
+
+    voters: int = 3
+    approve: int = 2
+    roles: tuple[str, ...] = ()  # each voter's focus, e.g. security, correctness, style (cycled)
+
+
+@dataclass(frozen=True)
+class PanelVote:
+    voter: str  # e.g. "reviewer 1 (security)"
+    role: str
+    approve: bool
+    reasons: str = ""  # untrusted model text
+    abstained: bool = False  # malformed twice: no vote
+    usage: Usage = Usage()
+
+
+@dataclass(frozen=True)
+class Panel:
+    votes: tuple[PanelVote, ...]
+    required: int
+
+    @property
+    def approvals(self) -> int:
+        return sum(v.approve and not v.abstained for v in self.votes)
+
+    @property
+    def ready(self) -> bool:
+        """The PR is opened ready for review (else as a draft with the reasons)."""
+        return self.approvals >= self.required
 
 
 @dataclass(frozen=True)
@@ -361,6 +445,7 @@ class RunReport:
     serial: SerialComparison | None = None  # --compare-serial
     timeout_seconds: float | None = None  # the per-subtask timeout that applied (None: none)
     verification: Verification = field(default_factory=lambda: Verification())  # issue #12
+    panel: Panel | None = None  # issue #14: the review panel's votes on the integration (None: no panel)
 
     @property
     def conflicts(self) -> tuple[Conflict, ...]:

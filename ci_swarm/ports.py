@@ -8,12 +8,12 @@ points (``cli.py``, ``action.py``) create them through small factories imported 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from ci_swarm.models import AgentOutcome, AgentSpec, Plan, Request, RunReport, Subtask, Usage
+from ci_swarm.models import AgentOutcome, AgentSpec, PanelVote, Plan, Request, RunReport, Subtask, Usage
 from ci_swarm.workspace import Workspace
 
 if TYPE_CHECKING:  # the sandbox's helpers import the ports (concurrency → ProgressEvent)
@@ -168,3 +168,42 @@ class ModelSession(Protocol):
     def budget_reason(self) -> str | None: ...
 
     async def aclose(self) -> None: ...
+
+
+# --- issue #14: judging attempts and voting on the result --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    """What a reviewer sees of one attempt: its index, diff (against the subtask's start) and check output."""
+
+    index: int
+    diff: str
+    checks: str = ""
+
+
+@dataclass(frozen=True)
+class Score:
+    """A reviewer's verdict on one attempt: a score in [0, 10] and a one-line reason; ``abstained`` when its
+    answer was malformed twice (then it has no say)."""
+
+    index: int
+    score: float
+    reason: str = ""
+    abstained: bool = False
+
+
+class Reviewer(Protocol):
+    """Scores every passing attempt of a subtask in one structured answer (validated, repaired once)."""
+
+    async def score(
+        self, subtask: Subtask, attempts: Sequence[AttemptView], role: str = ""
+    ) -> tuple[Score, ...]: ...
+
+    def usage(self) -> Usage: ...
+
+
+class PanelVoter(Protocol):
+    """One review-panel voter: reads the integration diff and approves or requests changes, with reasons."""
+
+    async def vote(self, task: str, diff: str, role: str, voter: str) -> PanelVote: ...
