@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from contextlib import AbstractContextManager, nullcontext, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,7 +59,7 @@ from ci_swarm.runtime import sigterm_interrupts
 from ci_swarm.service import CommandPolicy, RunOutcome, RunRequest, ServiceOptions, run_request
 
 if TYPE_CHECKING:
-    from ci_swarm.github.publish import Publisher
+    from ci_swarm.github.publish import Publisher, PublishResult
     from ci_swarm.github.trust import ActionGitHub
 
 __all__ = [
@@ -187,10 +188,13 @@ class Action:
         log(f"{decision.event} by @{decision.actor}: {len(decision.jobs)} job(s)")
         for note in decision.notes:
             log(note)
+        if settings.inputs.fan_out and len(decision.jobs) != 1:
+            raise UsageError(f"input fan_out: {len(decision.jobs)} jobs matched; a fan-out runs exactly one")
         try:
             codes = [self.run_isolated(config, decision, job) for job in decision.jobs]
         finally:
-            if decision.label and decision.issue is not None and not settings.inputs.dry_run:
+            landing = settings.inputs.fan_out == "land"  # the plan job removed it already
+            if decision.label and decision.issue is not None and not settings.inputs.dry_run and not landing:
                 with suppress(SwarmError):  # best effort: never hide the run's own outcome
                     self.github.remove_label(decision.issue, decision.label)
         return max(codes, default=EXIT_OK)
@@ -245,9 +249,14 @@ class Action:
             return exc.exit_code
 
     def run_job(self, config: Config, run: Run, job: Job) -> int:
-        """Settings → service request → the service → protected paths → publish and emit → exit code."""
+        """Settings → service request → the service → protected paths → publish and emit → exit code; with
+        the ``fan_out`` input, the plan or land job of a fan-out (:mod:`ci_swarm.github.fanout_job`)."""
+        if self.settings.inputs.fan_out:
+            from ci_swarm.github.fanout_job import run_fan_out
+
+            return run_fan_out(self, config, run, job)
         repo = git.open_repo(self.settings.workspace)
-        default = job.agent or default_agent(config, self.settings.has_anthropic_key)
+        default = self.job_agent(config, job)
         publisher = None if self.settings.inputs.dry_run else self.publisher(config, run, job)
         started: list[ProgressComment] = []  # the progress comment, once the service started it
         try:
@@ -257,17 +266,7 @@ class Action:
             request = self.request_with_context(repo, run, job.request)
             static = self.static_plan(repo, config, run, job, base_commit, default)
             start, kept = self.maintenance_start(repo, job, publisher, base_commit)
-            options = RunOptions(
-                repo=repo,
-                base=start,
-                max_agents=config.max_agents,
-                timeout=config.timeout,
-                run_id=new_run_id(),
-                branch_prefix=config.branch_prefix,
-                default_agent=default,
-                pass_env=config.pass_env,
-                secrets=self.settings.secrets,  # redacted from the reports' output tails and commands
-            )
+            options = self.run_options(repo, config, start, default, new_run_id())
             where = f"from {base_ref} ({base_commit[:10]})" if start == base_commit else f"({kept})"
             job_request = RunRequest(
                 request,
@@ -286,9 +285,7 @@ class Action:
                 outcome = dataclasses.replace(
                     outcome, report=dataclasses.replace(outcome.report, notes=notes)
                 )
-            protected = protected_changes(repo, outcome.report, config)
-            if protected:
-                raise UsageError(f"the swarm changed protected paths ({protected}): nothing was pushed")
+            self.refuse_protected(repo, outcome.report, config)
         except BaseException as exc:
             if publisher is not None:
                 self.report_failure(run, exc, started[0] if started else None)
@@ -345,7 +342,39 @@ class Action:
             on_warning=lambda warning: runner.warning(warning, title="ci-swarm plan"),
         )
 
+    @property
+    def env(self) -> Mapping[str, str] | None:
+        """The environment the action was given (None: the process's own)."""
+        return self._env
+
+    def run_options(
+        self, repo: Path, config: Config, start: str, default: AgentSpec, run_id: str
+    ) -> RunOptions:
+        return RunOptions(
+            repo=repo,
+            base=start,
+            max_agents=config.max_agents,
+            timeout=config.timeout,
+            run_id=run_id,
+            branch_prefix=config.branch_prefix,
+            default_agent=default,
+            pass_env=config.pass_env,
+            secrets=self.settings.secrets,  # redacted from the reports' output tails and commands
+        )
+
+    def job_agent(self, config: Config, job: Job) -> AgentSpec:
+        return job.agent or default_agent(config, self.settings.has_anthropic_key)
+
+    def refuse_protected(self, repo: Path, report: RunReport, config: Config) -> None:
+        protected = protected_changes(repo, report, config)
+        if protected:
+            raise UsageError(f"the swarm changed protected paths ({protected}): nothing was pushed")
+
     def finish(self, repo: Path, job: Job, outcome: RunOutcome, publisher: Publisher | None) -> int:
+        return self.published(repo, outcome, publisher).code
+
+    def published(self, repo: Path, outcome: RunOutcome, publisher: Publisher | None) -> Finished:
+        """Publish (unless a dry run), emit the job's outputs and summary; the exit code."""
         report = outcome.report
         result = None
         if publisher is not None:
@@ -358,10 +387,12 @@ class Action:
         )
         log(f"run {final.run_id}: {len(final.failed)} failed, {len(final.conflicts)} conflict(s){where}")
         if final.interrupted:
-            return Interrupted.exit_code
-        if result is not None and result.held_back:
-            return SecretFound.exit_code
-        return EXIT_FAILED_SUBTASKS if exit_code(final) == EXIT_FAILED_SUBTASKS else EXIT_OK
+            code = Interrupted.exit_code
+        elif result is not None and result.held_back:
+            code = SecretFound.exit_code
+        else:
+            code = EXIT_FAILED_SUBTASKS if exit_code(final) == EXIT_FAILED_SUBTASKS else EXIT_OK
+        return Finished(code, result, final)
 
     def report_failure(self, run: Run, exc: BaseException, progress: ProgressComment | None) -> None:
         """Say why on GitHub: in the progress comment, or (before it exists) in a new comment."""
@@ -451,6 +482,15 @@ class Action:
         environ = os.environ if self._env is None else self._env
         base_url = environ.get("ANTHROPIC_BASE_URL")
         return ClaudeSession.with_key(settings, self.settings.anthropic_key, base_url)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A published job: its exit code, what was published (None: a dry run) and the report as published."""
+
+    code: int
+    result: PublishResult | None
+    report: RunReport
 
 
 class _LazyAccess:

@@ -25,6 +25,7 @@ from pathlib import Path
 from ci_swarm.config import DEFAULT_PATH, Budget, Config, config_from_text
 from ci_swarm.errors import ConfigError, PathEscapeError, UsageError
 from ci_swarm.models import AgentSpec
+from ci_swarm.naming import check_run_id
 from ci_swarm.workspace import check_relative
 
 _TRUE = frozenset({"true", "yes", "1", "on"})
@@ -46,6 +47,9 @@ class Inputs:
     branch_prefix: str = ""
     dry_run: bool = False
     sandbox: str = ""  # user | none ("" = the config's, else user where available)
+    fan_out: str = ""  # "" (one job runs everything) | plan | land (see docs/action.md, "Fan-out")
+    run_id: str = ""  # fan_out: the run's id (plan: "" = a new one; land: the plan job's run_id output)
+    bundles_dir: str = ""  # fan_out land: the directory holding the agent jobs' bundles
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,9 @@ def parse_inputs(env: Mapping[str, str]) -> Inputs:
         branch_prefix=text("branch_prefix"),
         dry_run=_flag("dry_run", text("dry_run")),
         sandbox=_choice("sandbox", text("sandbox"), ("user", "none")),
+        fan_out=_choice("fan_out", text("fan_out"), ("plan", "land")),
+        run_id=_run_id(text("run_id")),
+        bundles_dir=text("bundles_dir"),
     )
 
 
@@ -183,6 +190,15 @@ def _positive_int(name: str, value: str) -> int | None:
     if not value.isdigit() or int(value) < 1:
         raise UsageError(f"input {name}: expected a positive whole number, got {value!r}")
     return int(value)
+
+
+def _run_id(value: str) -> str:
+    if not value:
+        return ""
+    try:
+        return check_run_id(value)
+    except UsageError as exc:
+        raise UsageError(f"input run_id: {exc}") from None
 
 
 def _positive_float(name: str, value: str) -> float | None:

@@ -206,6 +206,28 @@ class Publisher:
             comment_id=comment.id,
         )
 
+    def resume(self, run_id: str, subtasks: Iterable[Subtask | str], comment_id: int) -> ProgressComment:
+        """The progress comment another job started (a fan-out's plan job), edited from here on; a comment
+        that is gone (deleted) gets a new one through :meth:`start`."""
+        number = self.target.number
+        if number is None:
+            return self.start(None, run_id, subtasks)
+        try:
+            with self._call(f"reading the progress comment {comment_id} on #{number}"):
+                comment = self.repo.get_issue(number).get_comment(comment_id)
+        except ForgeError as err:
+            log.warning("%s: starting a new one", err)
+            return self.start(None, run_id, subtasks)
+        return ProgressComment(
+            comment.edit,
+            run_id,
+            tuple(subtasks),
+            min_interval=self.progress_interval,
+            run_url=workflow_run_url(self._env),
+            url=comment.html_url,
+            comment_id=comment.id,
+        )
+
     # --- publish -------------------------------------------------------------------------------
 
     def publish(

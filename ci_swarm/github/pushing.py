@@ -235,6 +235,28 @@ def push_integration(
     )
 
 
+def push_refs(
+    repo: Path,
+    url: str,
+    token: str,
+    refs: Mapping[str, tuple[str, str]],
+    *,
+    secrets: Sequence[str] = (),
+    since: str | None = None,
+) -> None:
+    """Push each ``{ref: (commit, the commit the remote must still hold — "" = none)}`` with a lease, every
+    commit scanned first (SecretFound: nothing is pushed): a fan-out run's integration branch at its base
+    and its state ref (``refs/swarm/<run>/state``). ForgeError when the remote refuses or a ref moved."""
+    specs = [f"{commit}:{ref}" for ref, (commit, _) in refs.items()]
+    lease = {ref: expected for ref, (_, expected) in refs.items()}
+    result = _push(repo, url, specs, token, Guard(tuple(secrets), since), lease=lease)
+    if isinstance(result, GitError):
+        raise ForgeError(f"pushing {', '.join(refs)} to {url} failed: {_why(result)}")
+    rejected = [f"{r.dst} {r.summary}" for r in result if r.rejected]
+    if rejected:
+        raise ForgeError(f"pushing to {url} failed: {'; '.join(rejected)}")
+
+
 def fetch_tip(repo: Path, url: str, branch: str, token: str) -> str:
     local = f"{FETCHED}/{branch}"
     try:

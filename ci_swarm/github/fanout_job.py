@@ -1,0 +1,269 @@
+"""The Action's fan-out jobs (input ``fan_out: plan | land``): the plan and land jobs of the reusable workflow
+``swarm-fan-out.yml`` route, admit and publish like a normal run (issue #13).
+
+* **plan** — the routed job's plan (its ``swarm-plan`` block, plan file or shard; else Claude's) goes to
+  :func:`ci_swarm.fanout.plan_fan_out` instead of the run; the sticky progress comment is started ("planned,
+  N agent jobs queued") and its id kept beside the run state (the state commit's ``progress-comment``
+  file); the integration branch (at the base) and ``refs/swarm/<run>/state`` are pushed through
+  :func:`ci_swarm.github.pushing.push_refs` (scanned, each with a lease); outputs ``run_id``, ``branch``,
+  ``matrix``, every ``matrix_<i>``, ``chunks``, ``waves``.
+* **land** — the state fetched, the bundles landed (:func:`ci_swarm.fanout.land_run`), the report published
+  by the Action's own publisher (agent branches and integration commit scanned and pushed, the pull
+  request, review comments, the progress comment finished; a held-back branch is exit 7), the outputs and
+  job summary (:func:`ci_swarm.github.runner.emit_job`); then the landed state, with what was published
+  (``published.json``: outputs and exit status), pushed with a lease on the state the job fetched. A second
+  land of the same run publishes nothing, writes the same outputs and exits as the first did.
+
+Only one wave of at most 256 subtasks fans out (one matrix job): a plan with more is refused by the plan job
+before anything is pushed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ci_swarm import git, runstate
+from ci_swarm.config import Config
+from ci_swarm.errors import EXIT_FAILED_SUBTASKS, EXIT_OK, UsageError
+from ci_swarm.fanout import FanOut, Landing, land_run, plan_fan_out
+from ci_swarm.github import log as runner_log
+from ci_swarm.github import runner
+from ci_swarm.github.event import Job, Run
+from ci_swarm.github.progress import ProgressComment
+from ci_swarm.github.pushing import TokenRemote, fetch_tip, push_refs
+from ci_swarm.github.runner import OutputValue
+from ci_swarm.matrix import output_lines
+from ci_swarm.models import RunReport
+from ci_swarm.naming import new_run_id
+from ci_swarm.ports import ProgressEvent
+from ci_swarm.service import RunOutcome, RunRequest
+
+if TYPE_CHECKING:
+    from ci_swarm.action import Action
+    from ci_swarm.github.publish import Publisher
+
+PROGRESS_FILE = "progress-comment"  # in the state commit: the id of the plan job's progress comment
+PUBLISHED_FILE = "published.json"  # in the landed state commit: the land job's outputs and exit status
+
+
+def run_fan_out(action: Action, config: Config, run: Run, job: Job) -> int:
+    """The ``fan_out`` input's job: plan or land."""
+    inputs = action.settings.inputs
+    if inputs.dry_run:
+        raise UsageError(
+            "input fan_out does not go with dry_run: the land job needs what the plan job pushes"
+        )
+    if job.name:
+        raise UsageError(
+            f"maintenance job {job.name!r}: scheduled maintenance jobs do not fan out "
+            "(use swarm-maintenance.yml)"
+        )
+    if inputs.fan_out == "plan":
+        return plan_job(action, config, run, job)
+    return land_job(action, config, run, job)
+
+
+# --- plan ---------------------------------------------------------------------------------------------
+
+
+def plan_job(action: Action, config: Config, run: Run, job: Job) -> int:
+    settings = action.settings
+    repo = git.open_repo(settings.workspace)
+    publisher = action.publisher(config, run, job)
+    progress: ProgressComment | None = None
+    try:
+        base_ref, base = action.resolve_base(repo, run)
+        request = action.request_with_context(repo, run, job.request)
+        default = action.job_agent(config, job)
+        static = action.static_plan(repo, config, run, job, base, default)
+        run_id = settings.inputs.run_id or new_run_id()
+        options = action.run_options(repo, config, base, default, run_id)
+        planned = RunRequest(
+            request, options, static, config.merge, config.max_subtasks, checks=config.checks
+        )
+        wiring = action.wiring(config, run_id, f"from {base_ref} ({base[:10]})", None, lambda _: None)
+        fanned = plan_fan_out(planned, wiring, config_digest(settings.workspace, settings.inputs.config))
+        for warning in fanned.warnings:
+            runner.warning(warning, title="ci-swarm plan")
+        one_matrix(fanned)
+        state = fanned.state
+        progress = publisher.start(request, state.run_id, state.plan.subtasks)
+        progress.finish(queued_text(fanned), phase="running")
+        commit = remember_progress(repo, state.run_id, progress.comment_id)
+        refs = {
+            f"refs/heads/{state.integration_branch}": (state.base, ""),
+            runstate.state_ref(state.run_id): (commit, ""),
+        }
+        github = action.github
+        secrets = (github.token, *settings.secrets)
+        push_refs(repo, github.repo.clone_url, github.token, refs, secrets=secrets, since=state.base)
+    except BaseException as exc:
+        action.report_failure(run, exc, progress)
+        publisher.react("confused")
+        raise
+    emit_plan(fanned, action.env)
+    runner_log.info(
+        f"run {state.run_id}: {len(fanned.matrix.first)} agent job(s) queued from {base_ref} "
+        f"({state.base[:10]}); {state.integration_branch} and {runstate.state_ref(state.run_id)} pushed"
+    )
+    return EXIT_OK
+
+
+def one_matrix(fanned: FanOut) -> None:
+    """The workflow runs one wave in one matrix job: what it could not land is refused before any push."""
+    matrix = fanned.matrix
+    if matrix.waves != 1 or len(matrix.chunks) != 1:
+        raise UsageError(
+            f"this plan has {matrix.waves} wave(s) and {len(matrix.chunks)} matrix chunk(s); the fan-out "
+            "workflow runs one wave of at most 256 subtasks (run dependent subtasks with swarm-on-label.yml)"
+        )
+
+
+def queued_text(fanned: FanOut) -> str:
+    jobs = len(fanned.matrix.first)
+    return (
+        f"**Planned:** {jobs} agent job(s) queued, one subtask each (fan-out run "
+        f"`{fanned.state.run_id}`). The land job merges their work and finishes this comment."
+    )
+
+
+def remember_progress(repo: Path, run_id: str, comment_id: int | None) -> str:
+    """The state commit to push: with the progress comment's id beside the state, when there is one."""
+    recorded = runstate.load(repo, run_id)
+    if comment_id is None:
+        return recorded.commit
+    files = {PROGRESS_FILE: str(comment_id).encode()}
+    return runstate.record(repo, recorded.state, recorded.commit, files)
+
+
+def emit_plan(fanned: FanOut, env: Mapping[str, str] | None) -> None:
+    state = fanned.state
+    outputs: dict[str, OutputValue] = {"branch": state.integration_branch}
+    for line in output_lines(state.run_id, fanned.matrix):
+        key, _, value = line.partition("=")
+        outputs[key] = value
+    runner.set_outputs(outputs, env)
+    ids = ", ".join(f"`{sub}`" for sub in fanned.matrix.first)
+    runner.append_summary(
+        f"### ci-swarm fan-out: run `{state.run_id}` planned\n\n"
+        f"{len(fanned.matrix.first)} agent job(s): {ids}\n",
+        env,
+    )
+
+
+def config_digest(workspace: Path, relative: str) -> str:
+    """sha256 of the config file's bytes ("" without one), recorded in the run state."""
+    path = workspace / relative
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
+# --- land ---------------------------------------------------------------------------------------------
+
+
+def land_job(action: Action, config: Config, run: Run, job: Job) -> int:
+    settings = action.settings
+    run_id = settings.inputs.run_id
+    if not run_id:
+        raise UsageError("fan_out: land needs the run_id input (the plan job's run_id output)")
+    repo = git.open_repo(settings.workspace)
+    github = action.github
+    url, token = github.repo.clone_url, github.token
+    ref = runstate.state_ref(run_id)
+    TokenRemote(repo, url, token).fetch([f"+{ref}:{ref}"])
+    fetched = runstate.load(repo, run_id)
+    if fetched.state.landed:
+        return landed_before(action, repo, fetched)
+    fetch_tip(repo, url, fetched.state.integration_branch, token)  # the base's objects, whatever the checkout
+    publisher = action.publisher(config, run, job)
+    progress = resume_progress(repo, publisher, fetched)
+    try:
+        base_ref, _ = action.resolve_base(repo, run)
+        if run.pr is None:
+            publisher.base_branch = base_ref
+        wiring = action.wiring(config, run_id, "", None, lambda _: None)
+        bundles = Path(settings.inputs.bundles_dir) if settings.inputs.bundles_dir else None
+        landing = land_run(repo, run_id, bundles, wiring, (), settings.secrets)
+        report = landed_report(landing, job, run)
+        action.refuse_protected(repo, report, config)
+        show_results(progress, report)
+    except BaseException as exc:
+        action.report_failure(run, exc, progress)
+        publisher.react("confused")
+        raise
+    finished = action.published(repo, RunOutcome(report, progress), publisher)
+    outputs = runner.run_outputs(
+        finished.report,
+        branch=finished.result.branch if finished.result else "",
+        pr_number=finished.result.pr_number if finished.result else None,
+        pr_url=finished.result.pr_url if finished.result else "",
+    )
+    record_published(repo, run_id, fetched, outputs, finished.code, (url, token, settings.secrets))
+    return finished.code
+
+
+def resume_progress(repo: Path, publisher: Publisher, recorded: runstate.Recorded) -> ProgressComment:
+    """The plan job's progress comment (by the id beside the state), else a new one."""
+    state = recorded.state
+    raw = (runstate.attachment(repo, recorded, PROGRESS_FILE) or b"").decode().strip()
+    if raw.isdigit():
+        return publisher.resume(state.run_id, state.plan.subtasks, int(raw))
+    return publisher.start(None, state.run_id, state.plan.subtasks)
+
+
+def landed_report(landing: Landing, job: Job, run: Run) -> RunReport:
+    """The landing's report with the routed request (the PR's title) and the routing's notes."""
+    report = landing.report
+    if report is None:  # pragma: no cover - land_run returns a report unless the state had landed
+        raise UsageError("the run had already landed")
+    return dataclasses.replace(report, request=job.request, notes=(*report.notes, *run.notes))
+
+
+def show_results(progress: ProgressComment, report: RunReport) -> None:
+    """Each agent job's outcome and merge in the progress comment's rows (they ran in other jobs)."""
+    for sub in report.subtasks:
+        progress(ProgressEvent("subtask_finished", sub.id, sub.status.value, sub.error))
+    for merge in report.merges:
+        progress(ProgressEvent("merge_finished", merge.subtask, merge.status.value))
+
+
+def record_published(
+    repo: Path,
+    run_id: str,
+    fetched: runstate.Recorded,
+    outputs: dict[str, OutputValue],
+    code: int,
+    remote: tuple[str, str, tuple[str, ...]],
+) -> None:
+    """The landed state (with what was published) pushed over the state this job fetched (a lease)."""
+    url, token, secrets = remote
+    recorded = runstate.load(repo, run_id)  # the landing land_run recorded
+    files = {
+        name: runstate.attachment(repo, recorded, name) or b""
+        for name in recorded.files
+        if name != runstate.STATE_FILE
+    }
+    files[PUBLISHED_FILE] = json.dumps({"exit": code, "outputs": outputs}, sort_keys=True).encode()
+    commit = runstate.record(repo, recorded.state, recorded.commit, files)
+    ref = runstate.state_ref(run_id)
+    push_refs(
+        repo, url, token, {ref: (commit, fetched.commit)}, secrets=(token, *secrets), since=fetched.commit
+    )
+
+
+def landed_before(action: Action, repo: Path, recorded: runstate.Recorded) -> int:
+    """A second land: nothing merged or published; the first land's outputs, and its exit status."""
+    run_id = recorded.state.run_id
+    raw = runstate.attachment(repo, recorded, PUBLISHED_FILE)
+    if raw is None:  # landed by `ci-swarm land`, not by the Action: nothing was published then either
+        code = int((runstate.attachment(repo, recorded, "exit") or b"0").decode().strip() or 0)
+        runner.notice(f"run {run_id} had already landed (by ci-swarm land): nothing published")
+        return EXIT_FAILED_SUBTASKS if code == EXIT_FAILED_SUBTASKS else EXIT_OK
+    published = json.loads(raw)
+    runner.set_outputs(published["outputs"], action.env)
+    runner.notice(f"run {run_id} had already landed and was published: nothing published again")
+    return int(published["exit"])
