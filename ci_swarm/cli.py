@@ -439,6 +439,7 @@ def run(
         check_flags=_check_flags(check_texts),
         merge_failing=config.merge_failing,
         on_conflict=OnConflict(on_conflict) if on_conflict else None,
+        review=config.review,
     )
     outcome = run_request(run_job, wiring)
     report = outcome.report

@@ -23,7 +23,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from ci_swarm.errors import ConfigError
+from ci_swarm.errors import ConfigError, PlanError
 from ci_swarm.models import (
     DEFAULT_CHECK_TIMEOUT,
     EMPTY,
@@ -33,7 +33,9 @@ from ci_swarm.models import (
     MergeOrder,
     MergePolicy,
     OnConflict,
+    ReviewPolicy,
 )
+from ci_swarm.plan import review_policy
 from ci_swarm.safeyaml import BoundedLoader
 from ci_swarm.workspace import matches_any
 
@@ -101,6 +103,7 @@ class Config:
     checks: tuple[Check, ...] = ()  # judge the integration and command agents' work (issue #12)
     merge_failing: bool = False  # merge a command agent whose own checks fail
     merge: MergePolicy = field(default_factory=MergePolicy)
+    review: ReviewPolicy | None = None  # a review panel on the result (None: none; a plan's replaces it)
     role_prompts: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     protected_paths: tuple[str, ...] = DEFAULT_PROTECTED
     branch_prefix: str = "swarm"
@@ -222,6 +225,11 @@ def _validate(data: dict[str, Any], lines: Mapping[KeyPath, int], source: str) -
                 shlex.split(value)
             except ValueError as exc:
                 raise ConfigError(f"{source}:{_line_of(path, lines)}: {_dotted(path)}: {exc}") from exc
+    if "review" in data:  # approve ≤ voters: one rule with plans' review:
+        try:
+            review_policy(data["review"], "review")
+        except PlanError as exc:
+            raise ConfigError(f"{source}:{_line_of(('review',), lines)}: {exc}") from exc
 
 
 def _explain(error: jsonschema.ValidationError) -> tuple[KeyPath, str]:
@@ -370,6 +378,7 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
         checks=tuple(_check(c) for c in data.get("checks", ())),
         merge_failing=bool(data.get("merge_failing", False)),
         merge=merge_policy(merge),
+        review=review_policy(data["review"], "review") if "review" in data else None,
         role_prompts=MappingProxyType(dict(data.get("role_prompts", {}))),
         protected_paths=tuple(data.get("protected_paths", DEFAULT_PROTECTED)),
         branch_prefix=data.get("branch_prefix", "swarm"),

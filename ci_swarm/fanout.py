@@ -153,7 +153,7 @@ def run_agent(
         secrets=secrets,
     )
     keep = replace(state.plan.merge, on_conflict=OnConflict.KEEP)  # one subtask: nothing to conflict with
-    one = replace(state.plan, subtasks=(sub,), checks=(), merge=keep)
+    one = replace(state.plan, subtasks=(sub,), checks=(), merge=keep, review=None)  # no panel on a part
     job = RunRequest(Request(task=state.plan.task, source="cli"), options, one)
     try:
         report = run_request(job, replace(wiring, sandbox=policy.sandbox or wiring.sandbox)).report

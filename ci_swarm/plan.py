@@ -38,18 +38,23 @@ from ci_swarm.models import (
     MergePolicy,
     OnConflict,
     Plan,
+    ReviewPolicy,
     Subtask,
 )
 from ci_swarm.paths import overlap_warning, ownership_overlaps
 from ci_swarm.safeyaml import JSONLimitError, load_json, load_yaml
 
 SUPPORTED_VERSIONS = (1,)
+MAX_VOTERS = 9  # a review panel's voters (each one model call on the whole diff)
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")
 
-_PLAN_KEYS = frozenset({"version", "task", "merge", "subtasks", "rationale", "checks", "merge_failing"})
+_PLAN_KEYS = frozenset(
+    {"version", "task", "merge", "subtasks", "rationale", "checks", "merge_failing", "review"}
+)
 _CHECK_KEYS = frozenset({"name", "run", "timeout"})
 _SUBTASK_KEYS = frozenset({"id", "role", "title", "instructions", "paths", "depends_on", "agent"})
 _MERGE_KEYS = frozenset({"order", "prefer", "insertions", "on_conflict", "resolver"})
+_REVIEW_KEYS = frozenset({"voters", "approve", "roles"})
 
 
 class OptionsValidator(Protocol):
@@ -134,6 +139,7 @@ def plan_from_dict(
         rationale=_opt_str(data, "rationale", source),
         checks=_checks(data.get("checks"), source),
         merge_failing=_opt_bool(data, "merge_failing", source),
+        review=review_policy(data["review"], f"{source}: review") if data.get("review") is not None else None,
     )
 
 
@@ -157,6 +163,9 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         data["checks"] = [_check_to_dict(check) for check in plan.checks]
     if plan.merge_failing is not None:
         data["merge_failing"] = plan.merge_failing
+    if plan.review is not None:
+        review = plan.review
+        data["review"] = {"voters": review.voters, "approve": review.approve, "roles": list(review.roles)}
     return data
 
 
@@ -315,6 +324,27 @@ def _resolver(raw: Any, source: str, validators: Validators) -> AgentSpec | None
     if raw is not None and not isinstance(raw, str | Mapping):
         raise PlanError(f"{where} must be an agent kind or a mapping with 'kind', got {kind_of(raw)}")
     return _agent(raw, where, validators)
+
+
+def review_policy(raw: Any, where: str) -> ReviewPolicy:
+    """``review: {voters, approve, roles}`` (a plan's or the config's) → :class:`ReviewPolicy`; PlanError
+    naming ``where`` unless ``1 ≤ approve ≤ voters`` and ``roles`` is a list of non-empty strings."""
+    if not isinstance(raw, Mapping):
+        raise PlanError(f"{where} must be a mapping with voters, approve and roles, got {kind_of(raw)}")
+    no_unknown_keys(raw, _REVIEW_KEYS, where)
+    default = ReviewPolicy()
+    voters, approve = raw.get("voters", default.voters), raw.get("approve", default.approve)
+    for key, value in (("voters", voters), ("approve", approve)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PlanError(f"{where}.{key} must be a whole number of at least 1, got {value!r}")
+    if approve > voters:
+        raise PlanError(f"{where}.approve ({approve}) must not exceed voters ({voters})")
+    if voters > MAX_VOTERS:
+        raise PlanError(f"{where}.voters must be at most {MAX_VOTERS}, got {voters}")
+    roles = raw.get("roles", [])
+    if not isinstance(roles, list) or not all(isinstance(r, str) and r.strip() for r in roles):
+        raise PlanError(f"{where}.roles must be a list of role names (strings), got {roles!r}")
+    return ReviewPolicy(voters=voters, approve=approve, roles=tuple(r.strip() for r in roles))
 
 
 def _prefer(raw: Any, source: str) -> tuple[str, ...]:

@@ -159,6 +159,14 @@ class ModelSession(Protocol):
 
     def agent_backend(self) -> AgentBackend: ...
 
+    def reviewer(self) -> Reviewer:
+        """The attempts' reviewer (judge ``reviewer``/``weighted``), asking this session's model."""
+        ...
+
+    def panel_voter(self) -> PanelVoter:
+        """A review-panel voter (``review:``), asking this session's model."""
+        ...
+
     def usage(self) -> Usage: ...
 
     def notes(self) -> tuple[str, ...]:

@@ -6,8 +6,8 @@ needs a model (:func:`needs_model`), build the model session only then (through 
 wires in), plan when there is no plan, validate (warnings returned and handed to ``on_warning``), check agent
 kinds and command agents (:class:`CommandPolicy`), choose the sandbox (:func:`choose_sandbox`: a run that
 would start an untrusted process and has no sandbox stops here), start the progress comment, run the
-orchestrator inside one event loop, close the session, and fold its usage, notes and budget stop into the
-report, once.
+orchestrator inside one event loop, verify, let the review panel vote (:mod:`ci_swarm.panel`, ``review:``),
+close the session, and fold its usage, notes and budget stop into the report, once.
 
 The service is core: it sees the model session and the publisher only through :mod:`ci_swarm.ports`.
 """
@@ -20,11 +20,11 @@ from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ci_swarm import git
+from ci_swarm import git, panel
 from ci_swarm.allowlist import command_allowed
 from ci_swarm.config import DEFAULT_PATH
-from ci_swarm.errors import UsageError
-from ci_swarm.models import AgentSpec, Check, MergePolicy, OnConflict, Plan, Request, RunReport
+from ci_swarm.errors import LLMError, UsageError
+from ci_swarm.models import AgentSpec, Check, MergePolicy, OnConflict, Plan, Request, ReviewPolicy, RunReport
 from ci_swarm.naming import new_run_id
 from ci_swarm.outputtail import Redactor
 from ci_swarm.plan import validate
@@ -45,16 +45,21 @@ from ci_swarm.verify import check_agents, checker, not_run, verify_integration
 MODEL_AGENT = "claude"  # the agent kind that talks to the model
 COMMAND_AGENT = "command"  # the agent kind that runs an external program
 UNSANDBOXED = "agents ran unsandboxed (sandbox: none): their commands ran as ci-swarm's own user"
+REVIEW_NEEDS_MODEL = (
+    "review: the review panel votes through a model: set ANTHROPIC_API_KEY, or remove review: from the "
+    "plan and the config"
+)
 
 SessionFactory = Callable[[], ModelSession]
 Watch = Callable[[Plan], AbstractContextManager[ProgressListener | None]]
 
 
-def needs_model(plan: Plan | None, default: AgentSpec) -> bool:
-    """The one rule: a run needs a model when there is no plan yet (the planner writes it) or when any
+def needs_model(plan: Plan | None, default: AgentSpec, review: ReviewPolicy | None = None) -> bool:
+    """The one rule: a run needs a model when there is no plan yet (the planner writes it), when any
     subtask's agent — its own, else the default — or the conflict resolver (``on_conflict: resolve``) is a
-    Claude agent. A default nobody uses needs nothing."""
-    if plan is None:
+    Claude agent, or when a review panel (``review:``, its voters are model calls) votes on the result. A
+    default nobody uses needs nothing."""
+    if plan is None or review is not None:
         return True
     return MODEL_AGENT in agent_kinds(plan, default)
 
@@ -191,6 +196,12 @@ class RunRequest:
     check_flags: tuple[Check, ...] = ()  # ``run --check``: replace the plan's and the config's
     merge_failing: bool = False  # the config's (a plan's own setting replaces it)
     on_conflict: OnConflict | None = None  # ``run --on-conflict``: replaces the plan's and the config's
+    review: ReviewPolicy | None = None  # the config's review panel (a plan's own ``review:`` replaces it)
+
+
+def review_of(job: RunRequest, plan: Plan | None) -> ReviewPolicy | None:
+    """The review panel a run has: the plan's own ``review:``, else the config's (None: no panel)."""
+    return (plan.review if plan is not None else None) or job.review
 
 
 def run_checks_of(job: RunRequest, plan: Plan | None) -> tuple[Check, ...]:
@@ -284,7 +295,7 @@ def run_request(job: RunRequest, wiring: ServiceOptions) -> RunOutcome:
     if wiring.progress is not None and options.run_id is None:  # the progress comment names it up front
         options = replace(options, run_id=new_run_id())
     default = options.default_agent
-    session = open_session(wiring.session) if needs_model(job.plan, default) else None
+    session = _session_for(job, default, wiring.session)
     progress: ProgressComment | None = None
     warnings: tuple[str, ...] = ()
 
@@ -324,6 +335,9 @@ def run_request(job: RunRequest, wiring: ServiceOptions) -> RunOutcome:
                 report = await run_plan(plan, run_options, factory, listener, job.request)
                 if checks and sandbox is not None:
                     report = await verified(report, plan, job, checks, sandbox)
+                review = review_of(job, plan)
+                if review is not None and session is not None:
+                    report = await panel.review(Path(report.repo), report, review, session.panel_voter())
                 return sandboxed(report, sandbox)
         finally:
             if session is not None:
@@ -371,6 +385,21 @@ def open_session(factory: SessionFactory | None) -> ModelSession:
     if factory is None:
         raise UsageError("this run needs a model (a Claude agent or the planner), and none is configured")
     return factory()
+
+
+def _session_for(job: RunRequest, default: AgentSpec, factory: SessionFactory | None) -> ModelSession | None:
+    """The run's model session (None: it needs none); UsageError before anything starts, naming
+    ``review:``, when only the review panel needs a model and none can be opened."""
+    if needs_model(job.plan, default):
+        return open_session(factory)
+    if not needs_model(job.plan, default, review_of(job, job.plan)):
+        return None
+    if factory is None:
+        raise UsageError(REVIEW_NEEDS_MODEL)
+    try:
+        return factory()
+    except LLMError as exc:
+        raise UsageError(REVIEW_NEEDS_MODEL) from exc
 
 
 async def _plan(

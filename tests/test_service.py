@@ -25,7 +25,15 @@ from ci_swarm.models import (
     Usage,
 )
 from ci_swarm.plan import plan_from_dict
-from ci_swarm.ports import Agent, ModelSession, Planner, ProgressComment, ProgressEvent
+from ci_swarm.ports import (
+    Agent,
+    ModelSession,
+    PanelVoter,
+    Planner,
+    ProgressComment,
+    ProgressEvent,
+    Reviewer,
+)
 from ci_swarm.run import RunOptions
 from ci_swarm.service import (
     CommandPolicy,
@@ -40,6 +48,7 @@ from ci_swarm.service import (
 )
 from tests.fixtures.repos import make_repo
 from tests.helpers import plan_of, scripted
+from tests.panel_helpers import FakeReviewer, FakeVoter
 
 SPENT = Usage(requests=3, input_tokens=100, output_tokens=20, cost_usd=0.25)
 TRUSTED = CommandPolicy(trust_plan_commands=True)
@@ -80,6 +89,7 @@ class FakeSession:
     closed: int = 0
     backends: int = 0
     planner_used: FakePlanner | None = None
+    voter: FakeVoter = field(default_factory=FakeVoter)
 
     @property
     def budget_stopped(self) -> bool:
@@ -99,6 +109,12 @@ class FakeSession:
             )
 
         return backend
+
+    def reviewer(self) -> Reviewer:
+        return FakeReviewer()
+
+    def panel_voter(self) -> PanelVoter:
+        return self.voter
 
     def usage(self) -> Usage:
         return self.spent

@@ -1,4 +1,5 @@
-"""The session's consumers, built from a session: the Claude planner and the ``claude`` agent backend.
+"""The session's consumers, built from a session: the Claude planner, the ``claude`` agent backend, the
+attempts' reviewer and the review panel's voters.
 
 These constructors live here, not on :class:`~ci_swarm.llm.session.LLMSession`, so the session imports
 none of its consumers (the planner and the agent take the session; nothing points back).
@@ -10,6 +11,7 @@ from collections.abc import Callable
 
 from ci_swarm.agents.claude import ClaudeAgent
 from ci_swarm.llm.planner import ClaudePlanner
+from ci_swarm.llm.reviewer import ClaudeReviewer, ClaudeVoter
 from ci_swarm.llm.session import LLMSession
 from ci_swarm.models import AgentSpec
 from ci_swarm.ports import Agent
@@ -31,10 +33,17 @@ def claude_backend(session: LLMSession) -> Callable[[AgentSpec], Agent]:
 
 class ClaudeSession(LLMSession):
     """An :class:`LLMSession` that also hands out its consumers: ``ports.ModelSession`` for the service
-    (``planner()`` and ``agent_backend()``). Build it with ``ClaudeSession.from_env(settings)``."""
+    (``planner()``, ``agent_backend()``, ``reviewer()``, ``panel_voter()``). Build it with
+    ``ClaudeSession.from_env(settings)``."""
 
     def planner(self) -> ClaudePlanner:
         return claude_planner(self)
 
     def agent_backend(self) -> Callable[[AgentSpec], Agent]:
         return claude_backend(self)
+
+    def reviewer(self) -> ClaudeReviewer:
+        return ClaudeReviewer(self)
+
+    def panel_voter(self) -> ClaudeVoter:
+        return ClaudeVoter(self)
