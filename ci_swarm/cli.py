@@ -51,7 +51,7 @@ from ci_swarm.service import (
 from ci_swarm.shard import require_editing_agent
 
 if TYPE_CHECKING:
-    from ci_swarm.fanout import AgentRun
+    from ci_swarm.fanout import AgentRun, Landing
     from ci_swarm.github.publish import Publisher
 
 EXIT_CODES_HELP = """\b
@@ -626,8 +626,10 @@ def _publisher(full_name: str, issue: int | None, pr: int | None, repo: Path, ba
 @click.option(
     "--matrix-out",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="With --fan-out: append run_id=, matrix=, matrix_<i>=, chunks= and waves= lines here "
-    "(default: $GITHUB_OUTPUT when set, else stdout). A wave of more than 256 subtasks is cut into chunks.",
+    help="With --fan-out: append run_id=, matrix=, matrix_<i>=, chunks=, waves=, wave=1, budget_share= and "
+    "tokens_share= lines here (default: $GITHUB_OUTPUT when set, else stdout). A wave of more than 256 "
+    "subtasks is cut into chunks; each share is the config's budget divided by min(max_agents, the "
+    "wave's jobs).",
 )
 def plan_cmd(
     source: PlanSource, task_text: str | None, fan_out: bool, run_id: str | None, matrix_out: Path | None
@@ -671,10 +673,9 @@ def _plan_fan_out(
     source: PlanSource, config: Config, default: AgentSpec, run_id: str | None, matrix_out: Path | None
 ) -> None:
     """``plan --fan-out``: the service records the run; the matrix lines go to ``--matrix-out``."""
-    import os
 
     from ci_swarm.fanout import plan_fan_out
-    from ci_swarm.matrix import output_lines
+    from ci_swarm.matrix import key_lines, output_lines
 
     static = _static_plan(source, default, config.merge)
     options = RunOptions(
@@ -696,19 +697,31 @@ def _plan_fan_out(
         checks=config.checks,
     )
     wiring = _cli_wiring(config, lambda: _model_session(config, source))
-    fanned = plan_fan_out(job, wiring, _config_digest(source))
+    budget = config.budget
+    fanned = plan_fan_out(
+        job, wiring, _config_digest(source), budget_usd=budget.usd, budget_tokens=budget.tokens
+    )
     for warning in fanned.warnings:
         click.echo(f"warning: {one_line(warning)}", err=True)
-    lines = "".join(f"{line}\n" for line in output_lines(fanned.state.run_id, fanned.matrix))
-    target = matrix_out or (Path(os.environ["GITHUB_OUTPUT"]) if os.environ.get("GITHUB_OUTPUT") else None)
-    if target is None:
-        click.echo(lines, nl=False)
-    else:
-        with target.open("a", encoding="utf-8") as fh:
-            fh.write(lines)
+    lines = output_lines(fanned.state.run_id, fanned.matrix)
+    _write_outputs((*lines, *key_lines((("wave", "1"), *fanned.shares.lines()))), matrix_out)
     click.echo(
         f"run {fanned.state.run_id}: {fanned.state.integration_branch} at {fanned.state.base}", err=True
     )
+
+
+def _write_outputs(lines: Sequence[str], out: Path | None, echo: bool = True) -> None:
+    """Append ``key=value`` lines to ``out``, else ``$GITHUB_OUTPUT`` when set, else stdout (if ``echo``)."""
+    import os
+
+    target = out or (Path(os.environ["GITHUB_OUTPUT"]) if os.environ.get("GITHUB_OUTPUT") else None)
+    text = "".join(f"{line}\n" for line in lines)
+    if target is None:
+        if echo:
+            click.echo(text, nl=False)
+        return
+    with target.open("a", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 def _config_digest(source: PlanSource) -> str:
@@ -747,9 +760,28 @@ _repo_option = click.option(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the result as a git bundle here (and its sidecar as BUNDLE.json) for the land job.",
 )
+@click.option(
+    "--max-usd",
+    type=FiniteFloat(min=0),
+    help="This job's share of the model budget in USD (plan --fan-out's budget_share output).",
+)
+@click.option(
+    "--max-tokens", type=click.IntRange(min=0), help="This job's share of the token budget (tokens_share)."
+)
+@click.option(
+    "--rpm", type=click.IntRange(min=1), help="This job's share of the model's requests per minute."
+)
 @_repo_option
-def agent_cmd(run_id: str, subtask_id: str, bundle: Path | None, repo: Path) -> None:
-    """Run one subtask of a fanned-out run from its start commit; commit it on its agent branch."""
+def agent_cmd(
+    run_id: str,
+    subtask_id: str,
+    bundle: Path | None,
+    max_usd: float | None,
+    max_tokens: int | None,
+    rpm: int | None,
+    repo: Path,
+) -> None:
+    """Run one subtask of a fanned-out run from its wave's start commit; commit it on its agent branch."""
     import os
 
     from ci_swarm.fanout import run_agent, write_agent_bundle
@@ -757,7 +789,7 @@ def agent_cmd(run_id: str, subtask_id: str, bundle: Path | None, repo: Path) -> 
     from ci_swarm.github.runner import append_summary
 
     config = _config_at(None, repo)
-    wiring = _cli_wiring(config, lambda: _agent_session(config))
+    wiring = _cli_wiring(config, lambda: _agent_session(config, max_usd, max_tokens, rpm))
     ran = run_agent(repo, run_id, subtask_id, wiring, secret_values(os.environ))
     if bundle is not None:
         write_agent_bundle(repo, bundle, ran)
@@ -770,11 +802,15 @@ def agent_cmd(run_id: str, subtask_id: str, bundle: Path | None, repo: Path) -> 
     sys.exit(exit_code(ran.report))
 
 
-def _agent_session(config: Config) -> ModelSession:
+def _agent_session(
+    config: Config, max_usd: float | None, max_tokens: int | None, rpm: int | None
+) -> ModelSession:
+    """The agent job's model session: the config's settings, this job's budget and rate shares."""
     from ci_swarm.llm.factory import ClaudeSession
     from ci_swarm.llm.session import LLMSettings
 
-    return ClaudeSession.from_env(LLMSettings.from_config(config))
+    settings = LLMSettings.from_config(config, max_usd=max_usd, max_tokens=max_tokens, rpm=rpm)
+    return ClaudeSession.from_env(settings)
 
 
 def _agent_summary(ran: AgentRun) -> str:
@@ -820,11 +856,30 @@ def _agent_summary(ran: AgentRun) -> str:
     help="A check on the integration (repeatable); replaces the plan's and the config's checks.",
 )
 @click.option("--report-json", type=click.Path(path_type=Path, dir_okay=False), help="Write the JSON report.")
+@click.option(
+    "--wave",
+    type=click.IntRange(min=1),
+    help="The wave to land (1 = the first; default: the wave the results belong to, else the next).",
+)
+@click.option(
+    "--matrix-out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Append the outputs here (default: $GITHUB_OUTPUT when set): tip=, wave=, usage_usd=, "
+    "usage_tokens=, then the next wave's run_id=, matrix=, matrix_<i>=, chunks=, waves=, budget_share=, "
+    "tokens_share= — or, after the last wave, an empty matrix= and done=true.",
+)
 @_repo_option
 def land_cmd(
-    run_id: str, bundles_dir: Path | None, check_texts: tuple[str, ...], report_json: Path | None, repo: Path
+    run_id: str,
+    bundles_dir: Path | None,
+    check_texts: tuple[str, ...],
+    report_json: Path | None,
+    wave: int | None,
+    matrix_out: Path | None,
+    repo: Path,
 ) -> None:
-    """Import the agent jobs' results, merge them in plan order, verify, and report (idempotent)."""
+    """Land one wave of the agent jobs' results, merged in plan order; then the next wave's matrix, or
+    after the last wave verify and report (idempotent: a wave lands once)."""
     import os
 
     from ci_swarm.fanout import land_run
@@ -833,14 +888,37 @@ def land_cmd(
     config = _config_at(None, repo)
     wiring = _cli_wiring(config, None)
     checks = _check_flags(check_texts)
-    landing = land_run(repo, run_id, bundles_dir, wiring, checks, secret_values(os.environ))
+    at = None if wave is None else wave - 1
+    landing = land_run(repo, run_id, bundles_dir, wiring, checks, secret_values(os.environ), wave=at)
     if report_json is not None:
         report_json.write_text(landing.report_json)
     if landing.again:
-        click.echo(f"run {run_id} had already landed: nothing merged", err=True)
+        what = f"wave {landing.wave + 1}" if not landing.done else f"run {run_id}"
+        click.echo(f"{what} had already landed: nothing merged", err=True)
+    _write_outputs(_land_outputs(run_id, landing), matrix_out, echo=not landing.done)
     for line in landing.summary:
         click.echo(one_line(line))
     sys.exit(landing.exit_code)
+
+
+def _land_outputs(run_id: str, landing: Landing) -> tuple[str, ...]:
+    """``land``'s outputs: the tip, the usage of every job so far, and the next wave's matrix or done."""
+    from ci_swarm.matrix import key_lines, output_lines
+
+    usage = landing.usage
+    head = key_lines(
+        (
+            ("tip", landing.integration_commit),
+            ("wave", str(landing.wave + 1)),
+            ("usage_usd", f"{usage.cost_usd:.6f}"),
+            ("usage_tokens", str(usage.tokens)),
+        )
+    )
+    if landing.next_matrix is None or landing.next_wave is None:
+        return (*head, *key_lines((("run_id", run_id), ("matrix", ""), ("done", "true"))))
+    following = output_lines(run_id, landing.next_matrix)
+    rest = key_lines((("next_wave", str(landing.next_wave + 1)), *landing.shares.lines()))
+    return (*head, *following, *rest, "done=false")
 
 
 def _merge_line(policy: MergePolicy) -> str:

@@ -7,29 +7,34 @@
   same backends, command policy and sandbox) as a one-subtask plan from the state's start commit under a
   scratch branch prefix; its commit then set on ``<prefix>/<run>-agents/<id>`` and the scratch branches
   deleted; the result as an :class:`bundles.AgentResult` (written as a bundle by the entry point).
-* :func:`land_run` — every agent's result admitted (:mod:`ci_swarm.bundles`), subtasks without one
-  ``failed``, the merge queue in plan order onto the integration branch, the checks
-  (:func:`service.verified`), the report; the landing recorded in the state with the report, so a second
-  ``land`` returns the same report and merges nothing.
+* :func:`land_run` — one wave (:mod:`ci_swarm.fanwaves`): every agent's result admitted
+  (:mod:`ci_swarm.bundles`), subtasks without one ``failed``, those whose dependencies did not succeed
+  ``skipped``, the merge queue in plan order onto the integration branch, the wave's tip and records kept
+  in the state; then the next wave's matrix — or, after the last wave, the checks
+  (:func:`service.verified`) and the run's report, the landing recorded with it. Landing a wave again
+  returns what the first landing produced and merges nothing.
 
-Only the first wave fans out: a subtask with dependencies is refused by ``agent`` (it would need the
-integration tip after its dependencies landed).
+Every wave fans out: wave ``k``'s agents start from the integration tip wave ``k-1`` produced (the state
+commit keeps that tip reachable, so fetching the state ref is enough).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 
-from ci_swarm import bundles, git, runstate
-from ci_swarm.dag import critical_path
+from ci_swarm import bundles, fanwaves, git, runstate
+from ci_swarm.dag import critical_path, waves
 from ci_swarm.errors import RepoError, UsageError, exit_code
-from ci_swarm.matrix import Matrix, wave_matrix
+from ci_swarm.fanwaves import WaveLanding, blocked, runnable, wave_of
+from ci_swarm.matrix import Matrix, chunked
 from ci_swarm.merge import MergeQueue
 from ci_swarm.models import (
     Check,
     MergeOrder,
+    MergePolicy,
     MergeRecord,
     OnConflict,
     Plan,
@@ -62,7 +67,6 @@ from ci_swarm.service import (
 
 SCRATCH_PREFIX = "ci-swarm-agent-job"  # the one-subtask run's own branches, deleted when it ends
 NO_RESULT = "no result from its job"
-NOT_FANNED_OUT = "not run: only the first wave fans out (it depends on other subtasks)"
 REPORT_FILE, SUMMARY_FILE, EXIT_FILE = "report.json", "summary.txt", "exit"
 FANNED_OUT = "fanned out across jobs: wall time is the land job's; each agent ran in its own job"
 
@@ -71,17 +75,50 @@ FANNED_OUT = "fanned out across jobs: wall time is the land job's; each agent ra
 
 
 @dataclass(frozen=True)
+class Shares:
+    """One agent job's share of the run's model budget: what is left, divided by the jobs that run at
+    once (min(cap, the wave's jobs)); None where the run has no such budget."""
+
+    usd: float | None = None
+    tokens: int | None = None
+
+    def lines(self) -> tuple[tuple[str, str], ...]:
+        usd = "" if self.usd is None else f"{self.usd:.6f}"
+        return (("budget_share", usd), ("tokens_share", "" if self.tokens is None else str(self.tokens)))
+
+
+def shares(policy: RunPolicy, jobs: int, spent: Usage | None = None) -> Shares:
+    """Each of ``jobs`` jobs' share of what is left of the budget after ``spent``."""
+    spent = spent or Usage()
+    at_once = max(1, min(policy.max_agents, jobs))
+    usd = None if policy.budget_usd is None else max(0.0, policy.budget_usd - spent.cost_usd) / at_once
+    tokens = None if policy.budget_tokens is None else max(0, policy.budget_tokens - spent.tokens) // at_once
+    return Shares(None if usd is None else round(usd, 6), tokens)
+
+
+@dataclass(frozen=True)
 class FanOut:
     state: RunState
     matrix: Matrix
     warnings: tuple[str, ...]
+    shares: Shares = field(default_factory=Shares)
 
 
-def plan_fan_out(job: RunRequest, wiring: ServiceOptions, config_digest: str = "") -> FanOut:
-    """Plan, validate, create ``<prefix>/<run>`` at the base and record the run state."""
+def plan_fan_out(
+    job: RunRequest,
+    wiring: ServiceOptions,
+    config_digest: str = "",
+    *,
+    budget_usd: float | None = None,
+    budget_tokens: int | None = None,
+) -> FanOut:
+    """Plan, validate, create ``<prefix>/<run>`` at the base and record the run state (with the run's
+    model budget, which the matrix jobs share)."""
     options = job.options
     plan = job.plan or plan_request(job.request, options.repo, wiring.session, job.merge)
     warnings = tuple(validate(plan, max_subtasks=job.max_subtasks))
+    if plan.merge.on_conflict is not OnConflict.KEEP:
+        raise UsageError(f"on_conflict: {plan.merge.on_conflict.value} is not supported with --fan-out yet")
     check_commands(plan, options.default_agent, wiring.commands, options.repo, wiring.agents)
     check_plan_checks(plan, wiring.commands)
     repo = git.open_repo(options.repo)
@@ -95,11 +132,14 @@ def plan_fan_out(job: RunRequest, wiring: ServiceOptions, config_digest: str = "
         default_agent=options.default_agent,
         branch_prefix=options.branch_prefix,
         sandbox=wiring.sandbox or "",
+        budget_usd=budget_usd,
+        budget_tokens=budget_tokens,
     )
     branch = integration_branch(options.branch_prefix, run_id)
     state = RunState(run_id, base, branch, plan, policy, config_digest)
     runstate.record(repo, state)
-    return FanOut(state, wave_matrix(plan), warnings)
+    first = runnable(state, 0)
+    return FanOut(state, Matrix(chunked(first), len(waves(plan))), warnings, shares(policy, len(first)))
 
 
 def _claim(repo: Path, prefix: str, base: str, wanted: str | None) -> str:
@@ -132,19 +172,23 @@ class AgentRun:
 def run_agent(
     repo_path: Path, run_id: str, subtask_id: str, wiring: ServiceOptions, secrets: tuple[str, ...] = ()
 ) -> AgentRun:
-    """Run exactly ``subtask_id`` of the recorded run from its start commit; commit on its agent branch."""
+    """Run exactly ``subtask_id`` of the recorded run from its wave's start commit (the tip the previous
+    wave produced); commit on its agent branch."""
     repo = git.open_repo(repo_path)
     state = runstate.load(repo, run_id).state
     sub = _subtask(state, subtask_id)
-    if sub.depends_on:
-        raise UsageError(
-            f"subtask {sub.id!r} depends on {', '.join(sub.depends_on)}: only the first wave fans out"
+    _require_current(state, sub.id)
+    start = state.start
+    if git.try_rev_parse(repo, f"{start}^{{commit}}") is None:
+        raise RepoError(
+            f"the start of wave {state.wave + 1} ({start[:12]}) is not in {repo}: fetch "
+            f"{runstate.state_ref(run_id)} again"
         )
     policy = state.policy
     scratch = f"{SCRATCH_PREFIX}/{sub.id}"
     options = RunOptions(
         repo=repo,
-        base=state.base,
+        base=start,
         max_agents=1,
         timeout=policy.timeout,
         run_id=run_id,
@@ -153,7 +197,8 @@ def run_agent(
         secrets=secrets,
     )
     keep = replace(state.plan.merge, on_conflict=OnConflict.KEEP)  # one subtask: nothing to conflict with
-    one = replace(state.plan, subtasks=(sub,), checks=(), merge=keep, review=None)  # no panel on a part
+    alone = replace(sub, depends_on=())  # its dependencies landed: their work is in the start
+    one = replace(state.plan, subtasks=(alone,), checks=(), merge=keep, review=None)  # no panel on a part
     job = RunRequest(Request(task=state.plan.task, source="cli"), options, one)
     try:
         report = run_request(job, replace(wiring, sandbox=policy.sandbox or wiring.sandbox)).report
@@ -161,13 +206,13 @@ def run_agent(
         _drop_scratch(repo, scratch, run_id, sub.id)
     record = report.subtasks[0]
     branch = agent_branch(policy.branch_prefix, run_id, sub.id)
-    commit = record.commit if record.commit and record.commit != state.base else ""
+    commit = record.commit if record.commit and record.commit != start else ""
     if commit:
         git.create_branch(repo, branch, commit)
     result = bundles.AgentResult(
         run_id=run_id,
         subtask=sub.id,
-        start=state.base,
+        start=start,
         commit=commit,
         status=record.status.value,
         error=record.error,
@@ -180,6 +225,22 @@ def run_agent(
         output_tail=record.output_tail,
     )
     return AgentRun(result, branch, report)
+
+
+def _require_current(state: RunState, subtask_id: str) -> None:
+    """UsageError unless ``subtask_id`` is in the wave that lands next and its dependencies succeeded."""
+    if state.landed:
+        raise UsageError(f"run {state.run_id} has landed: subtask {subtask_id!r} cannot run again")
+    wave = wave_of(state.plan, subtask_id)
+    if wave < state.wave:
+        raise UsageError(f"subtask {subtask_id!r} is in wave {wave + 1}, which has landed")
+    if wave > state.wave:
+        raise UsageError(
+            f"subtask {subtask_id!r} is in wave {wave + 1}: wave {state.wave + 1} has not landed yet"
+        )
+    reason = blocked(state, subtask_id)
+    if reason:
+        raise UsageError(f"subtask {subtask_id!r} cannot run: {reason}")
 
 
 def _subtask(state: RunState, subtask_id: str) -> Subtask:
@@ -209,7 +270,9 @@ def write_agent_bundle(repo_path: Path, out: Path, run: AgentRun) -> None:
 @dataclass(frozen=True)
 class Landing:
     """What ``land`` reports: the JSON report, the summary lines, the exit code; ``report`` is None when
-    the run had already landed (``again``: the stored report is returned, nothing merged)."""
+    the wave had already landed (``again``: what it produced is returned, nothing merged). ``wave`` is the
+    wave landed (0-based); ``next_wave`` the wave whose matrix ``next_matrix`` is (None: the run landed);
+    ``usage`` the usage of every job so far; ``shares`` each next-wave job's share of the budget."""
 
     report: RunReport | None
     report_json: str
@@ -217,6 +280,15 @@ class Landing:
     exit_code: int
     integration_commit: str
     again: bool = False
+    wave: int = 0
+    next_wave: int | None = None
+    next_matrix: Matrix | None = None
+    usage: Usage = field(default_factory=Usage)
+    shares: Shares = field(default_factory=Shares)
+
+    @property
+    def done(self) -> bool:
+        return self.next_wave is None
 
 
 def land_run(
@@ -226,89 +298,222 @@ def land_run(
     wiring: ServiceOptions,
     check_flags: tuple[Check, ...] = (),
     secrets: tuple[str, ...] = (),
+    *,
+    wave: int | None = None,
 ) -> Landing:
-    """Admit the agents' results, merge them in plan order, verify, report, and record the landing."""
+    """Land one wave — ``wave`` (0-based), else the one the results in ``bundles_dir`` belong to, else
+    the next — : admit its agents' results, merge them in plan order, keep its tip and records; then the
+    next wave's matrix, or after the last wave verify, report, and record the landing."""
     repo = git.open_repo(repo_path)
     recorded = runstate.load(repo, run_id)
     state = recorded.state
-    if state.landed:
-        return _landed_before(repo, recorded)
+    found = bundles.find(bundles_dir) if bundles_dir is not None else ()
+    target = _target_wave(state, found) if wave is None else wave
+    if state.landed or target < state.wave:
+        return _landed_before(repo, recorded, min(target, state.wave))
+    if target > state.wave:
+        raise UsageError(f"wave {target + 1} cannot land before wave {state.wave + 1}")
     started = time.monotonic()
-    _integration_at_base(repo, state)
-    records, notes = _results(repo, state, bundles_dir)
-    report = _merged(repo, state, records, notes, started)
+    earlier = fanwaves.landed_waves(repo, recorded)
+    landed = [_land_wave(repo, state, found, _merge_count(earlier))]
+    state = _advanced(state, landed[-1])
+    while state.wave < len(waves(state.plan)) and not runnable(state, state.wave):
+        landed.append(_skipped_wave(state))  # nothing of it can run: every subtask skipped
+        state = _advanced(state, landed[-1])
+    attachments = {fanwaves.attachment_name(w.wave): fanwaves.encode(w) for w in landed}
+    report = _report(repo, state, (*earlier, *landed), started)
+    if state.wave < len(waves(state.plan)):
+        return _wave_landed(repo, recorded, state, report, attachments)
     job = _verification_job(repo, state, secrets, check_flags)
     checks = run_checks_of(job, state.plan)
     if checks:
         sandbox = resolve_policy(state.policy.sandbox or wiring.sandbox or None)
         report = sandboxed(run_sync(lambda: verified(report, state.plan, job, checks, sandbox)), sandbox)
     landing = Landing(
-        report, to_json(report), summary_lines(report), exit_code(report), report.integration_commit
+        report,
+        to_json(report),
+        summary_lines(report),
+        exit_code(report),
+        report.integration_commit,
+        wave=landed[0].wave,
+        usage=report.usage,
     )
-    attachments = {
+    attachments |= {
         REPORT_FILE: landing.report_json.encode(),
         SUMMARY_FILE: "\n".join(landing.summary).encode(),
         EXIT_FILE: str(landing.exit_code).encode(),
     }
-    runstate.record(repo, runstate.landed(state, landing.integration_commit), recorded.commit, attachments)
+    final = runstate.landed(state, landing.integration_commit)
+    runstate.record(repo, final, recorded.commit, attachments, anchor=landing.integration_commit)
     return landing
 
 
-def _landed_before(repo: Path, recorded: runstate.Recorded) -> Landing:
-    report = (runstate.attachment(repo, recorded, REPORT_FILE) or b"").decode()
-    summary = (runstate.attachment(repo, recorded, SUMMARY_FILE) or b"").decode().splitlines()
-    code = (runstate.attachment(repo, recorded, EXIT_FILE) or b"0").decode().strip()
+def _target_wave(state: RunState, found: tuple[bundles.Found, ...]) -> int:
+    """The wave the results belong to: the next one if any result is of it (or none is of an earlier
+    one), else the latest earlier wave a result is of (that wave is landing again)."""
+    known = {s.id for s in state.plan.subtasks}
+    seen = {wave_of(state.plan, f.result.subtask) for f in found if f.result and f.result.subtask in known}
+    earlier = [w for w in seen if w < state.wave]
+    return state.wave if state.wave in seen or not earlier else max(earlier)
+
+
+def _merge_count(earlier: tuple[WaveLanding, ...]) -> int:
+    return sum(len(w.merges) for w in earlier)
+
+
+def _advanced(state: RunState, landed: WaveLanding) -> RunState:
+    done = {**state.done, **{r.id: r.status.value for r in landed.subtasks}}
+    return replace(state, tips=(*state.tips, landed.tip), done=MappingProxyType(done))
+
+
+def _wave_landed(
+    repo: Path,
+    recorded: runstate.Recorded,
+    state: RunState,
+    report: RunReport,
+    attachments: dict[str, bytes],
+) -> Landing:
+    """A wave landed and another follows: record it, return the next wave's matrix (exit 0)."""
+    text = to_json(report)
+    attachments[REPORT_FILE] = text.encode()
+    runstate.record(repo, state, recorded.commit, attachments, anchor=state.start)
+    return _next(state, report, text, recorded.state.wave)
+
+
+def _next(state: RunState, report: RunReport, text: str, wave: int, again: bool = False) -> Landing:
+    following = runnable(state, state.wave)
     return Landing(
-        None, report, tuple(summary), int(code) if code.isdigit() else 1, recorded.state.landed, True
+        None if again else report,
+        text,
+        (f"wave {wave + 1} of {len(waves(state.plan))} landed: {state.start}",),
+        0,
+        state.start,
+        again=again,
+        wave=wave,
+        next_wave=state.wave,
+        next_matrix=Matrix(chunked(following), len(waves(state.plan))),
+        usage=report.usage,
+        shares=shares(state.policy, len(following), report.usage),
     )
 
 
-def _integration_at_base(repo: Path, state: RunState) -> None:
-    """The integration branch exists at the base (created here in a fresh clone); RepoError if it moved."""
+def _landed_before(repo: Path, recorded: runstate.Recorded, wave: int) -> Landing:
+    """``wave`` had landed: what landing it produced — the next wave's matrix, or the run's report."""
+    state = recorded.state
+    upto = wave + 1  # the waves landed by then (waves with nothing to run landed with it)
+    while upto < state.wave and not runnable(replace(state, tips=state.tips[:upto]), upto):
+        upto += 1
+    landed = fanwaves.landed_waves(repo, recorded)
+    if upto < len(waves(state.plan)):
+        at = replace(state, tips=state.tips[:upto])
+        partial = _report(repo, at, landed[:upto], time.monotonic())
+        return _next(at, partial, to_json(partial), wave, again=True)
+    report = (runstate.attachment(repo, recorded, REPORT_FILE) or b"").decode()
+    summary = (runstate.attachment(repo, recorded, SUMMARY_FILE) or b"").decode().splitlines()
+    code = (runstate.attachment(repo, recorded, EXIT_FILE) or b"0").decode().strip()
+    usage = sum((r.usage for w in landed for r in w.subtasks), Usage())
+    return Landing(
+        None,
+        report,
+        tuple(summary),
+        int(code) if code.isdigit() else 1,
+        state.landed,
+        True,
+        wave=wave,
+        usage=usage,
+    )
+
+
+def _integration_at(repo: Path, state: RunState) -> None:
+    """The integration branch exists at the wave's start (created here in a fresh clone); RepoError if it
+    is elsewhere."""
     ref = f"refs/heads/{state.integration_branch}"
     tip = git.try_ref(repo, ref)
     if tip is None:
-        git.create_branch(repo, state.integration_branch, state.base)
-    elif tip != state.base:
+        git.create_branch(repo, state.integration_branch, state.start)
+    elif tip != state.start:
         raise RepoError(
-            f"integration branch {state.integration_branch} is at {tip[:12]}, not at the run's base "
-            f"{state.base[:12]}: refusing to land onto it"
+            f"integration branch {state.integration_branch} is at {tip[:12]}, not at the start of wave "
+            f"{state.wave + 1} ({state.start[:12]}): refusing to land onto it"
         )
 
 
-def _results(repo: Path, state: RunState, directory: Path | None) -> tuple[list[SubtaskRecord], list[str]]:
-    """Each subtask's record in plan order from its newest admitted result; notes for unreadable ones."""
-    found = bundles.find(directory) if directory is not None else ()
+def _land_wave(repo: Path, state: RunState, found: tuple[bundles.Found, ...], merged: int) -> WaveLanding:
+    """The current wave: its results admitted, its succeeded subtasks merged in plan order."""
+    _integration_at(repo, state)
+    records, notes = _results(repo, state, found)
+    queue = MergeQueue(repo, state.integration_branch, state.start, _merge_policy(state), _roles(state.plan))
+    merges: list[MergeRecord] = []
+    for rec in records:
+        if rec.status is SubtaskStatus.SUCCEEDED:
+            merges.append(queue.merge(rec.id, rec.commit, rec.start_commit, merged + len(merges) + 1))
+    return WaveLanding(state.wave, queue.tip, tuple(records), tuple(merges), tuple(notes))
+
+
+def _skipped_wave(state: RunState) -> WaveLanding:
+    ids = waves(state.plan)[state.wave]
+    records = tuple(
+        replace(_blank(state, state.plan.subtask(i)), status=SubtaskStatus.SKIPPED, error=blocked(state, i))
+        for i in ids
+    )
+    return WaveLanding(state.wave, state.start, records, ())
+
+
+def _roles(plan: Plan) -> dict[str, str]:
+    return {s.id: s.role for s in plan.subtasks}
+
+
+def _merge_policy(state: RunState) -> MergePolicy:
+    plan = state.plan
+    order = MergeOrder(state.policy.merge_order) if state.policy.merge_order else plan.merge.order
+    return replace(plan.merge, order=order)
+
+
+def _results(
+    repo: Path, state: RunState, found: tuple[bundles.Found, ...]
+) -> tuple[list[SubtaskRecord], list[str]]:
+    """Each subtask of the current wave, in plan order, from its newest admitted result (skipped when a
+    dependency did not succeed); notes for results that cannot be read or name no subtask."""
     notes = [f"result {item.sidecar.name} refused: {item.problem}" for item in found if item.result is None]
     chosen = bundles.newest(found)
     prefix = state.policy.branch_prefix
     expected = bundles.Expected(
         state.run_id,
         [s.id for s in state.plan.subtasks],
-        state.base,
+        state.start,
         {s.id: agent_branch(prefix, state.run_id, s.id) for s in state.plan.subtasks},
     )
     for item in found:  # results for other runs or unknown subtasks are named, not used
         if item.result is not None and item.result.subtask not in expected.branch_of:
             notes.append(f"result {item.sidecar.name} refused: unknown subtask {item.result.subtask!r}")
-    records = [_record(repo, sub, chosen.get(sub.id), expected) for sub in state.plan.subtasks]
+    records = []
+    for sub_id in waves(state.plan)[state.wave]:
+        sub = state.plan.subtask(sub_id)
+        reason = blocked(state, sub_id)
+        if reason:
+            records.append(replace(_blank(state, sub), status=SubtaskStatus.SKIPPED, error=reason))
+        else:
+            records.append(_record(repo, _blank(state, sub), chosen.get(sub_id), expected))
     return records, notes
 
 
-def _record(
-    repo: Path, sub: Subtask, item: bundles.Found | None, expected: bundles.Expected
-) -> SubtaskRecord:
-    base = SubtaskRecord(
+def _blank(state: RunState, sub: Subtask) -> SubtaskRecord:
+    return SubtaskRecord(
         id=sub.id,
         role=sub.role,
         title=sub.title,
         status=SubtaskStatus.FAILED,
-        branch=expected.branch_of[sub.id],
-        start_commit=expected.start,
+        branch=agent_branch(state.policy.branch_prefix, state.run_id, sub.id),
+        start_commit=state.start,
         paths=sub.paths,
     )
+
+
+def _record(
+    repo: Path, base: SubtaskRecord, item: bundles.Found | None, expected: bundles.Expected
+) -> SubtaskRecord:
     if item is None or item.result is None:
-        return replace(base, error=NOT_FANNED_OUT if sub.depends_on else NO_RESULT)
+        return replace(base, error=NO_RESULT)
     result = item.result
     try:
         status = SubtaskStatus(result.status)
@@ -332,19 +537,12 @@ def _record(
     )
 
 
-def _merged(
-    repo: Path, state: RunState, records: list[SubtaskRecord], notes: list[str], started: float
-) -> RunReport:
-    """The succeeded subtasks merged in plan order (the merge queue), and the run's report."""
+def _report(repo: Path, state: RunState, landed: tuple[WaveLanding, ...], started: float) -> RunReport:
+    """The run's report over every landed wave: records in plan order, merges in landing order."""
     plan = state.plan
-    order = MergeOrder(state.policy.merge_order) if state.policy.merge_order else plan.merge.order
-    policy = replace(plan.merge, order=order)
-    roles = {s.id: s.role for s in plan.subtasks}
-    queue = MergeQueue(repo, state.integration_branch, state.base, policy, roles)
-    merges: list[MergeRecord] = []
-    for rec in records:
-        if rec.status is SubtaskStatus.SUCCEEDED:
-            merges.append(queue.merge(rec.id, rec.commit, rec.start_commit, len(merges) + 1))
+    position = {s.id: i for i, s in enumerate(plan.subtasks)}
+    records = sorted((r for w in landed for r in w.subtasks), key=lambda r: position[r.id])
+    merges = tuple(m for w in landed for m in w.merges)
     usage = sum((r.usage for r in records), Usage())
     return RunReport(
         run_id=state.run_id,
@@ -352,15 +550,15 @@ def _merged(
         repo=str(repo),
         base=state.base,
         integration_branch=state.integration_branch,
-        integration_commit=queue.tip,
+        integration_commit=state.start,
         stats=_stats(plan, records, state.policy.max_agents, time.monotonic() - started),
         subtasks=tuple(records),
-        merges=tuple(merges),
-        overlap=queue.overlaps,
-        merge_policy=policy,
+        merges=merges,
+        overlap=(),
+        merge_policy=_merge_policy(state),
         rationale=plan.rationale,
         usage=usage,
-        notes=(FANNED_OUT, *notes),
+        notes=(FANNED_OUT, *(n for w in landed for n in w.notes)),
         request=Request(task=plan.task, source="cli"),
         timeout_seconds=state.policy.timeout,
     )

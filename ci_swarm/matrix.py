@@ -4,7 +4,8 @@ A wave's subtasks become ``{"include": [{"subtask": "<id>"}, …]}``, cut into c
 :data:`MAX_JOBS` entries (GitHub runs at most 256 jobs per matrix): ``matrix_0``, ``matrix_1``, … one per
 chunk, ``matrix`` the first. :func:`output_lines` are the ``key=value`` lines ``plan --fan-out`` writes to
 ``$GITHUB_OUTPUT``: ``run_id``, ``matrix``, every ``matrix_<i>`` (also when there is one chunk),
-``chunks`` and ``waves``. Values are compact JSON on one line.
+``chunks`` and ``waves``; :func:`key_lines` formats the other outputs (``wave``, ``done``, the budget
+shares, the usage) the same way. Values are compact JSON on one line.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ def output_lines(run_id: str, matrix: Matrix) -> tuple[str, ...]:
     pairs = [("run_id", run_id), ("matrix", include(matrix.first))]
     pairs += [(f"matrix_{i}", include(chunk)) for i, chunk in enumerate(matrix.chunks)]
     pairs += [("chunks", str(len(matrix.chunks))), ("waves", str(matrix.waves))]
+    return key_lines(pairs)
+
+
+def key_lines(pairs: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """``key=value`` lines; ValueError if a value would span lines."""
     for key, value in pairs:
         if "\n" in value or "\r" in value:
             raise ValueError(f"output {key} would span lines")

@@ -40,6 +40,8 @@ class RunPolicy:
     default_agent: AgentSpec = field(default_factory=lambda: AgentSpec("scripted"))
     branch_prefix: str = "swarm"
     sandbox: str = ""  # the sandbox asked for ("": whatever is available)
+    budget_usd: float | None = None  # the model budget of the whole run, divided across the jobs at once
+    budget_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,18 @@ class RunState:
     landed: str = ""  # the integration commit once landed
     format: int = FORMAT
     version: str = __version__  # the ci-swarm that wrote it
+    tips: tuple[str, ...] = ()  # the integration tip each landed wave produced (wave k → tips[k])
+    done: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # landed id → status
+
+    @property
+    def wave(self) -> int:
+        """The wave whose results land next (0: the first); every earlier wave has landed."""
+        return len(self.tips)
+
+    @property
+    def start(self) -> str:
+        """Where the current wave's agents start: the base, or the tip the previous wave produced."""
+        return self.tips[-1] if self.tips else self.base
 
 
 @dataclass(frozen=True)
@@ -69,15 +83,20 @@ def record(
     state: RunState,
     previous: str | None = None,
     attachments: Mapping[str, bytes] | None = None,
+    anchor: str = "",
 ) -> str:
-    """Write ``state`` (and ``attachments``) as a new commit on the state ref; ``previous`` is the state
-    commit it replaces (None: there must be none). RunStateError when the ref moved meanwhile."""
-    blobs = {STATE_FILE: git.write_blob(repo, to_json(state).encode())}
+    """Write ``state`` (and ``attachments``, beside the previous commit's, which are kept) as a new commit
+    on the state ref; ``previous`` is the state commit it replaces (None: there must be none); ``anchor``, a
+    commit made its second parent so that fetching the state ref fetches it (a wave's integration tip).
+    RunStateError when the ref moved meanwhile."""
+    blobs = dict(_files(repo, previous)) if previous else {}
+    blobs[STATE_FILE] = git.write_blob(repo, to_json(state).encode())
     for name, data in (attachments or {}).items():
         blobs[name] = git.write_blob(repo, data)
     tree = git.make_tree(repo, blobs)
     message = f"ci-swarm run state of {state.run_id}{' (landed)' if state.landed else ''}\n"
-    commit = git.commit_tree(repo, tree, [previous] if previous else [], message)
+    parents = [p for p in (previous, anchor) if p]
+    commit = git.commit_tree(repo, tree, parents, message)
     ref = state_ref(state.run_id)
     current = git.try_ref(repo, ref)
     if current != previous:
@@ -94,12 +113,17 @@ def load(repo: Path, run_id: str) -> Recorded:
             f"no state for run {run_id} in {repo} (plan it with `ci-swarm plan --fan-out`, or fetch "
             f"{state_ref(run_id)})"
         )
-    listing = git.out(repo, "ls-tree", "-z", commit).split("\0")
-    files = {name: meta.split()[2] for meta, _, name in (e.partition("\t") for e in listing if e) if name}
+    files = _files(repo, commit)
     if STATE_FILE not in files:
         raise RunStateError(f"the state of run {run_id} is malformed: its commit has no {STATE_FILE}")
     state = from_json(git.read_blob(repo, files[STATE_FILE]), run_id)
     return Recorded(state, commit, MappingProxyType(files))
+
+
+def _files(repo: Path, commit: str) -> dict[str, str]:
+    """The files of a state commit: name -> blob id."""
+    listing = git.out(repo, "ls-tree", "-z", commit).split("\0")
+    return {name: meta.split()[2] for meta, _, name in (e.partition("\t") for e in listing if e) if name}
 
 
 def attachment(repo: Path, recorded: Recorded, name: str) -> bytes | None:
@@ -135,9 +159,13 @@ def to_dict(state: RunState) -> dict[str, Any]:
             "default_agent": agent_to_dict(policy.default_agent),
             "branch_prefix": policy.branch_prefix,
             "sandbox": policy.sandbox,
+            "budget_usd": policy.budget_usd,
+            "budget_tokens": policy.budget_tokens,
         },
         "config_digest": state.config_digest,
         "landed": state.landed,
+        "tips": list(state.tips),
+        "done": dict(state.done),
     }
 
 
@@ -185,11 +213,17 @@ def _from_dict(raw: Mapping[str, Any]) -> RunState:
             default_agent=AgentSpec(_text(agent.pop("kind"), "agent kind"), freeze(agent)),
             branch_prefix=_text(policy["branch_prefix"], "branch_prefix"),
             sandbox=_text(policy["sandbox"], "sandbox", empty=True),
+            budget_usd=_opt_float(policy.get("budget_usd")),
+            budget_tokens=None if policy.get("budget_tokens") is None else int(policy["budget_tokens"]),
         ),
         config_digest=_text(raw["config_digest"], "config_digest", empty=True),
         landed=_text(raw["landed"], "landed", empty=True),
         format=int(raw["format"]),
         version=_text(raw["version"], "version"),
+        tips=tuple(_text(tip, "tips") for tip in raw.get("tips", ())),
+        done=MappingProxyType(
+            {_text(k, "done"): _text(v, "done") for k, v in dict(raw.get("done", {})).items()}
+        ),
     )
 
 

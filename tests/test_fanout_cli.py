@@ -40,8 +40,10 @@ def _clone(origin: Path, path: Path, *refs: str) -> Path:
     return path
 
 
-def _fan_out(tmp: Path, plan: dict[str, Any]) -> tuple[Path, Path, dict[str, str]]:
-    origin = make_repo(tmp / "origin", {"shared.txt": SHARED, "readme.txt": "hi\n"})
+def _fan_out(
+    tmp: Path, plan: dict[str, Any], files: dict[str, str] | None = None
+) -> tuple[Path, Path, dict[str, str]]:
+    origin = make_repo(tmp / "origin", {"shared.txt": SHARED, "readme.txt": "hi\n", **(files or {})})
     plan_file = tmp / "plan.yml"
     plan_file.write_text(yaml.safe_dump(plan))
     planner = _clone(origin, tmp / "plan-job")
@@ -54,13 +56,13 @@ def _fan_out(tmp: Path, plan: dict[str, Any]) -> tuple[Path, Path, dict[str, str
     return origin, plan_file, outputs
 
 
-def _agents(tmp: Path, origin: Path, ids: list[str]) -> dict[str, int]:
+def _agents(tmp: Path, origin: Path, ids: list[str], *flags: str) -> dict[str, int]:
     codes = {}
     for sub in ids:
         clone = _clone(origin, tmp / f"agent-{sub}", f"refs/swarm/{RUN}/state")
         bundle = tmp / "bundles" / f"agent-{sub}" / f"{sub}.bundle"
         proc = run_cli(
-            "agent", "--run-id", RUN, "--subtask", sub, "--bundle", str(bundle), "--repo", str(clone)
+            "agent", "--run-id", RUN, "--subtask", sub, "--bundle", str(bundle), "--repo", str(clone), *flags
         )
         codes[sub] = proc.returncode
         assert (bundle.parent / f"{sub}.bundle.json").is_file(), proc.stderr
@@ -72,6 +74,18 @@ def _land(tmp: Path, clone: Path) -> tuple[subprocess.CompletedProcess[str], dic
     args = ("land", "--run-id", RUN, "--bundles", str(tmp / "bundles"), "--repo", str(clone))
     proc = run_cli(*args, "--report-json", str(report))
     return proc, json.loads(report.read_text()) if report.exists() else {}
+
+
+def _land_outputs(tmp: Path, clone: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    out = tmp / f"outputs-{len(list(tmp.glob('outputs-*.txt')))}.txt"
+    args = ("land", "--run-id", RUN, "--bundles", str(tmp / "bundles"), "--repo", str(clone))
+    proc = run_cli(*args, "--matrix-out", str(out))
+    lines = out.read_text().splitlines() if out.exists() else []
+    return proc, dict(line.split("=", 1) for line in lines)
+
+
+def _ids(matrix: str) -> list[str]:
+    return [row["subtask"] for row in json.loads(matrix)["include"]]
 
 
 def _single_machine_tree(tmp: Path, origin: Path, plan_file: Path) -> str:
@@ -134,18 +148,94 @@ def test_a_tampered_result_is_refused_with_its_reason_and_the_rest_lands(tmp_pat
     assert _git(lander, "rev-parse", "--verify", "--quiet", f"refs/heads/swarm/{RUN}-agents/docs")
 
 
-def test_only_the_first_wave_fans_out_and_a_later_subtask_says_so(tmp_path: Path) -> None:
-    plan = _plan()
+def _two_waves(fail: str = "") -> dict[str, Any]:
+    """docs and left in wave 1; check (wave 2) builds on docs' merged work, as on one machine."""
+    plan = _plan(fail)
+    plan["subtasks"][2] = scripted(
+        "check", "tester", edits=[{"replace": "docs.txt", "old": "docs", "new": "docs, checked"}]
+    )
     plan["subtasks"][2]["depends_on"] = ["docs"]
-    origin, _, outputs = _fan_out(tmp_path, plan)
-    assert outputs["waves"] == "2"
-    assert [row["subtask"] for row in json.loads(outputs["matrix"])["include"]] == ["docs", "left"]
-    clone = _clone(origin, tmp_path / "agent-right", f"refs/swarm/{RUN}/state")
-    proc = run_cli("agent", "--run-id", RUN, "--subtask", "right", "--repo", str(clone))
-    assert proc.returncode == 4 and "only the first wave fans out" in proc.stderr
-    _agents(tmp_path, origin, ["docs", "left"])
+    return plan
+
+
+def test_a_later_wave_starts_from_the_tip_its_dependencies_landed_and_matches_one_machine(
+    tmp_path: Path,
+) -> None:
+    origin, plan_file, outputs = _fan_out(tmp_path, _two_waves())
+    assert (outputs["waves"], outputs["wave"]) == ("2", "1") and _ids(outputs["matrix"]) == ["docs", "left"]
+    early = _clone(origin, tmp_path / "agent-early", f"refs/swarm/{RUN}/state")
+    proc = run_cli("agent", "--run-id", RUN, "--subtask", "check", "--repo", str(early))
+    assert proc.returncode == 4 and "is in wave 2: wave 1 has not landed yet" in proc.stderr
+    assert _agents(tmp_path, origin, ["left", "docs"]) == {"left": 0, "docs": 0}
+    first = _clone(origin, tmp_path / "land-job-1", f"refs/swarm/{RUN}/state")
+    proc, out = _land_outputs(tmp_path, first)
+    assert proc.returncode == 0, proc.stderr
+    tip = _git(first, "rev-parse", f"refs/heads/swarm/{RUN}")
+    assert (out["tip"], out["wave"], out["next_wave"], out["done"]) == (tip, "1", "2", "false")
+    assert _ids(out["matrix"]) == ["check"] and out["chunks"] == "1" and out["waves"] == "2"
+    again, same = _land_outputs(tmp_path, first)  # the same wave's results: lands nothing again
+    assert again.returncode == 0 and "wave 1 had already landed" in again.stderr
+    assert (same["tip"], same["matrix"], same["next_wave"]) == (tip, out["matrix"], "2")
+    assert _git(first, "rev-parse", f"refs/heads/swarm/{RUN}") == tip
+    _git(first, "push", "--quiet", "origin", f"refs/swarm/{RUN}/state")  # the state alone carries the tip
+    assert _agents(tmp_path, origin, ["check"]) == {"check": 0}
+    sidecar = json.loads((tmp_path / "bundles" / "agent-check" / "check.bundle.json").read_text())
+    assert sidecar["start"] == tip
+    last = _clone(origin, tmp_path / "land-job-2", f"refs/swarm/{RUN}/state")
+    proc, out = _land_outputs(tmp_path, last)
+    assert proc.returncode == 0, proc.stderr
+    assert (out["matrix"], out["done"], out["wave"]) == ("", "true", "2")
+    proc, report = _land(tmp_path, last)
+    assert proc.returncode == 0 and "run fan1 had already landed" in proc.stderr
+    final = _git(last, "rev-parse", f"refs/heads/swarm/{RUN}")
+    assert report["integration_commit"] == final == out["tip"]
+    assert [(m["subtask"], m["order"]) for m in report["merges"]] == [("docs", 1), ("left", 2), ("check", 3)]
+    assert {s["id"]: s["status"] for s in report["subtasks"]} == dict.fromkeys(
+        ["docs", "left", "check"], "succeeded"
+    )
+    assert _git(last, "show", f"{final}:docs.txt") == "docs, checked"
+    assert _git(last, "rev-parse", f"{final}^{{tree}}") == _single_machine_tree(tmp_path, origin, plan_file)
+
+
+def test_a_failed_dependency_skips_its_dependents_and_the_run_lands_after_the_first_wave(
+    tmp_path: Path,
+) -> None:
+    origin, _, _ = _fan_out(tmp_path, _two_waves(fail="tool crashed"))
+    assert _agents(tmp_path, origin, ["docs", "left"]) == {"docs": 3, "left": 0}
     lander = _clone(origin, tmp_path / "land-job", f"refs/swarm/{RUN}/state")
-    land, report = _land(tmp_path, lander)
-    assert land.returncode == 3, land.stderr
-    right = next(s for s in report["subtasks"] if s["id"] == "right")
-    assert right["status"] == "failed" and right["error"].startswith("not run: only the first wave")
+    proc, out = _land_outputs(tmp_path, lander)
+    assert proc.returncode == 3, proc.stderr
+    assert (out["matrix"], out["done"]) == ("", "true")  # nothing of wave 2 can run: the run landed
+    _git(lander, "push", "--quiet", "origin", f"refs/swarm/{RUN}/state")
+    clone = _clone(origin, tmp_path / "agent-check", f"refs/swarm/{RUN}/state")
+    proc = run_cli("agent", "--run-id", RUN, "--subtask", "check", "--repo", str(clone))
+    assert proc.returncode == 4 and "has landed" in proc.stderr
+    _, report = _land(tmp_path, lander)
+    check = next(s for s in report["subtasks"] if s["id"] == "check")
+    assert check["status"] == "skipped" and check["error"] == "dependency 'docs' failed"
+
+
+def test_land_totals_every_jobs_usage_and_plan_divides_the_budget(tmp_path: Path) -> None:
+    config = {".github/ci-swarm.yml": "max_agents: 4\nbudget:\n  usd: 3\n  tokens: 1000\n"}
+    origin, _, outputs = _fan_out(tmp_path, _two_waves(), config)
+    assert (outputs["budget_share"], outputs["tokens_share"]) == ("1.500000", "500")  # min(4, 2 jobs)
+    _agents(tmp_path, origin, ["docs", "left"], "--max-usd", outputs["budget_share"], "--rpm", "30")
+    for sub, usage in (("docs", {"input_tokens": 100, "cost_usd": 0.5}), ("left", {"output_tokens": 20})):
+        sidecar = tmp_path / "bundles" / f"agent-{sub}" / f"{sub}.bundle.json"
+        sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "usage": usage}))
+    lander = _clone(origin, tmp_path / "land-job", f"refs/swarm/{RUN}/state")
+    proc, out = _land_outputs(tmp_path, lander)
+    assert proc.returncode == 0, proc.stderr
+    assert (out["usage_usd"], out["usage_tokens"]) == ("0.500000", "120")
+    assert (out["budget_share"], out["tokens_share"]) == ("2.500000", "880")  # what is left, one job
+
+
+def test_plan_fan_out_refuses_a_conflict_repair_policy_it_cannot_apply(tmp_path: Path) -> None:
+    plan = {**_plan(), "merge": {"on_conflict": "redo"}, "checks": [{"name": "t", "run": ["true"]}]}
+    plan_file = tmp_path / "plan.yml"
+    plan_file.write_text(yaml.safe_dump(plan))
+    repo = make_repo(tmp_path / "repo", {"shared.txt": SHARED})
+    proc = run_cli("plan", "--fan-out", "--plan-file", str(plan_file), "--repo", str(repo), "--run-id", RUN)
+    assert proc.returncode == 4
+    assert "on_conflict: redo is not supported with --fan-out yet" in proc.stderr
+    assert not _git(repo, "for-each-ref", f"refs/swarm/{RUN}", f"refs/heads/swarm/{RUN}")

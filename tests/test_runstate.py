@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
 from ci_swarm import git, runstate
 from ci_swarm.errors import NoRunState, RunStateError, RunStateFormat
-from ci_swarm.models import AgentSpec, Check, MergeOrder, MergePolicy
+from ci_swarm.models import AgentSpec, Check, MergeOrder, MergePolicy, OnConflict
 from ci_swarm.plan import plan_from_dict, plan_to_dict
 from ci_swarm.runstate import RunPolicy, RunState
 from tests.fixtures import make_repo
@@ -112,3 +113,25 @@ def test_a_state_whose_plan_is_invalid_is_malformed(tmp_path: Path) -> None:
     _write_raw(repo, "r1", json.dumps(data).encode())
     with pytest.raises(RunStateError, match="malformed: the state's plan: the plan has no subtasks"):
         runstate.load(repo, "r1")
+
+
+def test_landed_waves_round_trip_and_the_state_commit_keeps_the_tip_and_earlier_files(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"f": "x\n"})
+    state = replace(_state(repo), policy=replace(_state(repo).policy, budget_usd=2.5, budget_tokens=900))
+    first = runstate.record(repo, state, attachments={"wave-0.json": b"{}"})
+    tip = git.rev_parse(repo, "HEAD")
+    moved = replace(state, tips=(tip,), done=MappingProxyType({"a": "succeeded"}))
+    second = runstate.record(repo, moved, first, {"report.json": b"[]"}, anchor=tip)
+    loaded = runstate.load(repo, "r1")
+    assert loaded.state == moved and (loaded.state.wave, loaded.state.start) == (1, tip)
+    assert git.parents(repo, second) == (first, tip)
+    assert runstate.attachment(repo, loaded, "wave-0.json") == b"{}"  # kept from the previous commit
+    assert runstate.attachment(repo, loaded, "report.json") == b"[]"
+
+
+def test_a_plans_conflict_repair_policy_round_trips(tmp_path: Path) -> None:
+    merge = {"on_conflict": "resolve", "resolver": {"kind": "command", "run": ["true", "{instructions}"]}}
+    plan = plan_of(scripted("a"), merge=merge)
+    back = plan_from_dict(json.loads(json.dumps(plan_to_dict(plan))))
+    assert back == plan and back.merge.on_conflict is OnConflict.RESOLVE
+    assert back.merge.resolver == AgentSpec("command", {"run": ("true", "{instructions}")})
