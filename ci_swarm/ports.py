@@ -13,7 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from ci_swarm.models import AgentOutcome, AgentSpec, PanelVote, Plan, Request, RunReport, Subtask, Usage
+from ci_swarm.models import (
+    AgentOutcome,
+    AgentSpec,
+    Check,
+    PanelVote,
+    Plan,
+    Request,
+    RunReport,
+    Subtask,
+    Usage,
+)
 from ci_swarm.workspace import Workspace
 
 if TYPE_CHECKING:  # the sandbox's helpers import the ports (concurrency → ProgressEvent)
@@ -31,6 +41,7 @@ class AgentContext:
     log: Callable[[str], None] = field(default=lambda line: None)
     sandbox: SandboxPolicy | None = None  # how untrusted processes run (None: whatever is available)
     pass_env: tuple[str, ...] = ()  # variables a command agent's `pass_env` may name (the config's list)
+    checks: tuple[Check, ...] = ()  # the run's checks: the Claude agent's run_checks tool (issue #12)
 
 
 class Agent(Protocol):

@@ -34,6 +34,7 @@ from ci_swarm.merge_consumer import MergeConsumer, Repairer
 from ci_swarm.models import (
     AgentOutcome,
     AgentSpec,
+    Check,
     Diffstat,
     MergeOrder,
     OnConflict,
@@ -74,6 +75,7 @@ class RunOptions:
     pass_env: tuple[str, ...] = ()  # variables a command agent's pass_env may name (the config's list)
     secrets: tuple[str, ...] = ()  # values the report redacts from agents' output (with token formats)
     check: CheckRunner | None = None  # the checks gating conflict repairs (merge.on_conflict redo/resolve)
+    checks: tuple[Check, ...] = ()  # the run's checks, given to agents (the Claude agent's run_checks tool)
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,13 @@ class Orchestrator:
         if self.plan.merge.on_conflict is OnConflict.KEEP or opts.check is None:
             return None
         ctx = AgentContext(
-            self.run_id, self.plan.task, self.plan, opts.timeout, sandbox=opts.sandbox, pass_env=opts.pass_env
+            self.run_id,
+            self.plan.task,
+            self.plan,
+            opts.timeout,
+            sandbox=opts.sandbox,
+            pass_env=opts.pass_env,
+            checks=opts.checks,
         )
         kit = RepairKit(
             self.repo,
@@ -177,7 +185,13 @@ class Orchestrator:
         self.emit("subtask_started", sub.id, "running", sub.title)
         opts = self.options
         ctx = AgentContext(
-            self.run_id, self.plan.task, self.plan, opts.timeout, sandbox=opts.sandbox, pass_env=opts.pass_env
+            self.run_id,
+            self.plan.task,
+            self.plan,
+            opts.timeout,
+            sandbox=opts.sandbox,
+            pass_env=opts.pass_env,
+            checks=opts.checks,
         )
         try:
             outcome = await self.agents(sub).run(sub, ws, ctx)

@@ -331,7 +331,7 @@ def run_request(job: RunRequest, wiring: ServiceOptions) -> RunOutcome:
                     if checks and sandbox
                     else None
                 )
-                run_options = replace(options, sandbox=sandbox, check=gate)
+                run_options = replace(options, sandbox=sandbox, check=gate, checks=checks)
                 report = await run_plan(plan, run_options, factory, listener, job.request)
                 if checks and sandbox is not None:
                     report = await verified(report, plan, job, checks, sandbox)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ci_swarm.agents import options as opt
-from ci_swarm.agents.tools import TOOL_SCHEMAS, ToolBox, ToolResult
+from ci_swarm.agents.tools import ToolBox, ToolResult
 from ci_swarm.errors import LLMError
 from ci_swarm.llm import prompts
 from ci_swarm.llm.accounting import BudgetStop
@@ -69,6 +69,7 @@ class _Loop:
             command_timeout=settings.command_timeout,
             strict_paths=settings.strict_paths,
             sandbox=ctx.sandbox,
+            checks=ctx.checks,
         )
         context = prompts.repo_context(
             workspace.root, workspace.start_commit, map_chars=settings.repo_map_chars
@@ -78,9 +79,13 @@ class _Loop:
             {"type": "text", "text": shared, "cache_control": _CACHE},
             {"type": "text", "text": prompts.role_prompt(subtask.role, settings.role_prompts)},
         ]
-        self.prefix = prefix_key(self.agent.model, TOOL_SCHEMAS, shared)
+        self.prefix = prefix_key(self.agent.model, self.box.schemas, shared)
         brief = prompts.agent_brief(
-            subtask, ctx.task, allowed_commands=settings.allowed_commands, strict_paths=settings.strict_paths
+            subtask,
+            ctx.task,
+            allowed_commands=settings.allowed_commands,
+            strict_paths=settings.strict_paths,
+            checks=tuple(c.name for c in ctx.checks),
         )
         self.messages: list[dict[str, Any]] = [{"role": "user", "content": [{"type": "text", "text": brief}]}]
         self.lines: list[str] = []
@@ -122,7 +127,7 @@ class _Loop:
             "model": self.agent.model,
             "max_tokens": self.session.settings.response_max_tokens,
             "system": self.system,
-            "tools": list(TOOL_SCHEMAS),
+            "tools": list(self.box.schemas),
             "messages": with_cache_marker(self.messages),
         }
 

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from ci_swarm import git, sandbox
-from ci_swarm.agents import textedit
+from ci_swarm.agents import checktool, textedit
 from ci_swarm.allowlist import command_allowed
 from ci_swarm.errors import GitError, PathEscapeError, UsageError
+from ci_swarm.models import Check
 from ci_swarm.sandbox import ProcessSpec, SandboxPolicy
 from ci_swarm.workspace import Workspace, matches_any
 
@@ -87,7 +88,7 @@ TOOL_SCHEMAS: tuple[dict[str, Any], ...] = (
     },
 )
 TOOL_NAMES = tuple(t["name"] for t in TOOL_SCHEMAS)
-_BY_NAME = {t["name"]: t["input_schema"] for t in TOOL_SCHEMAS}
+_BY_NAME = {t["name"]: t["input_schema"] for t in (*TOOL_SCHEMAS, checktool.SCHEMA)}
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ class ToolBox:
         command_timeout: float = 300.0,
         strict_paths: bool = False,
         sandbox: SandboxPolicy | None = None,
+        checks: Sequence[Check] = (),
     ) -> None:
         self.workspace = workspace
         self.allowed_commands = tuple(tuple(p) for p in allowed_commands)
@@ -161,6 +163,8 @@ class ToolBox:
         self.sandbox = sandbox  # None: whatever backend is available
         self.written: dict[str, None] = {}  # paths written or deleted, in order
         self.outside: dict[str, None] = {}  # of those, the ones outside the subtask's `paths`
+        self.writes = 0  # every write, edit or delete (the checks' "changed since they passed")
+        self.checks = checktool.CheckTool(workspace, checks, sandbox)
         self._handlers: dict[str, Callable[[Mapping[str, Any]], Awaitable[ToolResult]]] = {
             "list_files": self._list_files,
             "read_file": self._read_file,
@@ -169,8 +173,14 @@ class ToolBox:
             "edit_file": self._edit_file,
             "delete_file": self._delete_file,
             "run_command": self._run_command,
+            "run_checks": self._run_checks,
             "finish": self._finish,
         }
+
+    @property
+    def schemas(self) -> tuple[dict[str, Any], ...]:
+        """The tools this box offers the model: ``run_checks`` only when the run has checks."""
+        return (*TOOL_SCHEMAS, checktool.SCHEMA) if self.checks.checks else TOOL_SCHEMAS
 
     async def run(self, name: str, args: Any) -> ToolResult:
         """The tool's result; its text always encodes as UTF-8 (bytes of names or output that are not
@@ -268,6 +278,7 @@ class ToolBox:
         return rel, None
 
     def _record(self, rel: str) -> str:
+        self.writes += 1
         self.written[rel] = None
         if not self.workspace.owns(rel):
             self.outside[rel] = None
@@ -331,7 +342,18 @@ class ToolBox:
         code = result.returncode if result.returncode is not None else -(result.signal or 0)
         return ToolResult(f"exit code {code}\n{truncate_output(result.output)}", is_error=code != 0)
 
+    async def _run_checks(self, args: Mapping[str, Any]) -> ToolResult:
+        ok, text = await self.checks.run(self.writes)
+        return ToolResult(text, is_error=not ok)
+
     async def _finish(self, args: Mapping[str, Any]) -> ToolResult:
+        """Finish — unless the run has checks that have not passed on the worktree as it is: then they run
+        first, once, and a failure goes back to the model instead (a second ``finish`` ends anyway)."""
+        if self.checks.holds_back_finish(self.writes):
+            self.checks.gated = True
+            ok, text = await self.checks.run(self.writes)
+            if not ok:
+                return _error(f"not finished: the checks fail on your work. {text}\nFix it, then finish.")
         return ToolResult(args["summary"], finished=True)
 
 

@@ -133,7 +133,12 @@ def agent_shared(context: RepoContext) -> str:
 
 
 def agent_brief(
-    subtask: Subtask, task: str, *, allowed_commands: Sequence[Sequence[str]], strict_paths: bool
+    subtask: Subtask,
+    task: str,
+    *,
+    allowed_commands: Sequence[Sequence[str]],
+    strict_paths: bool,
+    checks: Sequence[str] = (),
 ) -> str:
     lines = [
         f"Overall request: {task}",
@@ -149,6 +154,11 @@ def agent_brief(
     lines.append(f"Paths you own: {owned} ({rule})")
     commands = "; ".join(" ".join(p) for p in allowed_commands) if allowed_commands else "none"
     lines.append(f"Commands you may run (argv prefixes): {commands}")
+    if checks:
+        lines.append(
+            f"Checks that judge your work: {', '.join(checks)}. Call run_checks and make them pass before "
+            "you finish; finish runs them once more if you changed files since they last passed."
+        )
     lines += ["", "Instructions:", subtask.instructions or subtask.title, "", "Call finish when done."]
     return "\n".join(lines)
 
