@@ -148,6 +148,17 @@ def test_a_missing_and_a_tampered_result_fail_their_subtasks_and_the_rest_lands(
     assert "failed" in finished
 
 
+def test_a_plan_of_two_waves_is_refused_before_anything_is_pushed(world: World) -> None:
+    later = {**write_sub("later", "src/later.py", "x = 1\n"), "depends_on": ["greet"]}
+    issue = world.issue("Two waves", swarm_plan(SUBTASKS[0], later), labels=("swarm",))
+    env = job_env(world, world.labeled(issue), checkout(world, "plan-job"), fan_out="plan", run_id="fan-2-1")
+    assert main(env) == UsageError.exit_code
+    assert git.try_rev_parse(world.bare, "refs/swarm/fan-2-1/state") is None
+    assert "swarm/fan-2-1" not in world.remote_branches()
+    (comment,) = [c.body for c in world.repo().get_issue(issue.number).get_comments()]
+    assert "2 wave(s)" in comment  # the reason, on the issue
+
+
 def test_a_second_plan_job_of_the_same_run_id_is_refused(world: World) -> None:
     issue = world.issue("Four things", swarm_plan(*SUBTASKS[:1]), labels=("swarm",))
     env = job_env(world, world.labeled(issue), checkout(world, "plan-1"), fan_out="plan", run_id="fan-7-1")

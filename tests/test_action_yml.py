@@ -34,6 +34,9 @@ INPUTS = {
     "branch_prefix",
     "dry_run",
     "sandbox",
+    "fan_out",
+    "run_id",
+    "bundles_dir",
 }
 # the entry step's variables that carry a secret input into its shell (never into Python's environment)
 SECRET_ENV = {
@@ -51,6 +54,9 @@ OUTPUTS = {
     "tokens",
     "parallelism",
     "speedup",
+    "matrix",
+    "chunks",
+    "waves",
 }
 
 
@@ -118,6 +124,7 @@ def test_entry_reads_every_variable_the_action_sets() -> None:
     samples = {"CI_SWARM_MAX_AGENTS": "3", "CI_SWARM_BUDGET_USD": "1.5", "CI_SWARM_AGENT": "command"}
     samples["CI_SWARM_DRY_RUN"] = "true"
     samples["CI_SWARM_SANDBOX"] = "none"
+    samples["CI_SWARM_FAN_OUT"] = "plan"
     unset = Settings.from_env({})
     for name in env:
         if name != "CI_SWARM_PYTHON" and name not in SECRET_ENV.values():  # those become files

