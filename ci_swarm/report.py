@@ -23,6 +23,8 @@ from ci_swarm.models import (
     MergePolicy,
     MergeRecord,
     MergeStatus,
+    Panel,
+    PanelVote,
     Repair,
     Resolved,
     RunReport,
@@ -205,6 +207,7 @@ def to_dict(report: RunReport) -> dict[str, Any]:
         "conflicts": [_conflict(m, c) for m in report.merges for c in m.conflicts],
         "overlap": [{"a": o.a, "b": o.b, "path": o.path, "kind": o.kind.value} for o in report.overlap],
         "verification": verification_dict(report.verification),
+        "panel": panel_dict(report.panel),
     }
 
 
@@ -353,6 +356,8 @@ def to_markdown(report: RunReport) -> str:
     if outside:
         rows = [[neutral.code_cell(sub), neutral.code_cell(path)] for sub, path in outside]
         parts += ["### Writes outside owned paths", neutral.table(["subtask", "path"], rows)]
+    if report.panel is not None:
+        parts += ["### Review panel", panel_section(report.panel)]
     parts += ["### Timing", timing_table(report)]
     if report.serial is not None:
         parts += ["### Serial comparison", serial_section(report.serial, report.stats.wall_seconds)]
@@ -668,3 +673,75 @@ def repairs_section(merges: Iterable[MergeRecord]) -> str:
                 parts += ["<details><summary>output (last lines)</summary>", neutral.fence(c.output_tail)]
                 parts.append("</details>")
     return "\n\n".join(parts)
+
+
+# --- the review panel (issue #14) ----------------------------------------------------------------------
+
+
+def panel_dict(panel: Panel | None) -> dict[str, Any] | None:
+    """The panel in the JSON report: every vote with its verdict, role, reasons and cost."""
+    if panel is None:
+        return None
+    return {
+        "required": panel.required,
+        "approvals": panel.approvals,
+        "ready": panel.ready,
+        "votes": [
+            {
+                "voter": v.voter,
+                "role": v.role,
+                "verdict": verdict(v),
+                "approve": v.approve,
+                "abstained": v.abstained,
+                "reasons": v.reasons,
+                "usage": _usage(v.usage),
+            }
+            for v in panel.votes
+        ],
+    }
+
+
+def verdict(vote: PanelVote) -> str:
+    """``approve``, ``request_changes`` or ``abstained``."""
+    if vote.abstained:
+        return "abstained"
+    return "approve" if vote.approve else "request_changes"
+
+
+def panel_headline(panel: Panel) -> str:
+    """One line: ready or draft, and the approvals counted against those required."""
+    counted = f"{panel.approvals} of {len(panel.votes)} voter(s) approved, {panel.required} required"
+    if panel.ready:
+        return f"**Ready for review:** {counted}."
+    return f"**Draft:** {counted}."
+
+
+def panel_section(panel: Panel) -> str:
+    """The Markdown section: the headline and one row per voter (untrusted reasons neutralised)."""
+    rows = [
+        [
+            neutral.cell(v.voter),
+            neutral.cell(v.role),
+            verdict(v).replace("_", " "),
+            f"${v.usage.cost_usd:.4f}",
+            neutral.cell(v.reasons) or "–",
+        ]
+        for v in panel.votes
+    ]
+    return (
+        panel_headline(panel) + "\n\n" + neutral.table(["voter", "role", "verdict", "cost", "reasons"], rows)
+    )
+
+
+def panel_review_body(panel: Panel) -> str:
+    """The one PR review that carries the panel's reasons when it did not approve (untrusted text
+    neutralised, each voter's reasons quoted under its verdict)."""
+    lines = [
+        f"### ci-swarm review panel\n\n{panel_headline(panel)} The pull request is opened as a draft.",
+        "",
+    ]
+    for v in panel.votes:
+        lines.append(f"**{neutral.inline(v.voter)}** — {verdict(v).replace('_', ' ')}")
+        reasons = neutral.block(v.reasons) or "(no reasons given)"
+        lines += ["", "> " + reasons.replace("\n", "\n> "), ""]
+    return "\n".join(lines).rstrip("\n") + "\n"

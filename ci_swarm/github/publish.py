@@ -38,7 +38,7 @@ from ci_swarm.github.pushing import push_agents, push_integration, withhold
 from ci_swarm.github.runner import emit_job as emit_job  # its home is runner.py; kept importable from here
 from ci_swarm.models import MergeStatus, Request, RunReport, Subtask, SubtaskStatus, Usage
 from ci_swarm.ports import Remerge
-from ci_swarm.report import headline, to_markdown
+from ci_swarm.report import headline, panel_headline, panel_review_body, to_markdown
 
 log = logging.getLogger(__name__)
 MAX_BODY = 65_000
@@ -69,7 +69,7 @@ class PublishResult:
     review_comments: int = 0
     file_comments: int = 0
     body_notes: int = 0
-    reviews: int = 0
+    reviews: int = 0  # conflict reviews and the review panel's
     notes: tuple[str, ...] = ()
     report: RunReport | None = None  # as published (re-merged when the target moved)
     landed: bool = True  # False: pushed elsewhere (PR closed, fork) or nothing to propose
@@ -262,6 +262,8 @@ class Publisher:
             lines.append(f"Pull request: #{result.pr_number} ({result.pr_url})")
         pushed = max(len(result.pushed) - 1, 0)
         lines.append(f"Branch: {neutral.code_span(result.branch)} · agent branches pushed: {pushed}")
+        if report.panel is not None:
+            lines.append(f"Review panel: {panel_headline(report.panel)}")
         if result.review_comments or result.file_comments or result.body_notes:
             lines.append(
                 f"Conflict review: {result.review_comments} line comment(s), {result.file_comments} file "
@@ -360,14 +362,18 @@ class Publisher:
     ) -> PublishResult:
         """The result of a push that landed on ``pr``'s branch, once its conflict review is posted."""
         pushed, notes, held = push
-        counts, lag = self._review(pr, report)
+        (lines, files, body_notes, reviews), lag = self._review(pr, report)
+        reviews += self._panel_review(pr, report)
         return PublishResult(
             pr.number,
             pr.html_url,
             branch,
             pushed,
-            *counts,
-            notes=(*notes, *lag),
+            lines,
+            files,
+            body_notes,
+            reviews,
+            notes=(*notes, *lag, *self._draft_note(pr, report)),
             report=report,
             held_back=held,
         )
@@ -388,9 +394,10 @@ class Publisher:
             with self._call(f"updating pull request #{existing.number}"):
                 existing.edit(title=title, body=body)
             return existing
+        draft = report.panel is not None and not report.panel.ready  # the review panel did not approve
         try:
             with self._call(f"opening a pull request from {branch} into {base}"):
-                return self.repo.create_pull(base=base, head=branch, title=title, body=body)
+                return self.repo.create_pull(base=base, head=branch, title=title, body=body, draft=draft)
         except ForgeError as err:
             return self._pr_refused(err, report, branch, base)
 
@@ -423,6 +430,24 @@ class Publisher:
         raise ForgeError(f"{err}; {where}") from err
 
     # --- review --------------------------------------------------------------------------------
+
+    def _panel_review(self, pr: PullRequest, report: RunReport) -> int:
+        """The review panel's reasons as one COMMENT review when it did not approve (1 posted, else 0)."""
+        if report.panel is None or report.panel.ready:
+            return 0
+        with self._call(f"posting the review panel's reasons on pull request #{pr.number}"):
+            pr.create_review(body=panel_review_body(report.panel), event="COMMENT")
+        return 1
+
+    def _draft_note(self, pr: PullRequest, report: RunReport) -> tuple[str, ...]:
+        """A pull request that already existed keeps its draft state (GitHub's REST API cannot change it):
+        say so when the panel's verdict disagrees with it."""
+        if report.panel is None or pr.draft == (not report.panel.ready):
+            return ()
+        state = "a draft" if pr.draft else "ready for review"
+        return (
+            f"pull request #{pr.number} already existed and stays {state}: the review panel says otherwise",
+        )
 
     def _shows(self, pr: PullRequest, commit: str) -> bool:
         """Wait (bounded by ``head_wait``, polling) until the pull request shows ``commit`` as its head:
