@@ -144,12 +144,10 @@ class Orchestrator:
             return run_id
         raise RepoError("could not find a free run id (swarm branches keep colliding)")
 
-    def _repairer(self) -> Repairer | None:
-        """The merge consumer's repair hook when ``merge.on_conflict`` asks for one (and checks gate it)."""
+    def agent_context(self) -> AgentContext:
+        """What every agent of the run gets besides its subtask and workspace."""
         opts = self.options
-        if self.plan.merge.on_conflict is OnConflict.KEEP or opts.check is None:
-            return None
-        ctx = AgentContext(
+        return AgentContext(
             self.run_id,
             self.plan.task,
             self.plan,
@@ -158,6 +156,12 @@ class Orchestrator:
             pass_env=opts.pass_env,
             checks=opts.checks,
         )
+
+    def _repairer(self) -> Repairer | None:
+        """The merge consumer's repair hook when ``merge.on_conflict`` asks for one (and checks gate it)."""
+        opts = self.options
+        if self.plan.merge.on_conflict is OnConflict.KEEP or opts.check is None:
+            return None
         kit = RepairKit(
             self.repo,
             self.plan,
@@ -165,7 +169,7 @@ class Orchestrator:
             opts.branch_prefix,
             self.repairs,
             self.agents,
-            ctx,
+            self.agent_context(),
             opts.check,
             opts.default_agent,
             opts.timeout,
@@ -183,18 +187,8 @@ class Orchestrator:
         set_up = time.monotonic() - job_started
         self.ledger.update(sub.id, lambda s: s.set_up(set_up).running(time.time()))
         self.emit("subtask_started", sub.id, "running", sub.title)
-        opts = self.options
-        ctx = AgentContext(
-            self.run_id,
-            self.plan.task,
-            self.plan,
-            opts.timeout,
-            sandbox=opts.sandbox,
-            pass_env=opts.pass_env,
-            checks=opts.checks,
-        )
         try:
-            outcome = await self.agents(sub).run(sub, ws, ctx)
+            outcome = await self.agents(sub).run(sub, ws, self.agent_context())
         except asyncio.CancelledError:
             self._stop_clock(sub)
             limit = self.options.timeout
