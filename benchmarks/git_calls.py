@@ -1,10 +1,11 @@
 """Git processes per merge, counted by subcommand: ``python -m benchmarks.git_calls`` (not part of the suite).
 
-Counts every ``git`` process :func:`ci_swarm.git.run` starts while merging, in five scenarios on small temp
-repositories: the orchestrator's first wave (all branches started at the base), a dependent chain (each
-branch started at the tip), conflicting branches, ``ci-swarm merge`` (:func:`merge_report`) and
-publishing's :func:`remerge` onto a moved target. Prints one line per scenario: processes per merge and the
-subcommands. Counts, not times: the figure is deterministic.
+Counts every ``git`` process started while merging (:func:`ci_swarm.git.counting`: each
+:func:`ci_swarm.git.run`, and each long-lived process once), in five scenarios on small temp repositories:
+the orchestrator's first wave (all branches started at the base), a dependent chain (each branch started at
+the tip), conflicting branches, ``ci-swarm merge`` (:func:`merge_report`) and publishing's :func:`remerge`
+onto a moved target. Prints one line per scenario: processes per merge and the subcommands. Counts, not
+times: the figure is deterministic.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from __future__ import annotations
 import collections
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from ci_swarm import git
@@ -25,30 +25,6 @@ from tests.merge_helpers import branch, lines
 
 N = 8
 INTEGRATION = "swarm/count"
-
-
-@contextmanager
-def counting() -> Iterator[collections.Counter[str]]:
-    """Count the git subcommands run inside the block (the first non-option argument)."""
-    counts: collections.Counter[str] = collections.Counter()
-    real = git.run
-
-    def counted(
-        cwd: Path,
-        *args: str,
-        input: bytes | None = None,
-        env: Mapping[str, str] | None = None,
-        ok: Sequence[int] = (0,),
-        secrets: Sequence[str] = (),
-    ) -> git.Result:
-        counts[next((a for a in args if not a.startswith("-")), "?")] += 1
-        return real(cwd, *args, input=input, env=env, ok=ok, secrets=secrets)
-
-    git.run = counted
-    try:
-        yield counts
-    finally:
-        git.run = real
 
 
 def _base(tmp: Path) -> tuple[Path, str]:
@@ -67,7 +43,7 @@ def first_wave(tmp: Path, shared: bool = False) -> tuple[int, collections.Counte
     commits = [commit(repo, base, _edit(i, shared), subtask=f"s{i}") for i in range(N)]
     git.create_branch(repo, INTEGRATION, base)
     queue = MergeQueue(repo, INTEGRATION, base, MergePolicy(), {})
-    with counting() as counts:
+    with git.counting() as counts:
         for i, c in enumerate(commits):
             queue.merge(f"s{i}", c, base, i + 1)
     return N, counts
@@ -81,7 +57,7 @@ def chain(tmp: Path) -> tuple[int, collections.Counter[str]]:
     for i in range(N):
         start = queue.tip
         c = commit(repo, start, _edit(i, False), subtask=f"s{i}")
-        with counting() as counts:
+        with git.counting() as counts:
             queue.merge(f"s{i}", c, start, i + 1)
         merges += counts
     return N, merges
@@ -97,7 +73,7 @@ def _agent_branches(repo: Path, base: str) -> list[str]:
 def merge_command(tmp: Path) -> tuple[int, collections.Counter[str]]:
     repo, base = _base(tmp)
     names = _agent_branches(repo, base)
-    with counting() as counts:
+    with git.counting() as counts:
         merge_report(repo, names, base, INTEGRATION, MergePolicy())
     return N, counts
 
@@ -107,7 +83,7 @@ def remerge_moved(tmp: Path) -> tuple[int, collections.Counter[str]]:
     names = _agent_branches(repo, base)
     report = merge_report(repo, names, base, INTEGRATION, MergePolicy())
     moved = commit(repo, base, {"NOTES.md": "upstream\n"})
-    with counting() as counts:
+    with git.counting() as counts:
         remerge(repo, report, moved)
     return N, counts
 

@@ -1,19 +1,27 @@
 """The only module that runs git. Small typed functions over GitPython's command runner.
 
 Every command goes through :func:`run`, which raises :class:`GitError` naming the command, its exit code
-and the last line of its output. Tokens never reach argv: pushes and fetches take the auth header through
-``GIT_CONFIG_*`` environment variables, and any error text is redacted.
+and the last line of its output; the merge queue's questions also go to long-lived processes
+(:class:`MergeDiffs`: ``diff-tree --stdin``, :class:`RefUpdates`: ``update-ref --stdin``), one each per
+queue instead of one process per question. :func:`counting` counts every git process started. Tokens
+never reach argv: pushes and fetches take the auth header through ``GIT_CONFIG_*`` environment variables,
+and any error text is redacted.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import os
+import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 import git as gitpython
@@ -87,6 +95,7 @@ def run(
     secrets: Sequence[str] = (),
 ) -> Result:
     """Run ``git <args>`` in ``cwd``; raise GitError unless the exit code is in ``ok``."""
+    _started(args)
     runner = gitpython.Git(str(cwd))
     full_env = {**_BASE_ENV, **(env or {})}
     argv = ["git", *_SAFE_FLAGS, *args]
@@ -116,6 +125,37 @@ def run(
             _redact(stderr, secrets),
         )
     return Result(code, stdout, stderr)
+
+
+_observers: list[Callable[[str], None]] = []
+
+
+def _started(args: Sequence[str]) -> None:
+    """Tell the observers (:func:`counting`) that a git process with ``args`` is starting."""
+    if _observers:
+        rest = list(args)
+        while rest and rest[0] == "-c":
+            rest = rest[2:]
+        sub = next((a for a in rest if not a.startswith("-")), "?")
+        for observe in list(_observers):
+            observe(sub)
+
+
+@contextmanager
+def counting() -> Iterator[collections.Counter[str]]:
+    """Count the git processes started inside the block, by subcommand: every :func:`run` and every
+    long-lived process (:class:`MergeDiffs`, :class:`RefUpdates`) — once, however many questions it answers.
+    """
+    counts: collections.Counter[str] = collections.Counter()
+
+    def observe(sub: str) -> None:
+        counts[sub] += 1
+
+    _observers.append(observe)
+    try:
+        yield counts
+    finally:
+        _observers.remove(observe)
 
 
 def out(cwd: Path, *args: str) -> str:
@@ -168,6 +208,66 @@ def is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
 
 def merge_base(repo: Path, a: str, b: str) -> str:
     return out(repo, "merge-base", a, b)
+
+
+def resolve_commits(repo: Path, names: Sequence[str]) -> dict[str, str | None]:
+    """The commit each revision names (None: none), like :func:`try_rev_parse`, through one ``cat-file
+    --batch-check`` process for them all."""
+    asked = [n for n in dict.fromkeys(names) if n and "\n" not in n]
+    found: dict[str, str | None] = dict.fromkeys(names)
+    if not asked:
+        return found
+    data = "".join(f"{n}^{{commit}}\n" for n in asked).encode()
+    lines = run(repo, "cat-file", "--batch-check=%(objectname) %(objecttype)", input=data).text.splitlines()
+    for name, line in zip(asked, lines, strict=True):
+        oid, _, kind = line.rpartition(" ")
+        found[name] = oid if kind == "commit" and _is_object_id(oid) else None
+    return found
+
+
+def merge_bases_with(repo: Path, base: str, commits: Sequence[str]) -> dict[str, str | None]:
+    """Each commit's merge base with ``base`` (None: no common history), like :func:`merge_base`, in one
+    ``rev-list`` for them all: a commit ``base`` reaches is its own merge base, one whose every path back
+    leads to ``base`` has ``base``; only the others (a branch forked below ``base``) ask ``merge-base``."""
+    found: dict[str, str | None] = {}
+    if not commits:
+        return found
+    stdin = "".join(f"{c}\n" for c in dict.fromkeys(commits)) + f"^{base}\n"
+    text = run(repo, "rev-list", "--parents", "--topo-order", "--stdin", input=stdin.encode()).text
+    graph = [line.split() for line in text.splitlines() if line]
+    on_base: dict[str, bool] = {}  # commits base does not reach -> every path back leads to base
+    for commit, *parents in reversed(graph):  # parents before children
+        on_base[commit] = bool(parents) and all(p == base or on_base.get(p, False) for p in parents)
+    for commit in commits:
+        if commit not in on_base:
+            found[commit] = commit  # base reaches it
+        elif on_base[commit]:
+            found[commit] = base
+        else:
+            result = run(repo, "merge-base", base, commit, ok=(0, 1))
+            found[commit] = result.text.strip() or None
+    return found
+
+
+def trailers(repo: Path, commits: Sequence[str], keys: Sequence[str]) -> dict[str, tuple[str | None, ...]]:
+    """For each commit, the value of each trailer ``keys[i]`` (None: absent), like :func:`trailer`, in
+    one ``log`` for them all."""
+    if not commits:
+        return {}
+    fields = "%x00".join(f"%(trailers:key={k},valueonly)" for k in keys)
+    args = ["log", "--no-walk=unsorted", "--stdin", "--no-show-signature", f"--format=%H%x00{fields}%x01"]
+    text = run(repo, *args, input="".join(f"{c}\n" for c in dict.fromkeys(commits)).encode()).text
+    found: dict[str, tuple[str | None, ...]] = {}
+    for record in text.split("\x01"):
+        commit, *values = record.strip("\n").split("\0")
+        if len(values) == len(keys):
+            found[commit] = tuple(_first_line(v) for v in values)
+    return found
+
+
+def _first_line(text: str) -> str | None:
+    text = text.strip()
+    return text.splitlines()[0].strip() if text else None
 
 
 def branch_exists(repo: Path, name: str) -> bool:
@@ -577,10 +677,169 @@ def merge_diff(repo: Path, a: str, b: str, *, algorithm: str = "histogram") -> s
     could align differently; the context lines are skipped by the reader (:mod:`ci_swarm.overlap`).
     No inter-hunk context, full blob ids, ``a/`` ``b/`` prefixes, renames, no textconv.
     """
-    args = ["diff", "--no-color", "--no-ext-diff", "--no-textconv", "--find-renames", "--full-index"]
-    args += [f"--diff-algorithm={algorithm}", "--no-indent-heuristic", "--inter-hunk-context=0", "-U1"]
-    args += ["--src-prefix=a/", "--dst-prefix=b/", "--no-relative", a, b]
-    return run(repo, *args).text
+    return run(repo, "diff", *_merge_diff_flags(algorithm), a, b).text
+
+
+def _merge_diff_flags(algorithm: str) -> tuple[str, ...]:
+    return (
+        *("--no-color", "--no-ext-diff", "--no-textconv", "--find-renames", "--full-index"),
+        *(f"--diff-algorithm={algorithm}", "--no-indent-heuristic", "--inter-hunk-context=0", "-U1"),
+        *("--src-prefix=a/", "--dst-prefix=b/", "--no-relative"),
+    )
+
+
+# --- long-lived processes (the merge queue) -----------------------------------------------------
+
+
+class _LongLived:
+    """One ``git <args>`` process reading requests on stdin, one at a time: started on the first request,
+    started again after it died (a failed request ends it: its stderr becomes the :class:`GitError`), ended
+    by :meth:`close` or when its owner is garbage collected."""
+
+    def __init__(self, cwd: Path, args: Sequence[str]) -> None:
+        self._cwd = cwd
+        self._args = tuple(args)
+        self._lock = threading.Lock()
+        self._live: list[_Live] = []  # at most one; shared with the finalizer
+        weakref.finalize(self, _end_all, self._live)
+
+    def exchange(self, request: bytes, done: Callable[[bytearray], bool]) -> bytes:
+        """Write ``request``, then read until ``done(what was read)``; GitError if the process ends first."""
+        with self._lock:
+            live = self._process()
+            stdin, stdout = live.proc.stdin, live.proc.stdout
+            assert stdin is not None and stdout is not None
+            answer = bytearray()
+            try:
+                stdin.write(request)
+                stdin.flush()
+                while not done(answer):
+                    chunk = os.read(stdout.fileno(), 1 << 16)
+                    if not chunk:
+                        raise self._failed(live, answer)
+                    answer += chunk
+            except BrokenPipeError:
+                raise self._failed(live, answer) from None
+            return bytes(answer)
+
+    def close(self) -> None:
+        with self._lock:
+            _end_all(self._live)
+
+    def _process(self) -> _Live:
+        if self._live:
+            return self._live[0]
+        _started(self._args)
+        env = {**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **_BASE_ENV}
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115 - owned by _Live, closed by its end()
+        try:
+            proc = subprocess.Popen(
+                ["git", *_SAFE_FLAGS, *self._args],
+                cwd=self._cwd,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+            )
+        except FileNotFoundError as exc:
+            stderr.close()
+            raise RepoError("git is not installed or not on PATH") from exc
+        self._live.append(_Live(proc, stderr))
+        return self._live[0]
+
+    def _failed(self, live: _Live, answer: bytearray) -> GitError:
+        _end_all(self._live)
+        return GitError(self._args, live.proc.returncode, answer.decode("utf-8", "replace"), live.stderr_text)
+
+
+class _Live:
+    """A running long-lived process and the file its stderr goes to (a pipe nobody reads could fill)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], stderr: IO[bytes]) -> None:
+        self.proc = proc
+        self.stderr = stderr
+        self.stderr_text = ""
+
+    def end(self) -> None:
+        """stdin closed (git exits at EOF), killed if it has not after 10 s; reaped; stderr kept as text."""
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with suppress(OSError):
+                    stream.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.seek(0)
+        self.stderr_text = self.stderr.read().decode("utf-8", "replace")
+        self.stderr.close()
+
+
+def _end_all(live: list[_Live]) -> None:
+    while live:
+        live.pop().end()
+
+
+def _is_object_id(text: str) -> bool:
+    return len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text)
+
+
+class MergeDiffs:
+    """:func:`merge_diff` between commits, the same text, answered by one long-lived ``git diff-tree
+    --stdin -p`` process (plumbing: no diff config of the user's reaches it) instead of a process each.
+
+    Each request is the line ``<b> <a>`` (commit ``b`` compared with ``a`` as its parent) and a line git
+    echoes back once the diff is written (``diff-tree`` echoes and flushes any line that is not an object
+    id), so the answer's end is known without closing the pipe. Revisions that are not full object ids
+    go to :func:`merge_diff`.
+    """
+
+    def __init__(self, repo: Path, algorithm: str = "histogram") -> None:
+        self.repo = repo
+        self._algorithm = algorithm
+        self._process = _LongLived(repo, ("diff-tree", "--stdin", "-r", "-p", *_merge_diff_flags(algorithm)))
+        self._asked = 0
+
+    def diff(self, a: str, b: str) -> str:
+        if not (_is_object_id(a) and _is_object_id(b)):
+            return merge_diff(self.repo, a, b, algorithm=self._algorithm)
+        self._asked += 1
+        end = f"#ci-swarm {self._asked}\n".encode()
+        answer = self._process.exchange(
+            f"{b} {a}\n".encode() + end, lambda got: got == end or got.endswith(b"\n" + end)
+        )
+        body = answer[: -len(end)]
+        header = f"{b}\n".encode()  # diff-tree names the commit before a non-empty diff
+        return body.removeprefix(header).decode("utf-8", "surrogateescape")
+
+    def close(self) -> None:
+        self._process.close()
+
+
+class RefUpdates:
+    """Compare-and-swap ref updates through one long-lived ``git update-ref --stdin`` process: each update
+    its own transaction (``start`` / ``update <ref> <new> <old>`` / ``prepare`` / ``commit``), so each
+    one fails alone — :class:`GitError` with git's reason (the process then ends; the next update starts
+    another). Every update is logged with ``message``."""
+
+    _OK = b"start: ok\nprepare: ok\ncommit: ok\n"
+
+    def __init__(self, repo: Path, message: str) -> None:
+        self._process = _LongLived(repo, ("update-ref", "-m", message, "--stdin"))
+
+    def update(self, ref: str, new: str, old: str) -> None:
+        """Set ``ref`` to ``new`` only while it is ``old``."""
+        if any(c.isspace() for c in ref + new + old):
+            raise RepoError(f"invalid ref update: {ref!r} {new!r} {old!r}")
+        request = f"start\nupdate {ref} {new} {old}\nprepare\ncommit\n".encode()
+        answer = self._process.exchange(request, lambda got: got.count(b"\n") >= 3)
+        if answer != self._OK:
+            self._process.close()
+            raise GitError(("update-ref", "--stdin", ref, new, old), 0, answer.decode("utf-8", "replace"), "")
+
+    def close(self) -> None:
+        self._process.close()
 
 
 # --- remotes ------------------------------------------------------------------------------------

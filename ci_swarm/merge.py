@@ -7,8 +7,15 @@ the user's index. Agent branches are never moved or deleted. A conflicted merge 
 keeps the records.
 
 Before each merge the branch's diff is compared, path by path (:mod:`ci_swarm.overlap`), with the diffs of
-the subtasks merged since the branch started; the rows are kept (:attr:`MergeQueue.overlaps`) and the
-paths predicted to conflict are recorded on the :class:`MergeRecord`.
+the subtasks merged since the branch started — only those an index by path (:class:`ChangeIndex`) names,
+not every one; the rows are kept (:attr:`MergeQueue.overlaps`) and the paths predicted to conflict are
+recorded on the :class:`MergeRecord`.
+
+Git processes per merge: ``merge-tree`` and ``commit-tree``; the diffs are answered by one long-lived
+``diff-tree --stdin`` process per queue (:class:`ci_swarm.git.MergeDiffs`) and the branch moves through one
+long-lived ``update-ref --stdin`` process (:class:`ci_swarm.git.RefUpdates`, a compare-and-swap
+transaction per merge); a conflicted merge adds :mod:`ci_swarm.resolve`'s. :meth:`MergeQueue.close` (or
+the ``with`` block, or garbage collection) ends the long-lived processes.
 
 Which side wins is :class:`MergePolicy.prefer` (:meth:`MergeQueue.ours_wins`): ``()`` ("first") keeps what
 is already on the integration branch; a role list keeps the side whose subtask's role comes first (unlisted
@@ -31,13 +38,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import TracebackType
 
 from ci_swarm import git
 from ci_swarm.errors import RepoError
 from ci_swarm.models import Conflict, Insertions, MergePolicy, MergeRecord, MergeStatus, Overlap, Repair
 from ci_swarm.naming import TRAILER
 from ci_swarm.neutral import plain
-from ci_swarm.overlap import FileChange, changes, conflicting, overlaps
+from ci_swarm.overlap import ChangeIndex, FileChange, changes, conflicting, overlaps
 from ci_swarm.resolve import Parties, Resolution, resolve
 
 
@@ -87,6 +95,22 @@ class MergeQueue:
         self._overlaps: list[Overlap] = []
         self._position = {base_commit: 0, tip: 0}  # integration commit -> merges it contains
         self._foreign: set[str] = set()  # starts that contain none of this queue's merges
+        self._index = ChangeIndex()  # the merged changes by path: entry k is self._merged[k]
+        self._diffs = git.MergeDiffs(repo)
+        self._refs = git.RefUpdates(repo, f"ci-swarm: merge onto {integration_branch}")
+
+    def close(self) -> None:
+        """End the queue's long-lived git processes (a later merge starts them again)."""
+        self._diffs.close()
+        self._refs.close()
+
+    def __enter__(self) -> MergeQueue:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
 
     @property
     def tip(self) -> str:
@@ -112,9 +136,14 @@ class MergeQueue:
         if branch_commit == start_commit:
             record = MergeRecord(subtask_id, order, MergeStatus.SKIPPED, commit=tip)
             return Pending(record, branch_commit, start_commit, tip, {}, (), landed=True)
-        mine = changes(git.merge_diff(self.repo, start_commit, branch_commit))
-        since = self._merged_since(start_commit)
-        rows = [row for m in since for row in overlaps(m.changes, mine, m.subtask, subtask_id)]
+        mine = changes(self._diffs.diff(start_commit, branch_commit))
+        first = self._merged_since(start_commit)
+        since = self._merged[first:]
+        rows = [
+            row
+            for m in (self._merged[k] for k in self._index.candidates(mine, first))
+            for row in overlaps(m.changes, mine, m.subtask, subtask_id)
+        ]
         predicted = self._predict(rows, start_commit, tip, mine, subtask_id)
         result = git.merge_tree(self.repo, tip, branch_commit)
         done = Resolution(result.tree, ()) if result.clean else self._resolve(result, subtask_id, since)
@@ -134,12 +163,11 @@ class MergeQueue:
         if pending.tip != self._tip:
             raise RepoError(f"the integration moved while {pending.record.subtask} was being merged")
         new = landing or pending.record.commit
-        git.update_ref(
-            self.repo, self._ref, new, old=pending.tip, message=f"ci-swarm: merge {pending.record.subtask}"
-        )
+        self._refs.update(self._ref, new, pending.tip)
         self._tip = new
         sub = pending.record.subtask
         self._merged.append(_Merged(sub, pending.start, pending.commit, new, pending.changes))
+        self._index.add(pending.changes)
         self._position[new] = len(self._merged)
         self._overlaps += pending.rows
         record = replace(pending.record, commit=new, repair=repair)
@@ -152,17 +180,18 @@ class MergeQueue:
 
     # --- prediction -----------------------------------------------------------------------------
 
-    def _merged_since(self, start: str) -> list[_Merged]:
-        """The merges ``start`` does not contain. Known for the queue's own commits; otherwise the merges
-        form a chain (each the previous one's child), so those ``start`` contains are a prefix: found by
-        bisection, and a start without the first one is remembered (it will not gain later ones)."""
+    def _merged_since(self, start: str) -> int:
+        """Where the merges ``start`` does not contain begin (``self._merged[k:]``). Known for the queue's
+        own commits; otherwise the merges form a chain (each the previous one's child), so those ``start``
+        contains are a prefix: found by bisection, and a start without the first one is remembered (it will
+        not gain later ones)."""
         if start in self._position:
-            return self._merged[self._position[start] :]
+            return self._position[start]
         if start in self._foreign or not self._merged:
-            return list(self._merged)
+            return 0
         if not git.is_ancestor(self.repo, self._merged[0].merge, start):
             self._foreign.add(start)
-            return list(self._merged)
+            return 0
         low, high = 1, len(self._merged)  # merged[:low] are ancestors of start; merged[high:] are not
         while low < high:
             middle = (low + high) // 2
@@ -170,7 +199,7 @@ class MergeQueue:
                 low = middle + 1
             else:
                 high = middle
-        return self._merged[low:]
+        return low
 
     def _predict(
         self, rows: list[Overlap], start: str, tip: str, mine: Mapping[str, FileChange], subtask_id: str
@@ -179,7 +208,7 @@ class MergeQueue:
         pairwise view could be incomplete (shared paths, or a start the queue did not produce)."""
         paths = list(conflicting(rows))
         if rows or start not in self._position:
-            theirs = changes(git.merge_diff(self.repo, start, tip))
+            theirs = changes(self._diffs.diff(start, tip))
             paths += conflicting(overlaps(theirs, mine, self.integration_branch, subtask_id))
         return tuple(dict.fromkeys(paths))
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from ci_swarm import git
-from ci_swarm.errors import GitError, RepoError
-from ci_swarm.merge import MergeQueue
+from ci_swarm.errors import RepoError
+from ci_swarm.merge import MergeQueue, Pending
 from ci_swarm.models import (
     MergePolicy,
     MergeRecord,
@@ -47,20 +47,21 @@ def merge_report(
     branch = integration or f"swarm/merge-{run_id}"
     started = time.time()
     found = _branches(repo, branches, base_commit)
-    tip, merges, overlaps = _merge(repo, found, base_commit, branch, policy)
+    tip, merged, overlaps = _merge(repo, found, base_commit, branch, policy)
     wall = time.time() - started
+    merges = tuple(m.record for m in merged)
     records = tuple(
         SubtaskRecord(
-            id=m.subtask,
+            id=m.record.subtask,
             role="agent",
             title=b.name,
             status=SubtaskStatus.SUCCEEDED,
             branch=b.name,
             start_commit=b.start,
             commit=b.commit,
-            files=git.changed_files(repo, b.start, b.commit),
+            files=_files(m),
         )
-        for b, m in zip(found, merges, strict=True)
+        for b, m in zip(found, merged, strict=True)
     )
     stats = RunStats(wall, 0.0, 0.0, 0.0, 0.0, 1, 1)
     return RunReport(
@@ -88,41 +89,52 @@ def merge_branches(
     "agent"; its start the merge base with ``base``. Returns (tip, merge records, overlap rows).
     """
     base_commit = git.rev_parse(repo, base)
-    return _merge(repo, _branches(repo, branches, base_commit), base_commit, integration_branch, policy)
+    branches_ = _branches(repo, branches, base_commit)
+    tip, merged, overlaps = _merge(repo, branches_, base_commit, integration_branch, policy)
+    return tip, tuple(m.record for m in merged), overlaps
 
 
 def _merge(
     repo: Path, branches: Sequence[_Branch], base_commit: str, integration_branch: str, policy: MergePolicy
-) -> tuple[str, tuple[MergeRecord, ...], tuple[Overlap, ...]]:
+) -> tuple[str, list[Pending], tuple[Overlap, ...]]:
+    """The branches merged in order; each merge as it landed (its record, and the branch's changes)."""
     git.create_branch(repo, integration_branch, base_commit)
-    queue = MergeQueue(repo, integration_branch, base_commit, policy, {b.subtask: b.role for b in branches})
-    records = tuple(
-        queue.merge(b.subtask, b.commit, b.start, order) for order, b in enumerate(branches, start=1)
-    )
-    return queue.tip, records, queue.overlaps
+    roles = {b.subtask: b.role for b in branches}
+    merged = []
+    with MergeQueue(repo, integration_branch, base_commit, policy, roles) as queue:
+        for order, b in enumerate(branches, start=1):
+            pending = queue.attempt(b.subtask, b.commit, b.start, order)
+            merged.append(pending if pending.landed else replace(pending, record=queue.land(pending)))
+        return queue.tip, merged, queue.overlaps
+
+
+def _files(merged: Pending) -> tuple[str, ...]:
+    """The paths the branch changed (``git diff --name-only --no-renames``: both names of a rename), read
+    from the diff the merge already made, in git's (byte) order."""
+    return tuple(sorted(merged.changes, key=lambda p: p.encode("utf-8", "surrogateescape")))
 
 
 def _branches(repo: Path, names: Sequence[str], base_commit: str) -> list[_Branch]:
-    """Each branch read once (see :func:`merge_branches`); a colliding subtask id becomes the full name."""
+    """Every branch read at once (see :func:`merge_branches`): its commit, start and trailers, three git
+    processes for them all; RepoError naming an unknown branch or one that shares no history with the
+    base. A colliding subtask id becomes the full name."""
+    commits = git.resolve_commits(repo, names)
+    unknown = next((name for name in names if commits[name] is None), None)
+    if unknown is not None:
+        raise RepoError(f"unknown branch {unknown!r} in {repo}")
+    ids = [c for c in commits.values() if c is not None]
+    starts = git.merge_bases_with(repo, base_commit, ids)
+    labels = git.trailers(repo, ids, (TRAILER, ROLE_TRAILER))
     found: list[_Branch] = []
     for name in names:
-        b = _branch(repo, name, base_commit)
+        commit = commits[name] or ""
+        start = starts[commit]
+        if start is None:
+            raise RepoError(f"branch {name!r} shares no history with the base {base_commit[:12]}")
+        sub_id, role = labels.get(commit, (None, None))
+        b = _Branch(name, sub_id or PurePosixPath(name).name, role or "agent", commit, start)
         found.append(replace(b, subtask=name) if b.subtask in {f.subtask for f in found} else b)
     return found
-
-
-def _branch(repo: Path, name: str, base_commit: str) -> _Branch:
-    """One branch's subtask id, role, commit and start; RepoError naming an unknown one."""
-    commit = git.try_rev_parse(repo, name)
-    if commit is None:
-        raise RepoError(f"unknown branch {name!r} in {repo}")
-    try:
-        start = git.merge_base(repo, base_commit, commit)
-    except GitError as exc:
-        raise RepoError(f"branch {name!r} shares no history with the base {base_commit[:12]}") from exc
-    sub_id = git.trailer(repo, commit, TRAILER) or PurePosixPath(name).name
-    role = git.trailer(repo, commit, ROLE_TRAILER) or "agent"
-    return _Branch(name, sub_id, role, commit, start)
 
 
 def remerge(repo: Path, report: RunReport, tip: str) -> RunReport:
@@ -146,6 +158,7 @@ def remerge(repo: Path, report: RunReport, tip: str) -> RunReport:
         if m.repair is not None and m.resolution in (Resolved.REDONE, Resolved.RESOLVED):
             commit, start = m.repair.commit, m.repair.onto  # the repaired work, not the half it replaced
         merges.append(queue.merge(sub.id, commit, start, order))
+    queue.close()
     note = f"re-merged onto {tip[:10]} (the target branch moved while the swarm ran)"
     if any(m.resolution in (Resolved.REDONE, Resolved.RESOLVED) for m in report.merges):
         note += "; agents' conflict repairs were re-merged as they landed, not checked again on the new tip"

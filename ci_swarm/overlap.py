@@ -41,7 +41,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from unidiff.errors import UnidiffParseError
 from unidiff.patch import PatchedFile, PatchSet
@@ -426,11 +426,26 @@ def _structural(a: Mapping[str, FileChange], b: Mapping[str, FileChange]) -> lis
     for change in b.values():
         if not change.new_path or change.new_path in a:
             continue
-        parents = {str(p) for p in PurePosixPath(change.new_path).parents if str(p) != "."}
+        parents = set(_parents(change.new_path))
         found += sorted(files & parents)
         if change.status in (FileStatus.ADDED, FileStatus.RENAMED) and moved & parents:
             found.append(change.new_path)
     return found
+
+
+def _parents(path: str) -> list[str]:
+    """The directories above ``path``, innermost first (``a/b/c`` → ``a/b``, ``a``)."""
+    found = []
+    end = path.rfind("/")
+    while end > 0:
+        found.append(path[:end])
+        end = path.rfind("/", 0, end)
+    return found
+
+
+def _parent(path: str) -> str:
+    """The directory of ``path``; "." at the top."""
+    return path.rpartition("/")[0] or "."
 
 
 def _renamed_dirs(changes_: Mapping[str, FileChange]) -> set[str]:
@@ -438,10 +453,64 @@ def _renamed_dirs(changes_: Mapping[str, FileChange]) -> set[str]:
     dirs = set()
     for c in changes_.values():
         if c.status is FileStatus.RENAMED:
-            old, new = PurePosixPath(c.path).parent, PurePosixPath(c.new_path).parent
-            if old != new and str(old) != ".":
-                dirs.add(str(old))
+            old, new = _parent(c.path), _parent(c.new_path)
+            if old != new and old != ".":
+                dirs.add(old)
     return dirs
+
+
+class ChangeIndex:
+    """Earlier changes (entries 0, 1, … in the order added) indexed by path and directory, so a new change
+    is compared (:func:`overlaps`) only with the entries it can share a row with — those naming one of its
+    paths, leaving a file where it has a directory or the other way round, or renaming files out of a
+    directory it adds to (or the other way round) — instead of with every earlier one: the rows are those
+    of the pairwise comparison, found in time proportional to the paths, not to the entries."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._paths: dict[str, list[int]] = {}  # a path an entry names -> entries
+        self._files: dict[str, list[int]] = {}  # a file an entry leaves (new path) -> entries
+        self._dirs: dict[str, list[int]] = {}  # a directory above a file an entry leaves -> entries
+        self._moved: dict[str, list[int]] = {}  # a directory an entry renamed files out of -> entries
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, changes_: Mapping[str, FileChange]) -> int:
+        """File one entry's changes; its number."""
+        entry = self._count
+        self._count += 1
+        for path in changes_:
+            self._paths.setdefault(path, []).append(entry)
+        for new_path in {c.new_path for c in changes_.values() if c.new_path}:
+            self._files.setdefault(new_path, []).append(entry)
+            for parent in _parents(new_path):
+                _file(self._dirs, parent, entry)
+        for moved in _renamed_dirs(changes_):
+            self._moved.setdefault(moved, []).append(entry)
+        return entry
+
+    def candidates(self, changes_: Mapping[str, FileChange], first: int = 0) -> list[int]:
+        """The entries from ``first`` on that may share an :func:`overlaps` row with ``changes_``, in order
+        (a superset: the rows themselves come from :func:`overlaps`)."""
+        found: set[int] = set()
+        for path in changes_:
+            found.update(self._paths.get(path, ()))
+        for new_path in {c.new_path for c in changes_.values() if c.new_path}:
+            found.update(self._dirs.get(new_path, ()))  # an entry put something under our file
+            for parent in _parents(new_path):
+                found.update(self._files.get(parent, ()))  # an entry left a file where we have a directory
+                found.update(self._moved.get(parent, ()))  # we add under a directory an entry renamed away
+        for moved in _renamed_dirs(changes_):
+            found.update(self._dirs.get(moved, ()))  # an entry adds under a directory we renamed away
+        return sorted(e for e in found if e >= first)
+
+
+def _file(index: dict[str, list[int]], key: str, entry: int) -> None:
+    """Add ``entry`` under ``key`` once (an entry's files share their directories)."""
+    entries = index.setdefault(key, [])
+    if not entries or entries[-1] != entry:
+        entries.append(entry)
 
 
 def predict(repo: Path, base: str, a_commit: str, b_commit: str, a_id: str, b_id: str) -> tuple[Overlap, ...]:
