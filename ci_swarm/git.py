@@ -791,14 +791,16 @@ class MergeDiffs:
 
     Each request is the line ``<b> <a>`` (commit ``b`` compared with ``a`` as its parent) and a line git
     echoes back once the diff is written (``diff-tree`` echoes and flushes any line that is not an object
-    id), so the answer's end is known without closing the pipe. Revisions that are not full object ids
-    go to :func:`merge_diff`.
+    id), so the answer's end is known without closing the pipe; ``--always`` names ``b`` first even when
+    the diff is empty, so a commit git could not read is an error, not an empty diff. Revisions that are
+    not full object ids go to :func:`merge_diff`.
     """
 
     def __init__(self, repo: Path, algorithm: str = "histogram") -> None:
         self.repo = repo
         self._algorithm = algorithm
-        self._process = _LongLived(repo, ("diff-tree", "--stdin", "-r", "-p", *_merge_diff_flags(algorithm)))
+        flags = ("--stdin", "--always", "-r", "-p", *_merge_diff_flags(algorithm))
+        self._process = _LongLived(repo, ("diff-tree", *flags))
         self._asked = 0
 
     def diff(self, a: str, b: str) -> str:
@@ -810,8 +812,10 @@ class MergeDiffs:
             f"{b} {a}\n".encode() + end, lambda got: got == end or got.endswith(b"\n" + end)
         )
         body = answer[: -len(end)]
-        header = f"{b}\n".encode()  # diff-tree names the commit before a non-empty diff
-        return body.removeprefix(header).decode("utf-8", "surrogateescape")
+        header = f"{b}\n".encode()  # --always: the commit is named, even before an empty diff
+        if not body.startswith(header):  # diff-tree skips a first commit it cannot read, silently
+            raise GitError(("diff-tree", "--stdin", b, a), 128, "", f"fatal: bad object {b}")
+        return body[len(header) :].decode("utf-8", "surrogateescape")
 
     def close(self) -> None:
         self._process.close()

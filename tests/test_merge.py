@@ -12,9 +12,9 @@ from benchmarks import bench_replay
 from ci_swarm import git
 from ci_swarm.config import load_config
 from ci_swarm.diff3 import MARKER_SIZE, Block, fix_eof, parse_diff3
-from ci_swarm.errors import ConfigError, PlanError, RepoError
+from ci_swarm.errors import ConfigError, GitError, PlanError, RepoError
 from ci_swarm.merge import MergeQueue
-from ci_swarm.merge_only import merge_branches
+from ci_swarm.merge_only import merge_branches, merge_report
 from ci_swarm.models import ConflictKind, Insertions, MergePolicy, MergeRecord, MergeStatus, OverlapKind
 from ci_swarm.plan import plan_from_dict
 from ci_swarm.resolve import Stage, other
@@ -574,6 +574,105 @@ def test_merge_branches_refuses_unknown_branch_and_existing_integration(tmp_path
     merge_branches(repo, ["ok"], "main", "swarm/m", MergePolicy())
     with pytest.raises(RepoError, match="already exists"):
         merge_branches(repo, ["ok"], "main", "swarm/m", MergePolicy())
+
+
+def test_merge_command_starts_at_most_three_git_processes_per_merge(tmp_path: Path) -> None:
+    """32 branches through ``ci-swarm merge``'s merge phase, every git process counted at git.py's runner:
+    merge-tree and commit-tree per merge, the rest once per run (no per-merge merge-base, rev-parse, log,
+    diff or update-ref)."""
+    files = {f"d{i % 4}/f{i}.txt": lines(12) for i in range(32)}
+    repo = make_repo(tmp_path / "repo", files)
+    base = git.head_commit(repo)
+    names = []
+    for i in range(32):
+        edit = {f"d{i % 4}/f{i}.txt": edit_lines(lines(12), {5: f"agent {i}"})}
+        names.append(f"agents/s{i:02}")
+        branch(repo, names[-1], commit(repo, base, edit, subtask=f"s{i:02}", role="coder"))
+    with git.counting() as counts:
+        tip, records, _ = merge_branches(repo, names, "main", "swarm/counted", MergePolicy())
+    assert sum(counts.values()) <= 3 * 32, counts
+    assert counts["merge-tree"] == counts["commit-tree"] == 32
+    per_run = {sub: n for sub, n in counts.items() if sub not in ("merge-tree", "commit-tree")}
+    assert all(n <= 2 for n in per_run.values()), per_run  # rev-parse: the base and the new branch
+    assert [r.subtask for r in records] == [f"s{i:02}" for i in range(32)]
+    assert all(r.status is MergeStatus.CLEAN for r in records)
+    for i in range(32):
+        assert f"agent {i}\n" in (read(repo, tip, f"d{i % 4}/f{i}.txt") or "")
+    assert git.rev_parse(repo, "swarm/counted") == tip
+
+
+def test_merge_report_lists_each_branchs_files_as_git_does(tmp_path: Path) -> None:
+    """The report's files come from the merge's own diff: the same paths, in the same order, as
+    ``git diff --name-only --no-renames`` (a rename by both names, a deletion, a mode change)."""
+    base_files = {"z.txt": TEN, "old/name.txt": lines(30), "gone.txt": "x\n", "run.sh": "echo\n"}
+    repo = make_repo(tmp_path / "repo", base_files)
+    base = git.head_commit(repo)
+    changes: dict[str, Content] = {"old/name.txt": None, "new/name.txt": edit_lines(lines(30), {3: "c"})}
+    changes |= {"gone.txt": None, "run.sh": ("100755", "echo\n"), "a b.txt": "new\n", "é.txt": "e\n"}
+    tip = branch(repo, "agents/many", commit(repo, base, changes, subtask="many"))
+    report = merge_report(repo, ["agents/many", "agents/many"], "main", "swarm/files", MergePolicy())
+    expected = git.changed_files(repo, base, tip)
+    assert "new/name.txt" in expected and "old/name.txt" in expected
+    assert [s.files for s in report.subtasks] == [expected, expected]
+    assert [s.id for s in report.subtasks] == ["many", "agents/many"]  # the colliding id: the full name
+
+
+def test_merge_command_finds_each_branchs_start_as_merge_base_does(tmp_path: Path) -> None:
+    """Starts read for every branch at once agree with ``git merge-base`` per branch: on the base, below
+    it, behind it, through a merge, and no shared history at all (refused, naming the branch)."""
+    repo = make_repo(tmp_path / "repo", {"f.txt": TEN})
+    root = git.head_commit(repo)
+    old = commit(repo, root, {"o.txt": "o\n"})
+    base = commit(repo, old, {"b.txt": "b\n"})
+    on_base = commit(repo, base, {"a.txt": "a\n"})
+    below = commit(repo, old, {"c.txt": "c\n"})
+    merged = commit(repo, on_base, {"m.txt": "m\n"}, parents=[on_base, below])
+    chain = commit(repo, commit(repo, on_base, {"x.txt": "x\n"}), {"y.txt": "y\n"})
+    tips = [on_base, below, old, base, merged, chain]
+    starts = git.merge_bases_with(repo, base, tips)
+    assert starts == {t: git.merge_base(repo, base, t) for t in tips}
+    assert starts[below] == old and starts[old] == old and starts[merged] == base
+    lonely = git.commit_tree(repo, git.tree_of(repo, base), [], "unrelated\n", git.SWARM_IDENTITY)
+    branch(repo, "lonely", lonely)
+    assert git.merge_bases_with(repo, base, [lonely]) == {lonely: None}
+    with pytest.raises(RepoError, match="'lonely' shares no history"):
+        merge_branches(repo, ["lonely"], base, "swarm/lonely", MergePolicy())
+    assert not git.branch_exists(repo, "swarm/lonely")
+
+
+def test_branches_read_at_once_agree_with_one_question_each(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"f.txt": TEN})
+    base = git.head_commit(repo)
+    one = branch(repo, "agents/one", commit(repo, base, {"a.txt": "a\n"}, subtask="first", role="tester"))
+    two = branch(repo, "agents/two", commit(repo, base, {"b.txt": "b\n"}))
+    git.run(repo, "tag", "-a", "-m", "t", "v1", two, env=git.SWARM_IDENTITY.env())
+    names = ["agents/one", "v1", "main", "nope", "agents/one~1", f"{base}^{{tree}}", "agents/two"]
+    assert git.resolve_commits(repo, names) == {n: git.try_rev_parse(repo, n) for n in names}
+    keys = ("Swarm-Subtask", "Swarm-Role")
+    assert git.trailers(repo, [one, two, one], keys) == {
+        c: tuple(git.trailer(repo, c, k) for k in keys) for c in (one, two)
+    }
+
+
+def test_a_moved_integration_branch_fails_that_merge_only(tmp_path: Path) -> None:
+    """The compare-and-swap stays per merge through the long-lived ``update-ref --stdin``: a branch moved
+    behind the queue's back fails the landing with git's reason and is left where it was; the queue's next
+    landing (from the branch's real tip) goes through."""
+    repo, base = setup(tmp_path, {"f.txt": TEN})
+    queue = make_queue(repo, base)
+    first = agent(repo, base, "s1", {"a.txt": "a\n"})
+    queue.merge("s1", first, base, 1)
+    pending = queue.attempt("s2", agent(repo, base, "s2", {"b.txt": "b\n"}), base, 2)
+    elsewhere = commit(repo, base, {"c.txt": "c\n"})
+    git.update_ref(repo, f"refs/heads/{INTEGRATION}", elsewhere)
+    with pytest.raises(GitError, match="cannot lock ref"):
+        queue.land(pending)
+    assert git.rev_parse(repo, INTEGRATION) == elsewhere
+    git.update_ref(repo, f"refs/heads/{INTEGRATION}", queue.tip)
+    record = queue.land(pending)
+    assert git.rev_parse(repo, INTEGRATION) == record.commit == queue.tip
+    queue.close()
+    assert queue.merge("s3", agent(repo, base, "s3", {"d.txt": "d\n"}), base, 3).status is MergeStatus.CLEAN
 
 
 def test_queue_needs_the_integration_branch(tmp_path: Path) -> None:

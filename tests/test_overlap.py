@@ -10,8 +10,20 @@ from pathlib import Path
 import pytest
 
 from ci_swarm import git
+from ci_swarm.errors import GitError
 from ci_swarm.models import Overlap, OverlapKind
-from ci_swarm.overlap import FileChange, FileStatus, Region, changes, classify, conflicting, predict, unquote
+from ci_swarm.overlap import (
+    ChangeIndex,
+    FileChange,
+    FileStatus,
+    Region,
+    changes,
+    classify,
+    conflicting,
+    overlaps,
+    predict,
+    unquote,
+)
 from tests.fixtures import Content, commit, make_repo
 from tests.merge_helpers import edit_lines, lines, random_edit
 
@@ -358,3 +370,106 @@ def test_predictor_never_predicts_git_conflicts_clean_with_renames_and_long_tail
     assert predicted - set(renamed) == truth  # the old names aside, exactly git's verdict
     assert truth & set(renamed.values())  # the generator makes conflicts in renamed files
     assert len(truth) >= 30 and len(truth) <= 110, len(truth)
+
+
+# --- the long-lived diff process and the path index (issue #15) ----------------------------------------
+
+
+def test_long_lived_diffs_are_byte_identical_to_merge_diff(tmp_path: Path) -> None:
+    """One ``diff-tree --stdin`` process answers every question with ``merge_diff``'s exact text: renames,
+    deletions, an empty file, a mode change, binary data, a symlink, a missing final newline, names git
+    quotes, an empty diff; then again after a failed question (an unknown commit) ended it."""
+    base_files: dict[str, str | bytes] = {"a.txt": TEN, "old/n.txt": lines(40), "bin.dat": b"\0\1\2"}
+    base_files |= {"gone.txt": "x\n", "tab\there.txt": "t\n", "no-eol.txt": "a\nb"}
+    repo = make_repo(tmp_path / "repo", base_files)
+    base = git.head_commit(repo)
+    edits: list[dict[str, Content]] = [
+        {"a.txt": edit_lines(TEN, {2: "two", 3: None})},
+        {"old/n.txt": None, "new/n.txt": edit_lines(lines(40), {7: "seven"})},
+        {"gone.txt": None, "empty.txt": "", "bin.dat": b"\0\3", "no-eol.txt": "a\nB"},
+        {"a.txt": ("100755", TEN), "link": ("120000", "a.txt"), 'é "q".txt': "q\n", "tab\there.txt": "T\n"},
+        {},
+    ]
+    tips = [commit(repo, base, e) for e in edits]
+    diffs = git.MergeDiffs(repo)
+    with git.counting() as counts:
+        for a, b in [(base, t) for t in tips] + [(t, base) for t in tips] + [(tips[0], tips[3])]:
+            assert diffs.diff(a, b) == git.merge_diff(repo, a, b)
+    assert counts["diff-tree"] == 1 and counts["diff"] == 11
+    assert diffs.diff(base, base) == ""
+    for unknown in ((base, "0" * 39 + "1"), ("0" * 39 + "1", base)):  # the commit, or its parent
+        with pytest.raises(GitError):
+            diffs.diff(*unknown)
+    assert diffs.diff(base, tips[1]) == git.merge_diff(repo, base, tips[1])
+    assert diffs.diff("main", tips[0]) == git.merge_diff(repo, base, tips[0])  # a name: answered by git diff
+    diffs.close()
+
+
+def _random_change(rng: random.Random, k: int) -> dict[str, FileChange]:
+    """A change to a few paths of a small tree (so that changes meet): edits, additions, deletions,
+    renames within and across directories, a file where others have a directory."""
+    dirs = ["", "a/", "a/b/", "c/", "a/b/d/"]
+    found: dict[str, FileChange] = {}
+    for n in range(rng.randint(1, 4)):
+        path = f"{rng.choice(dirs)}{rng.choice('xyz')}" + rng.choice(["", ".txt"])
+        if rng.random() < 0.1:
+            path = rng.choice(["a", "a/b", "c", "a/b/d"])  # a file where a directory is
+        status = rng.choice(list(FileStatus))
+        region = Region(rng.randint(0, 5), ("l\n",), (f"k{k}-{n}\n",))
+        if status is FileStatus.RENAMED:
+            new = f"{rng.choice(dirs)}r{k}.txt"
+            change = FileChange(path, new, status, "100644", "100644", "1" * 40, f"{k:040}", False, (region,))
+        elif status is FileStatus.DELETED:
+            change = FileChange(path, "", status, "100644", "", "1" * 40, "")
+        elif status is FileStatus.ADDED:
+            change = FileChange(path, path, status, "", "100644", "", f"{k:040}")
+        else:
+            modes = ("100644", "100644", "1" * 40, f"{k:040}")
+            change = FileChange(path, path, status, *modes, regions=(region,))
+        for name in change.paths:
+            found[name] = change
+    return found
+
+
+def test_path_index_finds_every_pairwise_row_on_many_paths() -> None:
+    """The index gives the merge queue exactly the pairwise rows: on 600 random changes of a small tree
+    (shared paths, file/directory collisions, directory renames), each new change's rows from the
+    index's candidates equal the rows of comparing it with every earlier change."""
+    rng = random.Random(15)
+    index = ChangeIndex()
+    earlier: list[dict[str, FileChange]] = []
+    compared = 0
+    for k in range(600):
+        mine = _random_change(rng, k)
+        first = rng.randint(0, len(earlier)) if rng.random() < 0.3 else 0
+        pairwise = [r for e in range(first, len(earlier)) for r in overlaps(earlier[e], mine, f"s{e}", "me")]
+        chosen = index.candidates(mine, first)
+        assert chosen == sorted(chosen) and all(e >= first for e in chosen)
+        indexed = [r for e in chosen for r in overlaps(earlier[e], mine, f"s{e}", "me")]
+        assert indexed == pairwise
+        compared += len(chosen)
+        assert index.add(mine) == len(earlier) == len(index) - 1
+        earlier.append(mine)
+    assert any(r.kind is OV for e in earlier[:50] for r in overlaps(earlier[0], e, "a", "b"))
+    assert compared < 600 * 599 // 2  # fewer comparisons than all pairs
+
+
+def test_path_index_compares_only_changes_that_meet_on_many_paths() -> None:
+    """2,000 changes of their own files in 200 directories: a new change to one of those files is compared
+    with the one change that named it; one under a directory that another change made a file of, with that
+    one; one on a path nobody touched, with none."""
+    index = ChangeIndex()
+    for k in range(2_000):
+        path = f"src/d{k % 200:03}/f{k:04}.py"
+        change = FileChange(path, path, FileStatus.MODIFIED, "100644", "100644", "1" * 40, f"{k:040}")
+        index.add({path: change})
+    index.add({"lib": FileChange("lib", "lib", FileStatus.ADDED, "", "100644", "", "2" * 40)})
+
+    def one(path: str, status: FileStatus = FileStatus.MODIFIED) -> dict[str, FileChange]:
+        return {path: FileChange(path, path, status, "100644", "100644", "1" * 40, "3" * 40)}
+
+    assert index.candidates(one("src/d007/f1207.py")) == [1207]
+    assert index.candidates(one("src/d007/f1207.py"), first=1208) == []
+    assert index.candidates(one("lib/x.py", FileStatus.ADDED)) == [2_000]
+    assert index.candidates(one("src/d007/new.py", FileStatus.ADDED)) == []
+    assert index.candidates(one("src/d007", FileStatus.ADDED)) == list(range(7, 2_000, 200))
