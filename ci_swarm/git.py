@@ -387,18 +387,8 @@ def commit_tree(
 
 # Reading a tree nobody reviewed: never a hook, an fsmonitor, a split index or a stat field an owner change
 # touches (the clone may belong to the sandbox's account, hence safe.directory).
-_COLLECT_FLAGS = (
-    "-c",
-    "core.checkStat=minimal",
-    "-c",
-    "core.trustctime=false",
-    "-c",
-    "core.splitIndex=false",
-    "-c",
-    "core.untrackedCache=false",
-    "-c",
-    "safe.directory=*",
-)
+_FOREIGN_TREE = ("-c", "core.splitIndex=false", "-c", "core.untrackedCache=false", "-c", "safe.directory=*")
+_COLLECT_FLAGS = ("-c", "core.checkStat=minimal", "-c", "core.trustctime=false", *_FOREIGN_TREE)
 
 
 def git_dir(repo: Path) -> Path:
@@ -416,6 +406,21 @@ def clone_shared(repo: Path, path: Path, template: Path) -> None:
 def checkout_detached(clone: Path, commit: str) -> None:
     """Check ``commit`` out in ``clone`` on a detached HEAD, with a plain (unsplit) index."""
     run(clone, *_COLLECT_FLAGS, "checkout", "--quiet", "--detach", commit)
+
+
+# Resetting a reused clone: stat data compared in full (ctime too, which nobody can set back), so a file an
+# agent changed and gave its old size and mtime is still seen as changed; nothing of the clone's own config
+# that could run code (the config was just restored from ci-swarm's template anyway).
+_RESET_FLAGS = ("-c", "core.checkStat=default", "-c", "core.trustctime=true", *_FOREIGN_TREE)
+
+
+def reset_clone(clone: Path, commit: str) -> None:
+    """Make ``clone``'s work tree exactly ``commit``'s tree (HEAD must already be ``commit``): files whose
+    stat data differ from the index are compared, changed ones rewritten, every untracked and ignored file
+    and directory removed (nested repositories too). Only what differs is written."""
+    run(clone, *_RESET_FLAGS, "update-index", "-q", "--refresh", ok=(0, 1))
+    run(clone, *_RESET_FLAGS, "reset", "--quiet", "--hard", commit)
+    run(clone, *_RESET_FLAGS, "clean", "-ffdxq")
 
 
 def remove_remote(clone: Path, name: str) -> None:

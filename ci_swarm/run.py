@@ -9,7 +9,7 @@ Two concurrent loops share one event loop:
 
 Agent work is committed on its branch whatever happens (also partial work of a failed, timed-out or
 cancelled agent, marked as such) by ci-swarm itself (:mod:`ci_swarm.collection`); work that cannot be
-committed fails its subtask; branches are never deleted; clones are always removed. Every path
+committed fails its subtask; branches are never deleted; clones are always reset or removed. Every path
 of a subtask ends in one settlement (:mod:`ci_swarm.ledger`); the thread and cancellation mechanics live
 in :mod:`ci_swarm.concurrency`, the agents' clones in :mod:`ci_swarm.clones`.
 """
@@ -122,7 +122,7 @@ class Orchestrator:
         self.queue = queue = MergeQueue(self.repo, integration, self.base, plan.merge, roles)
         self.emit = Emitter(listener)
         self.ledger = Ledger([s.id for s in plan.subtasks], self._on_settle)
-        self.spaces = GitClones(self.repo, options.workdir, self.run_id)
+        self.spaces = GitClones(self.repo, options.workdir, self.run_id, pool=options.max_agents)
         self.repairs = GitClones(self.repo, options.workdir, f"{self.run_id}-repair")
         release = self.scheduler.release
         repair = self._repairer()
