@@ -67,9 +67,9 @@ def agent_jobs(world: World, run_id: str, ids: list[str]) -> Path:
     return bundles
 
 
-def plan_job(world: World, issue: object) -> dict[str, str]:
+def plan_job(world: World, issue: object, **inputs: str) -> dict[str, str]:
     payload = world.labeled(issue)
-    assert main(job_env(world, payload, checkout(world, "plan-job"), fan_out="plan")) == 0
+    assert main(job_env(world, payload, checkout(world, "plan-job"), fan_out="plan", **inputs)) == 0
     return world.read_outputs()
 
 
@@ -89,8 +89,10 @@ def api_writes(world: World) -> list[str]:
 
 def test_plan_then_land_publishes_one_pr_with_every_agents_work_and_lands_once(world: World) -> None:
     issue = world.issue("Four things", f"Please.\n\n{swarm_plan(*SUBTASKS)}", labels=("swarm",))
-    planned = plan_job(world, issue)
+    planned = plan_job(world, issue, budget_usd="2")
     run_id = planned["run_id"]
+    # each of the 4 jobs running at once (max_agents 4) gets a quarter of the budget; no token budget
+    assert (planned["budget_share"], planned["tokens_share"]) == ("0.500000", "")
     assert [row["subtask"] for row in json.loads(planned["matrix"])["include"]] == IDS
     assert (planned["chunks"], planned["waves"], planned["branch"]) == ("1", "1", f"swarm/{run_id}")
     base = git.rev_parse(world.bare, "refs/heads/main")

@@ -57,6 +57,8 @@ OUTPUTS = {
     "matrix",
     "chunks",
     "waves",
+    "budget_share",
+    "tokens_share",
 }
 
 

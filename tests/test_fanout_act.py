@@ -54,6 +54,7 @@ def test_it_is_a_reusable_workflow_with_the_documented_inputs_and_secrets() -> N
         "config",
         "base",
         "max_agents",
+        "budget_usd",
         "agent_timeout_minutes",
         "land_timeout_minutes",
     }
@@ -140,6 +141,14 @@ def test_the_agent_job_hands_over_a_bundle_and_holds_no_write_token() -> None:
     assert "secrets.github_token" not in text  # the caller's token never reaches an agent job
     (checkout,) = [s for s in agent if s.get("uses", "").startswith("actions/checkout@")]
     assert checkout["with"]["persist-credentials"] is False
+
+
+def test_each_agent_job_gets_its_share_of_the_budget() -> None:
+    run_step = next(s for s in steps("agent") if s.get("name") == "Run the subtask")
+    assert run_step["env"]["SHARE_USD"] == "${{ needs.plan.outputs.budget_share }}"
+    assert '--max-usd "$SHARE_USD"' in run_step["run"] and '--max-tokens "$SHARE_TOKS"' in run_step["run"]
+    plan = next(s for s in steps("plan") if s.get("id") == "plan")
+    assert plan["with"]["budget_usd"] == "${{ inputs.budget_usd }}"
 
 
 def test_the_land_job_lands_every_bundle_of_the_run() -> None:

@@ -6,7 +6,8 @@
   N agent jobs queued") and its id kept beside the run state (the state commit's ``progress-comment``
   file); the integration branch (at the base) and ``refs/swarm/<run>/state`` are pushed through
   :func:`ci_swarm.github.pushing.push_refs` (scanned, each with a lease); outputs ``run_id``, ``branch``,
-  ``matrix``, every ``matrix_<i>``, ``chunks``, ``waves``.
+  ``matrix``, every ``matrix_<i>``, ``chunks``, ``waves``, and each agent job's share of the config's
+  model budget (``budget_share``, ``tokens_share``: "" without a budget).
 * **land** — the state fetched, the bundles landed (:func:`ci_swarm.fanout.land_run`), the report published
   by the Action's own publisher (agent branches and integration commit scanned and pushed, the pull
   request, review comments, the progress comment finished; a held-back branch is exit 7), the outputs and
@@ -37,7 +38,7 @@ from ci_swarm.github.event import Job, Run
 from ci_swarm.github.progress import ProgressComment
 from ci_swarm.github.pushing import TokenRemote, fetch_tip, push_refs
 from ci_swarm.github.runner import OutputValue
-from ci_swarm.matrix import output_lines
+from ci_swarm.matrix import key_lines, output_lines
 from ci_swarm.models import RunReport
 from ci_swarm.naming import new_run_id
 from ci_swarm.ports import ProgressEvent
@@ -87,7 +88,9 @@ def plan_job(action: Action, config: Config, run: Run, job: Job) -> int:
             request, options, static, config.merge, config.max_subtasks, checks=config.checks
         )
         wiring = action.wiring(config, run_id, f"from {base_ref} ({base[:10]})", None, lambda _: None)
-        fanned = plan_fan_out(planned, wiring, config_digest(settings.workspace, settings.inputs.config))
+        digest = config_digest(settings.workspace, settings.inputs.config)
+        budget = config.budget  # shared by the agent jobs: each gets budget_share / tokens_share
+        fanned = plan_fan_out(planned, wiring, digest, budget_usd=budget.usd, budget_tokens=budget.tokens)
         for warning in fanned.warnings:
             runner.warning(warning, title="ci-swarm plan")
         one_matrix(fanned)
@@ -144,7 +147,7 @@ def remember_progress(repo: Path, run_id: str, comment_id: int | None) -> str:
 def emit_plan(fanned: FanOut, env: Mapping[str, str] | None) -> None:
     state = fanned.state
     outputs: dict[str, OutputValue] = {"branch": state.integration_branch}
-    for line in output_lines(state.run_id, fanned.matrix):
+    for line in (*output_lines(state.run_id, fanned.matrix), *key_lines(fanned.shares.lines())):
         key, _, value = line.partition("=")
         outputs[key] = value
     runner.set_outputs(outputs, env)
