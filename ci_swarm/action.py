@@ -276,6 +276,7 @@ class Action:
                 config.max_subtasks,
                 checks=config.checks,
                 merge_failing=config.merge_failing,
+                speculate=config.speculate_checks,
                 review=config.review,
             )
             wiring = self.wiring(config, options.run_id or "", where, publisher, started.append)

@@ -353,6 +353,12 @@ def _default_agent(source: PlanSource, has_key: bool, configured: AgentSpec | No
     help="A check that judges the result (repeatable; split like a shell would): run through the sandbox "
     "on the integration tip and each command agent's commit. Replaces the plan's and the config's checks.",
 )
+@click.option(
+    "--speculate",
+    is_flag=True,
+    help="Run the checks on intermediate integration tips while agents still run (one at a time, the "
+    "newest tip first), so verification reuses them (config: speculate_checks).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def run(
     source: PlanSource,
@@ -375,6 +381,7 @@ def run(
     compare_serial: bool,
     job: str | None,
     check_texts: tuple[str, ...],
+    speculate: bool,
     quiet: bool,
 ) -> None:
     """Plan, run agents in parallel, merge their branches, report."""
@@ -438,6 +445,7 @@ def run(
         checks=config.checks,
         check_flags=_check_flags(check_texts),
         merge_failing=config.merge_failing,
+        speculate=speculate or config.speculate_checks,
         on_conflict=OnConflict(on_conflict) if on_conflict else None,
         review=config.review,
     )

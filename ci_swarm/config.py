@@ -102,6 +102,7 @@ class Config:
     check_command: tuple[str, ...] = ()
     checks: tuple[Check, ...] = ()  # judge the integration and command agents' work (issue #12)
     merge_failing: bool = False  # merge a command agent whose own checks fail
+    speculate_checks: bool = False  # checks on intermediate tips while agents run (ci_swarm.speculate)
     merge: MergePolicy = field(default_factory=MergePolicy)
     review: ReviewPolicy | None = None  # a review panel on the result (None: none; a plan's replaces it)
     role_prompts: Mapping[str, str] = field(default_factory=lambda: EMPTY)
@@ -377,6 +378,7 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
         check_command=_argv(data["check_command"]) if "check_command" in data else (),
         checks=tuple(_check(c) for c in data.get("checks", ())),
         merge_failing=bool(data.get("merge_failing", False)),
+        speculate_checks=bool(data.get("speculate_checks", False)),
         merge=merge_policy(merge),
         review=review_policy(data["review"], "review") if "review" in data else None,
         role_prompts=MappingProxyType(dict(data.get("role_prompts", {}))),

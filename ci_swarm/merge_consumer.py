@@ -35,12 +35,14 @@ class MergeConsumer:
         emit: Callable[..., None],
         notes: list[str],
         repair: Repairer | None = None,
+        on_merged: Callable[[str], None] | None = None,
     ) -> None:
         self.merges: list[MergeRecord] = []
         self._plan, self._queue, self._ledger = plan, queue, ledger
         self._release, self._emit, self._notes = release, emit, notes
         self._inbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._repair = repair
+        self._on_merged = on_merged  # told each new integration tip (speculative checks), on the loop
 
     def offer(self, sub_id: str) -> None:
         """``sub_id`` was settled ok (on the loop's thread)."""
@@ -61,6 +63,8 @@ class MergeConsumer:
                 )  # cancelled mid-merge: the merge still finishes
             else:
                 await self._merge_repairing(sub_id, order, self._repair)
+            if self._on_merged is not None:
+                self._on_merged(self._queue.tip)
 
     async def _in_merge_order(self) -> AsyncIterator[str]:
         if self._plan.merge.order is MergeOrder.PLAN:

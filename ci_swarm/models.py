@@ -514,3 +514,4 @@ class Verification:
     seconds: float = 0.0
     note: str = "no checks configured: the integration was not verified"
     check_rounds: int = 0  # runs started together count once: units of wall time
+    speculative_runs: int = 0  # check runs on intermediate tips while agents ran (not in check_runs)

@@ -538,6 +538,7 @@ def verification_dict(v: Verification) -> dict[str, Any]:
         "note": v.note,
         "check_runs": v.check_runs,
         "check_rounds": v.check_rounds,
+        "speculative_runs": v.speculative_runs,
         "seconds": round(v.seconds, 3),
         "checks": [_check_result(c) for c in v.checks],
         "culprits": [
@@ -567,7 +568,8 @@ def verification_section(v: Verification) -> str:
     if v.status is VerificationStatus.NOT_RUN:
         return head
     rounds = f" in {v.check_rounds} round(s)" if 0 < v.check_rounds < v.check_runs else ""
-    parts = [f"{head} ({v.check_runs} check run(s){rounds}, {v.seconds:.1f}s)"]
+    early = f", {v.speculative_runs} more while agents ran" if v.speculative_runs else ""
+    parts = [f"{head} ({v.check_runs} check run(s){rounds}{early}, {v.seconds:.1f}s)"]
     parts.append(checks_table(v.checks))
     flipped = [c.name for c in v.checks if c.flipped]
     if flipped:

@@ -54,6 +54,7 @@ from ci_swarm.repair import RepairKit, repairer
 from ci_swarm.runtime import run_sync
 from ci_swarm.sandbox import SandboxPolicy
 from ci_swarm.schedule import Job, JobResult, SchedEvent, Scheduler
+from ci_swarm.speculate import Speculation
 from ci_swarm.verify import CheckRunner
 from ci_swarm.workspace import Workspace
 
@@ -76,6 +77,7 @@ class RunOptions:
     secrets: tuple[str, ...] = ()  # values the report redacts from agents' output (with token formats)
     check: CheckRunner | None = None  # the checks gating conflict repairs (merge.on_conflict redo/resolve)
     checks: tuple[Check, ...] = ()  # the run's checks, given to agents (the Claude agent's run_checks tool)
+    speculation: Speculation | None = None  # checks on intermediate tips while agents run (issue #12)
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,8 @@ class Orchestrator:
         self.repairs = GitClones(self.repo, options.workdir, f"{self.run_id}-repair")
         release = self.scheduler.release
         repair = self._repairer()
-        self.merger = MergeConsumer(plan, queue, self.ledger, release, self.emit, self.notes, repair)
+        told = options.speculation.offer if options.speculation is not None else None
+        self.merger = MergeConsumer(plan, queue, self.ledger, release, self.emit, self.notes, repair, told)
         self.later = Deferred()  # landings of finished agents, removals of workspaces
 
     def _claim_run_id(self, wanted: str | None) -> str:

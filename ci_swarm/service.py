@@ -40,6 +40,7 @@ from ci_swarm.ports import (
 from ci_swarm.run import RunOptions, run_plan
 from ci_swarm.runtime import run_sync
 from ci_swarm.sandbox import SandboxPolicy, resolve_policy
+from ci_swarm.speculate import Speculation
 from ci_swarm.verify import check_agents, checker, not_run, verify_integration
 
 MODEL_AGENT = "claude"  # the agent kind that talks to the model
@@ -195,6 +196,9 @@ class RunRequest:
     checks: tuple[Check, ...] = ()  # the config's checks (a plan's own checks replace them)
     check_flags: tuple[Check, ...] = ()  # ``run --check``: replace the plan's and the config's
     merge_failing: bool = False  # the config's (a plan's own setting replaces it)
+    speculate: bool = (
+        False  # checks on intermediate tips while agents run (config speculate_checks, --speculate)
+    )
     on_conflict: OnConflict | None = None  # ``run --on-conflict``: replaces the plan's and the config's
     review: ReviewPolicy | None = None  # the config's review panel (a plan's own ``review:`` replaces it)
 
@@ -331,10 +335,20 @@ def run_request(job: RunRequest, wiring: ServiceOptions) -> RunOutcome:
                     if checks and sandbox
                     else None
                 )
-                run_options = replace(options, sandbox=sandbox, check=gate, checks=checks)
-                report = await run_plan(plan, run_options, factory, listener, job.request)
+                speculating = gate is not None and job.speculate
+                speculation = Speculation(Path(options.repo), gate) if gate and speculating else None
+                run_options = replace(
+                    options, sandbox=sandbox, check=gate, checks=checks, speculation=speculation
+                )
+                try:
+                    report = await run_plan(plan, run_options, factory, listener, job.request)
+                    if speculation is not None and not report.interrupted:
+                        await speculation.drain()
+                finally:
+                    if speculation is not None:
+                        await speculation.cancel()
                 if checks and sandbox is not None:
-                    report = await verified(report, plan, job, checks, sandbox)
+                    report = await verified(report, plan, job, checks, sandbox, speculation)
                 review = review_of(job, plan)
                 if review is not None and session is not None:
                     report = await panel.review(Path(report.repo), report, review, session.panel_voter())
@@ -349,10 +363,15 @@ def run_request(job: RunRequest, wiring: ServiceOptions) -> RunOutcome:
 
 
 async def verified(
-    report: RunReport, plan: Plan, job: RunRequest, checks: tuple[Check, ...], policy: SandboxPolicy
+    report: RunReport,
+    plan: Plan,
+    job: RunRequest,
+    checks: tuple[Check, ...],
+    policy: SandboxPolicy,
+    speculation: Speculation | None = None,
 ) -> RunReport:
-    """Command agents' own checks, then the integration verified (:mod:`ci_swarm.verify`); an interrupted
-    run is not verified."""
+    """Command agents' own checks, then the integration verified (:mod:`ci_swarm.verify`), with what the
+    speculative checks found while agents ran; an interrupted run is not verified."""
     if report.interrupted:
         return not_run(report)
     repo = Path(report.repo)
@@ -362,7 +381,10 @@ async def verified(
     merge_failing = job.merge_failing if plan.merge_failing is None else plan.merge_failing
     if commands:
         report = await check_agents(repo, report, commands, run, merge_failing=merge_failing)
-    return await verify_integration(repo, report, run)
+    if speculation is None:
+        return await verify_integration(repo, report, run)
+    known, runs = speculation.known, speculation.runs
+    return await verify_integration(repo, report, run, known=known, speculative_runs=runs)
 
 
 def plan_request(

@@ -145,10 +145,10 @@ class _Checks:
     wall time: each run has its own scratch clone), and remembered by tree — two commits with the same
     tree are checked once."""
 
-    def __init__(self, repo: Path, run: CheckRunner) -> None:
+    def __init__(self, repo: Path, run: CheckRunner, known: Mapping[str, Results] | None = None) -> None:
         self._repo = repo
         self._run = run
-        self._by_tree: dict[str, Results] = {}
+        self._by_tree: dict[str, Results] = dict(known or {})  # tree → results (speculative ones first)
         self.runs = 0
         self.rounds = 0
 
@@ -325,15 +325,26 @@ def not_run(report: RunReport) -> RunReport:
     return replace(report, verification=Verification())
 
 
-async def verify_integration(repo: Path, report: RunReport, run: CheckRunner) -> RunReport:
+async def verify_integration(
+    repo: Path,
+    report: RunReport,
+    run: CheckRunner,
+    *,
+    known: Mapping[str, Results] | None = None,
+    speculative_runs: int = 0,
+) -> RunReport:
     """The report with its integration verified (see the module doc): ``integration_commit`` is the
-    verified tip, ``verification`` says how, culprits are ``REJECTED``."""
+    verified tip, ``verification`` says how, culprits are ``REJECTED``. ``known``: results by tree that
+    speculative checks (:mod:`ci_swarm.speculate`, ``speculative_runs`` of them) found while agents ran —
+    a tree found there is not checked again."""
     began = time.monotonic()
-    checks = _Checks(repo, run)
+    checks = _Checks(repo, run, known)
     first = await checks.one(report.integration_commit)
     if passed(first):
-        return _done(report, VerificationStatus.PASSED, first, checks, began, (), "")
-    return await _bisect_all(repo, report, checks, first, began)
+        verified = _done(report, VerificationStatus.PASSED, first, checks, began, (), "")
+    else:
+        verified = await _bisect_all(repo, report, checks, first, began)
+    return replace(verified, verification=replace(verified.verification, speculative_runs=speculative_runs))
 
 
 @dataclass(frozen=True)
