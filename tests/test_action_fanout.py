@@ -180,3 +180,33 @@ def test_land_needs_the_run_id_and_the_inputs_are_checked(world: World) -> None:
     dry = job_env(world, world.labeled(issue), world.workspace, fan_out="plan", dry_run="true")
     assert main(dry) == UsageError.exit_code
     assert api_writes(world) == before  # refused before anything was written
+
+
+def test_a_swarm_comment_on_a_pr_fans_out_onto_the_prs_branch(world: World) -> None:
+    """The agents start from the PR's head (which the default-branch checkouts lack: the plan pushes it as
+    the integration branch), and land pushes onto the PR's own branch, leaving its body alone."""
+    pr = world.pull_request("feature", {"src/feature.py": "value = 1\n"})
+    head = pr.head.sha
+    plan = swarm_plan(write_sub("tests", "tests/test_feature.py", "def test_value():\n    assert True\n"))
+    payload = world.commented(pr.number, f"/swarm add a test for it\n{plan}", on_pr=True)
+
+    def env(name: str, **inputs: str) -> dict[str, str]:
+        world.outputs.write_text("")
+        return {
+            **world.env("issue_comment", payload, **inputs),
+            "GITHUB_WORKSPACE": str(checkout(world, name)),
+        }
+
+    assert main(env("plan-job", fan_out="plan")) == 0
+    run_id = world.read_outputs()["run_id"]
+    assert git.rev_parse(world.bare, f"refs/heads/swarm/{run_id}") == head
+    bundles = agent_jobs(world, run_id, ["tests"])
+    assert main({**env("land-job", fan_out="land", run_id=run_id), "CI_SWARM_BUNDLES_DIR": str(bundles)}) == 0
+    out = world.read_outputs()
+    assert (out["branch"], out["pr_number"]) == ("feature", str(pr.number))
+    after = world.repo().get_pull(pr.number)
+    assert git.is_ancestor(world.bare, head, after.head.sha) and after.head.sha != head
+    assert sorted(f.filename for f in after.get_files()) == ["src/feature.py", "tests/test_feature.py"]
+    assert after.body == "Please review."
+    (progress,) = progress_comments(world, pr.number)
+    assert "finished" in progress and "Run report" in progress
