@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from tests.fixtures import make_repo
-from tests.helpers import run_cli, scripted
+from tests.helpers import clean_env, run_cli, scripted
 
 RUN = "fan1"
 SHARED = "one\ntwo\nthree\n"
@@ -239,3 +239,18 @@ def test_plan_fan_out_refuses_a_conflict_repair_policy_it_cannot_apply(tmp_path:
     assert proc.returncode == 4
     assert "on_conflict: redo is not supported with --fan-out yet" in proc.stderr
     assert not _git(repo, "for-each-ref", f"refs/swarm/{RUN}", f"refs/heads/swarm/{RUN}")
+
+
+def test_the_agent_job_writes_its_summary_with_the_outcome_and_the_error(tmp_path: Path) -> None:
+    origin, _, _ = _fan_out(tmp_path, _plan(fail="tool crashed"))
+    summary = tmp_path / "summary.md"
+    env = {**clean_env(), "GITHUB_STEP_SUMMARY": str(summary)}
+    for sub in ("docs", "left"):
+        clone = _clone(origin, tmp_path / f"agent-{sub}", f"refs/swarm/{RUN}/state")
+        run_cli("agent", "--run-id", RUN, "--subtask", sub, "--repo", str(clone), env=env)
+    text = summary.read_text()
+    assert text.count("### ci-swarm agent") == 2 and f"(run `{RUN}`)" in text
+    docs, left = text.split("### ci-swarm agent `left`")
+    assert "| `docs` | failed |" in docs and "error: " in docs and "tool crashed" in docs
+    assert "| `left` | succeeded |" in left and "error:" not in left
+    assert f"on `swarm/{RUN}-agents/left`" in left and "commit: `none`" not in left
