@@ -876,6 +876,12 @@ def _agent_summary(ran: AgentRun) -> str:
     "usage_tokens=, then the next wave's run_id=, matrix=, matrix_<i>=, chunks=, waves=, budget_share=, "
     "tokens_share= — or, after the last wave, an empty matrix= and done=true.",
 )
+@click.option(
+    "--all-remaining",
+    is_flag=True,
+    help="Then run every later wave here, on this machine (all of them when --bundles holds no result), "
+    "and land the run: the workflow's last land job.",
+)
 @_repo_option
 def land_cmd(
     run_id: str,
@@ -884,6 +890,7 @@ def land_cmd(
     report_json: Path | None,
     wave: int | None,
     matrix_out: Path | None,
+    all_remaining: bool,
     repo: Path,
 ) -> None:
     """Land one wave of the agent jobs' results, merged in plan order; then the next wave's matrix, or
@@ -894,10 +901,14 @@ def land_cmd(
     from ci_swarm.github.inputs import secret_values
 
     config = _config_at(None, repo)
-    wiring = _cli_wiring(config, None)
+    session = (lambda: _agent_session(config, None, None, None)) if all_remaining else None
+    wiring = _cli_wiring(config, session)
     checks = _check_flags(check_texts)
     at = None if wave is None else wave - 1
-    landing = land_run(repo, run_id, bundles_dir, wiring, checks, secret_values(os.environ), wave=at)
+    secrets = secret_values(os.environ)
+    landing = land_run(
+        repo, run_id, bundles_dir, wiring, checks, secrets, wave=at, all_remaining=all_remaining
+    )
     if report_json is not None:
         report_json.write_text(landing.report_json)
     if landing.again:

@@ -28,7 +28,8 @@ from types import MappingProxyType
 from ci_swarm import bundles, fanwaves, git, runstate
 from ci_swarm.dag import critical_path, waves
 from ci_swarm.errors import RepoError, UsageError, exit_code
-from ci_swarm.fanwaves import WaveLanding, blocked, runnable, wave_of
+from ci_swarm.fanrest import run_rest
+from ci_swarm.fanwaves import WaveLanding, blank_record, blocked, runnable, wave_of
 from ci_swarm.matrix import Matrix, chunked
 from ci_swarm.merge import MergeQueue
 from ci_swarm.models import (
@@ -300,10 +301,13 @@ def land_run(
     secrets: tuple[str, ...] = (),
     *,
     wave: int | None = None,
+    all_remaining: bool = False,
 ) -> Landing:
     """Land one wave — ``wave`` (0-based), else the one the results in ``bundles_dir`` belong to, else
     the next — : admit its agents' results, merge them in plan order, keep its tip and records; then the
-    next wave's matrix, or after the last wave verify, report, and record the landing."""
+    next wave's matrix, or after the last wave verify, report, and record the landing. ``all_remaining``:
+    every later wave then runs here (:mod:`ci_swarm.fanrest`) — all of them when no result was handed
+    over — and the run lands."""
     repo = git.open_repo(repo_path)
     recorded = runstate.load(repo, run_id)
     state = recorded.state
@@ -315,11 +319,20 @@ def land_run(
         raise UsageError(f"wave {target + 1} cannot land before wave {state.wave + 1}")
     started = time.monotonic()
     earlier = fanwaves.landed_waves(repo, recorded)
-    landed = [_land_wave(repo, state, found, _merge_count(earlier))]
-    state = _advanced(state, landed[-1])
+    landed: list[WaveLanding] = []
+    if found or not all_remaining:
+        landed.append(_land_wave(repo, state, found, _merge_count(earlier)))
+        state = _advanced(state, landed[-1])
+    else:
+        _integration_at(repo, state)
     while state.wave < len(waves(state.plan)) and not runnable(state, state.wave):
         landed.append(_skipped_wave(state))  # nothing of it can run: every subtask skipped
         state = _advanced(state, landed[-1])
+    if all_remaining and state.wave < len(waves(state.plan)):
+        merged = _merge_count((*earlier, *landed))
+        for rest in run_rest(repo, state, wiring, secrets, merged):
+            landed.append(rest)
+            state = _advanced(state, rest)
     attachments = {fanwaves.attachment_name(w.wave): fanwaves.encode(w) for w in landed}
     report = _report(repo, state, (*earlier, *landed), started)
     if state.wave < len(waves(state.plan)):
@@ -335,7 +348,7 @@ def land_run(
         summary_lines(report),
         exit_code(report),
         report.integration_commit,
-        wave=landed[0].wave,
+        wave=landed[0].wave if landed else recorded.state.wave,
         usage=report.usage,
     )
     attachments |= {
@@ -452,9 +465,9 @@ def _land_wave(repo: Path, state: RunState, found: tuple[bundles.Found, ...], me
 
 def _skipped_wave(state: RunState) -> WaveLanding:
     ids = waves(state.plan)[state.wave]
+    skip = SubtaskStatus.SKIPPED
     records = tuple(
-        replace(_blank(state, state.plan.subtask(i)), status=SubtaskStatus.SKIPPED, error=blocked(state, i))
-        for i in ids
+        replace(blank_record(state, state.plan.subtask(i)), status=skip, error=blocked(state, i)) for i in ids
     )
     return WaveLanding(state.wave, state.start, records, ())
 
@@ -491,22 +504,10 @@ def _results(
         sub = state.plan.subtask(sub_id)
         reason = blocked(state, sub_id)
         if reason:
-            records.append(replace(_blank(state, sub), status=SubtaskStatus.SKIPPED, error=reason))
+            records.append(replace(blank_record(state, sub), status=SubtaskStatus.SKIPPED, error=reason))
         else:
-            records.append(_record(repo, _blank(state, sub), chosen.get(sub_id), expected))
+            records.append(_record(repo, blank_record(state, sub), chosen.get(sub_id), expected))
     return records, notes
-
-
-def _blank(state: RunState, sub: Subtask) -> SubtaskRecord:
-    return SubtaskRecord(
-        id=sub.id,
-        role=sub.role,
-        title=sub.title,
-        status=SubtaskStatus.FAILED,
-        branch=agent_branch(state.policy.branch_prefix, state.run_id, sub.id),
-        start_commit=state.start,
-        paths=sub.paths,
-    )
 
 
 def _record(

@@ -19,7 +19,8 @@ from ci_swarm import runstate
 from ci_swarm.codec import from_data, to_data
 from ci_swarm.dag import waves
 from ci_swarm.errors import RunStateError
-from ci_swarm.models import MergeRecord, Plan, SubtaskRecord, SubtaskStatus, Usage
+from ci_swarm.models import MergeRecord, Plan, Subtask, SubtaskRecord, SubtaskStatus, Usage
+from ci_swarm.naming import agent_branch
 from ci_swarm.runstate import RunState
 
 
@@ -47,6 +48,19 @@ def runnable(state: RunState, wave: int) -> tuple[str, ...]:
     all_waves = waves(state.plan)
     ids = all_waves[wave] if wave < len(all_waves) else ()
     return tuple(sub for sub in ids if not blocked(state, sub))
+
+
+def blank_record(state: RunState, sub: Subtask) -> SubtaskRecord:
+    """A record of ``sub`` in the current wave before its result is known (``failed`` until then)."""
+    return SubtaskRecord(
+        id=sub.id,
+        role=sub.role,
+        title=sub.title,
+        status=SubtaskStatus.FAILED,
+        branch=agent_branch(state.policy.branch_prefix, state.run_id, sub.id),
+        start_commit=state.start,
+        paths=sub.paths,
+    )
 
 
 @dataclass(frozen=True)

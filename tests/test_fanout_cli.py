@@ -254,3 +254,37 @@ def test_the_agent_job_writes_its_summary_with_the_outcome_and_the_error(tmp_pat
     assert "| `docs` | failed |" in docs and "error: " in docs and "tool crashed" in docs
     assert "| `left` | succeeded |" in left and "error:" not in left
     assert f"on `swarm/{RUN}-agents/left`" in left and "commit: `none`" not in left
+
+
+def test_land_all_remaining_runs_the_later_waves_in_the_land_job_with_the_same_tree(tmp_path: Path) -> None:
+    origin, plan_file, _ = _fan_out(tmp_path, _two_waves())
+    _agents(tmp_path, origin, ["docs", "left"])
+    lander = _clone(origin, tmp_path / "land-job", f"refs/swarm/{RUN}/state")
+    report_file = tmp_path / "rest.json"
+    args = ("land", "--run-id", RUN, "--bundles", str(tmp_path / "bundles"), "--repo", str(lander))
+    proc = run_cli(*args, "--all-remaining", "--report-json", str(report_file))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(report_file.read_text())
+    assert [(m["subtask"], m["order"]) for m in report["merges"]] == [("docs", 1), ("left", 2), ("check", 3)]
+    check = next(s for s in report["subtasks"] if s["id"] == "check")
+    assert check["status"] == "succeeded" and check["branch"] == f"swarm/{RUN}-agents/check"
+    assert any(n.startswith("waves 2-2 ran in the land job") for n in report["notes"])
+    tip = _git(lander, "rev-parse", f"refs/heads/swarm/{RUN}")
+    assert report["integration_commit"] == tip
+    assert _git(lander, "rev-parse", f"swarm/{RUN}-agents/check^") == check["start_commit"]
+    assert not _git(lander, "for-each-ref", "refs/heads/ci-swarm-land-job/")
+    assert _git(lander, "rev-parse", f"{tip}^{{tree}}") == _single_machine_tree(tmp_path, origin, plan_file)
+
+
+def test_land_all_remaining_without_results_runs_every_wave_there(tmp_path: Path) -> None:
+    origin, plan_file, _ = _fan_out(tmp_path, _two_waves())
+    lander = _clone(origin, tmp_path / "land-job", f"refs/swarm/{RUN}/state")
+    out = tmp_path / "out.txt"
+    args = ("land", "--run-id", RUN, "--repo", str(lander), "--all-remaining", "--matrix-out", str(out))
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    outputs = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    assert outputs["done"] == "true" and outputs["matrix"] == ""
+    tip = _git(lander, "rev-parse", f"refs/heads/swarm/{RUN}")
+    assert outputs["tip"] == tip
+    assert _git(lander, "rev-parse", f"{tip}^{{tree}}") == _single_machine_tree(tmp_path, origin, plan_file)
