@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from ci_swarm.diffstat import outside_paths
-from ci_swarm.models import AgentOutcome, Diffstat, Subtask, SubtaskRecord, SubtaskStatus
+from ci_swarm.models import AgentOutcome, Diffstat, Judgement, Subtask, SubtaskRecord, SubtaskStatus
 from ci_swarm.outputtail import Redactor
 from ci_swarm.schedule import JobResult
 
@@ -36,6 +36,7 @@ class SubtaskState:
     setup_seconds: float = 0.0  # making its workspace
     collect_seconds: float = 0.0  # committing its work and measuring its diffstat
     diffstat: Diffstat = field(default_factory=Diffstat)
+    judgement: Judgement | None = None  # competing attempts (issue #14): how the winner was chosen
 
     def placed(self, branch: str, start: str) -> SubtaskState:
         return replace(self, branch=branch, start=start)
@@ -55,6 +56,9 @@ class SubtaskState:
 
     def dropped(self, reason: str) -> SubtaskState:
         return replace(self, lost=reason)
+
+    def judged(self, judgement: Judgement) -> SubtaskState:
+        return replace(self, judgement=judgement)
 
     def set_up(self, seconds: float) -> SubtaskState:
         return replace(self, setup_seconds=seconds)
@@ -97,6 +101,7 @@ class SubtaskState:
             diffstat=self.diffstat,
             setup_seconds=self.setup_seconds,
             collect_seconds=self.collect_seconds,
+            judgement=self.judgement,
         )
 
 

@@ -142,6 +142,7 @@ class Plan:
     merge_failing: bool | None = None  # merge a command agent whose own checks fail (None: the config's)
     judge: Judge | None = None  # issue #14: the plan's judge for subtasks with attempts (None: the default)
     review: ReviewPolicy | None = None  # issue #14: a review panel on the whole result (None: the config's)
+    weights: Mapping[str, float] = field(default_factory=lambda: EMPTY)  # `weighted` judge: {role: weight}
 
     def subtask(self, subtask_id: str) -> Subtask:
         for sub in self.subtasks:

@@ -34,6 +34,7 @@ from ci_swarm.models import (
     AgentSpec,
     Check,
     Insertions,
+    Judge,
     MergeOrder,
     MergePolicy,
     OnConflict,
@@ -49,10 +50,24 @@ MAX_VOTERS = 9  # a review panel's voters (each one model call on the whole diff
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 _PLAN_KEYS = frozenset(
-    {"version", "task", "merge", "subtasks", "rationale", "checks", "merge_failing", "review"}
+    {
+        "version",
+        "task",
+        "merge",
+        "subtasks",
+        "rationale",
+        "checks",
+        "merge_failing",
+        "review",
+        "judge",
+        "weights",
+    }
 )
 _CHECK_KEYS = frozenset({"name", "run", "timeout"})
-_SUBTASK_KEYS = frozenset({"id", "role", "title", "instructions", "paths", "depends_on", "agent"})
+_SUBTASK_KEYS = frozenset(
+    {"id", "role", "title", "instructions", "paths", "depends_on", "agent", "attempts", "judge"}
+)
+MAX_ATTEMPTS = 16
 _MERGE_KEYS = frozenset({"order", "prefer", "insertions", "on_conflict", "resolver"})
 _REVIEW_KEYS = frozenset({"voters", "approve", "roles"})
 
@@ -140,6 +155,8 @@ def plan_from_dict(
         checks=_checks(data.get("checks"), source),
         merge_failing=_opt_bool(data, "merge_failing", source),
         review=review_policy(data["review"], f"{source}: review") if data.get("review") is not None else None,
+        judge=judge_value(data.get("judge"), source),
+        weights=weights_value(data.get("weights"), source),
     )
 
 
@@ -166,6 +183,10 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
     if plan.review is not None:
         review = plan.review
         data["review"] = {"voters": review.voters, "approve": review.approve, "roles": list(review.roles)}
+    if plan.judge is not None:
+        data["judge"] = plan.judge.value
+    if plan.weights:
+        data["weights"] = dict(plan.weights)
     return data
 
 
@@ -187,6 +208,13 @@ def _subtask_to_dict(sub: Subtask) -> dict[str, Any]:
     }
     if sub.agent is not None:
         data["agent"] = agent_to_dict(sub.agent)
+    if sub.attempts:
+        specs = sub.attempts
+        data["attempts"] = (
+            len(specs) if all(s is None for s in specs) else [agent_to_dict(s or AgentSpec()) for s in specs]
+        )
+    if sub.judge is not None:
+        data["judge"] = sub.judge.value
     return data
 
 
@@ -256,7 +284,56 @@ def _subtask(raw: Any, index: int, source: str, validators: Validators) -> Subta
         paths=_str_list(raw, "paths", where),
         depends_on=_str_list(raw, "depends_on", where),
         agent=_agent(raw.get("agent"), where, validators),
+        attempts=_attempts(raw.get("attempts"), where, validators),
+        judge=judge_value(raw.get("judge"), where),
     )
+
+
+def _attempts(raw: Any, where: str, validators: Validators) -> tuple[AgentSpec | None, ...]:
+    """``attempts: N`` (the subtask's agent N times) or ``attempts: [agent, …]`` (each read and checked like
+    ``agent:``); one attempt is the same as none."""
+    if raw is None:
+        return ()
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        if not 1 <= raw <= MAX_ATTEMPTS:
+            raise PlanError(f"{where}: 'attempts' must be between 1 and {MAX_ATTEMPTS}, got {raw}")
+        return (None,) * raw if raw > 1 else ()
+    if not isinstance(raw, list) or not raw:
+        raise PlanError(f"{where}: 'attempts' must be a number or a non-empty list of agents, got {raw!r}")
+    if len(raw) > MAX_ATTEMPTS:
+        raise PlanError(f"{where}: 'attempts' lists {len(raw)} agents (at most {MAX_ATTEMPTS})")
+    specs = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, str | Mapping):
+            raise PlanError(f"{where}: attempts[{i}] must be an agent kind or a mapping, got {kind_of(item)}")
+        specs.append(_agent(item, f"{where}: attempts[{i}]", validators))
+    return tuple(specs) if len(specs) > 1 else ()
+
+
+def judge_value(raw: Any, where: str) -> Judge | None:
+    """``judge:`` — checks, vote, reviewer or weighted (None when absent)."""
+    if raw is None:
+        return None
+    values = [j.value for j in Judge]
+    if raw not in values:
+        hint = did_you_mean(raw, values) if isinstance(raw, str) else ""
+        raise PlanError(f"{where}: 'judge' must be one of {', '.join(values)}, got {raw!r}{hint}")
+    return Judge(raw)
+
+
+def weights_value(raw: Any, where: str) -> Mapping[str, float]:
+    """``weights: {role: weight}`` for the ``weighted`` judge (non-negative finite numbers)."""
+    if raw is None:
+        return MappingProxyType({})
+    if not isinstance(raw, Mapping) or not raw:
+        raise PlanError(f"{where}: 'weights' must be a non-empty mapping of role to weight, got {raw!r}")
+    out: dict[str, float] = {}
+    for role, weight in raw.items():
+        ok = isinstance(weight, int | float) and not isinstance(weight, bool) and 0 <= weight < math.inf
+        if not isinstance(role, str) or not role or not ok:
+            raise PlanError(f"{where}: weights.{role} must be a non-negative number, got {weight!r}")
+        out[role] = float(weight)
+    return MappingProxyType(out)
 
 
 def _agent(raw: Any, where: str, validators: Validators) -> AgentSpec | None:

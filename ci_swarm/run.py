@@ -10,8 +10,10 @@ Two concurrent loops share one event loop:
 Agent work is committed on its branch whatever happens (also partial work of a failed, timed-out or
 cancelled agent, marked as such) by ci-swarm itself (:mod:`ci_swarm.collection`); work that cannot be
 committed fails its subtask; branches are never deleted; clones are always reset or removed. Every path
-of a subtask ends in one settlement (:mod:`ci_swarm.ledger`); the thread and cancellation mechanics live
-in :mod:`ci_swarm.concurrency`, the agents' clones in :mod:`ci_swarm.clones`.
+of a subtask ends in one settlement (:mod:`ci_swarm.ledger`). A subtask with competing attempts runs them
+through :mod:`ci_swarm.attempts` inside its scheduler job and settles with the winner's commit; the
+thread and cancellation mechanics live in :mod:`ci_swarm.concurrency`, the agents' clones in
+:mod:`ci_swarm.clones`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ci_swarm import git
+from ci_swarm.attempts import AttemptKit, Contest, judge_of, require_reviewer
 from ci_swarm.clones import GitClones
 from ci_swarm.concurrency import Deferred, Emitter, in_thread, use_worker_threads
 from ci_swarm.diffstat import diffstat
@@ -36,6 +39,7 @@ from ci_swarm.models import (
     AgentSpec,
     Check,
     Diffstat,
+    Judgement,
     MergeOrder,
     OnConflict,
     Plan,
@@ -49,7 +53,7 @@ from ci_swarm.naming import agent_branch, agent_identity, commit_message, integr
 from ci_swarm.outputtail import Redactor
 from ci_swarm.paths import serialize_overlaps
 from ci_swarm.plan import validate
-from ci_swarm.ports import AgentContext, AgentFactory, ProgressListener
+from ci_swarm.ports import AgentContext, AgentFactory, ProgressListener, Reviewer
 from ci_swarm.repair import RepairKit, repairer
 from ci_swarm.runtime import run_sync
 from ci_swarm.sandbox import SandboxPolicy
@@ -78,6 +82,9 @@ class RunOptions:
     check: CheckRunner | None = None  # the checks gating conflict repairs (merge.on_conflict redo/resolve)
     checks: tuple[Check, ...] = ()  # the run's checks, given to agents (the Claude agent's run_checks tool)
     speculation: Speculation | None = None  # checks on intermediate tips while agents run (issue #12)
+    # and judging competing attempts (issue #14)
+    reviewer: Reviewer | None = None  # scores attempts for the reviewer / weighted judges (issue #14)
+    budget: Callable[[], str | None] | None = None  # why the run's budget is spent (None: it is not)
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,7 @@ class Orchestrator:
         if options.merge_order is not None:
             plan = replace(plan, merge=replace(plan.merge, order=options.merge_order))
         self.plan, self.options, self.agents, self.request = plan, options, agents, request
+        require_reviewer(plan, options.check is not None, options.reviewer)
         self.scheduler: Scheduler[AgentOutcome] = Scheduler(
             [Job(s.id, s.depends_on) for s in plan.subtasks],
             max_parallel=options.max_agents,
@@ -183,6 +191,8 @@ class Orchestrator:
 
     async def work(self, subtask_id: str) -> AgentOutcome:
         sub = self.plan.subtask(subtask_id)
+        if sub.attempts:
+            return await self._compete(sub)
         branch, start = agent_branch(self.options.branch_prefix, self.run_id, sub.id), self.queue.tip
         self.ledger.update(sub.id, lambda s: s.placed(branch, start))
         job_started = time.monotonic()  # the scheduler's timeout covers making the workspace too
@@ -211,6 +221,49 @@ class Orchestrator:
         # the agent's slot is free now; committing and queueing for the merge happen beside the next agent
         self.later.start(self._land(sub, ws))
         return outcome
+
+    async def _compete(self, sub: Subtask) -> AgentOutcome:
+        """Competing attempts (issue #14): judged, the winner's commit on the subtask's branch, settled."""
+        branch, start = agent_branch(self.options.branch_prefix, self.run_id, sub.id), self.queue.tip
+        self.ledger.update(sub.id, lambda s: s.placed(branch, start).running(time.time()))
+        self.emit("subtask_started", sub.id, "running", sub.title)
+        kind = judge_of(sub, self.plan, self.options.check is not None)
+        contest = Contest(self._attempt_kit(), sub, branch, start, kind)
+        try:
+            verdict = await contest.run()
+        except asyncio.CancelledError:
+            self._stop_clock(sub)
+            stopped = Judgement(kind, None, "the subtask was stopped before its attempts were judged")
+            self.ledger.update(sub.id, lambda s: s.judged(replace(stopped, attempts=contest.attempts())))
+            raise
+        self._stop_clock(sub)
+        self.ledger.update(sub.id, lambda s: s.judged(verdict.judgement).returned(verdict.outcome))
+        if verdict.judgement.winner is None:
+            self.ledger.update(sub.id, lambda s: s.placed("", start))
+            raise AgentFailed(verdict.judgement.why)
+        self.ledger.update(
+            sub.id, lambda s: s.committed(verdict.commit, verdict.files).collected(0.0, verdict.stat)
+        )
+        self.later.start(self._won(sub.id))
+        return verdict.outcome
+
+    async def _won(self, sub_id: str) -> None:
+        self.ledger.settle(sub_id, Settlement(SubtaskStatus.SUCCEEDED, True))
+
+    def _attempt_kit(self) -> AttemptKit:
+        opts = self.options
+        kit = AttemptKit(
+            self.repo,
+            self.run_id,
+            self.spaces,
+            self.agents,
+            self.agent_context(),
+            opts.default_agent,
+            self.scheduler.borrow,
+        )
+        return replace(
+            kit, check=opts.check, reviewer=opts.reviewer, weights=self.plan.weights, budget=opts.budget
+        )
 
     def _stop_clock(self, sub: Subtask) -> None:
         self.ledger.update(sub.id, lambda s: s.stopped(time.time()))

@@ -7,14 +7,17 @@ job's result is merged), at most ``max_parallel`` at a time, each under its own 
 stops its siblings; its dependents are skipped with the reason (transitively). ``fail_fast`` cancels the
 rest on the first failure. Cancelling ``run()`` cancels the jobs in flight and marks everything unfinished
 CANCELLED (``Scheduler.results`` keeps them) before the CancelledError propagates. ``max_parallel=1`` is
-the serial mode: the same code path, one job at a time.
+the serial mode: the same code path, one job at a time. A running job may *borrow* further slots under the
+same cap (:meth:`Scheduler.borrow`: a subtask's competing attempts, issue #14); a borrowed slot counts as a
+job in flight until it is given back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -102,6 +105,8 @@ class Scheduler(Generic[R]):
         self._wake = asyncio.Event()
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._stop_reason = ""
+        self._borrowed = 0
+        self._freed = asyncio.Event()
         self.in_flight = 0
         self.max_in_flight = 0
 
@@ -133,8 +138,28 @@ class Scheduler(Generic[R]):
         self._emit("released", job_id, status, "ok" if ok else reason or "not ok")
         self._wake.set()
 
+    @contextlib.asynccontextmanager
+    async def borrow(self) -> AsyncIterator[None]:
+        """One more slot under the cap for a running job's extra work (waits until one is free; given back
+        on exit). The job's own slot is not one of them: a job never waits for itself."""
+        while len(self._running) + self._borrowed >= self.max_parallel:
+            self._freed.clear()
+            await self._freed.wait()
+        self._borrowed += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight + self._borrowed)
+        try:
+            yield
+        finally:
+            self._borrowed -= 1
+            self._slot_freed()
+
+    def _slot_freed(self) -> None:
+        self._freed.set()
+        self._wake.set()
+
     async def run(self) -> dict[str, JobResult[R]]:
         self._wake = asyncio.Event()
+        self._freed = asyncio.Event()
         self._event_loop = asyncio.get_running_loop()
         try:
             await self._loop()
@@ -173,7 +198,7 @@ class Scheduler(Generic[R]):
 
     def _start_ready(self) -> None:
         for job_id in list(self._pending):
-            if len(self._running) >= self.max_parallel:
+            if len(self._running) + self._borrowed >= self.max_parallel:
                 return
             if all(self._released.get(dep, (False, ""))[0] for dep in self._deps[job_id]):
                 self._pending.remove(job_id)
@@ -240,7 +265,7 @@ class Scheduler(Generic[R]):
     async def _run_job(self, job_id: str) -> None:
         started_at, t0 = time.time(), time.monotonic()
         self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.max_in_flight = max(self.max_in_flight, self.in_flight + self._borrowed)
         self._emit("started", job_id, SubtaskStatus.RUNNING)
         status, value, error = SubtaskStatus.FAILED, None, ""
         try:
@@ -261,7 +286,7 @@ class Scheduler(Generic[R]):
             if status in FAILURES and self.fail_fast and not self._stop_reason:
                 self._stop_reason = f"cancelled: fail-fast after {job_id!r} {_verb(status)}"
             self._emit("finished", job_id, status, error)
-            self._wake.set()
+            self._slot_freed()
 
     async def _attempt(self, job_id: str) -> tuple[SubtaskStatus, R | None, str]:
         deadline = asyncio.timeout(self.timeout)

@@ -1,0 +1,297 @@
+"""Competing attempts at one subtask (issue #14) end to end on real repositories: scripted attempts, a
+check runner reading each attempt's commit, a fake reviewer, the cap, the budget and dependents."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ci_swarm import git
+from ci_swarm.agents import make_agent_factory
+from ci_swarm.attempts import CERTAIN, agents_view, with_best_of
+from ci_swarm.errors import PlanError, UsageError
+from ci_swarm.models import (
+    AgentOutcome,
+    AgentSpec,
+    CheckResult,
+    Judge,
+    Plan,
+    RunReport,
+    Subtask,
+    SubtaskStatus,
+    Usage,
+)
+from ci_swarm.plan import plan_from_dict, plan_to_dict
+from ci_swarm.ports import Agent, AgentContext, AgentFactory, AttemptView, Score
+from ci_swarm.run import RunOptions, run_plan_sync
+from ci_swarm.workspace import Workspace
+from tests.fixtures import make_repo
+from tests.helpers import plan_of, scripted, show
+
+SCRIPTED = make_agent_factory(AgentSpec("scripted"))
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo", {"README.md": "# proj\n", "src/app.py": "print('app')\n"})
+
+
+def writes(content: str, *, delay: float = 0.0, path: str = "src/new.py", **more: Any) -> dict[str, Any]:
+    return {"kind": "scripted", "delay": delay, "edits": [{"write": path, "content": content}], **more}
+
+
+def contest(*attempts: dict[str, Any], judge: str | None = None, **sub: Any) -> dict[str, Any]:
+    data = scripted("feat", **sub)
+    data["attempts"] = list(attempts)
+    if judge:
+        data["judge"] = judge
+    return data
+
+
+async def no_bad_file(repo: Path, commit: str) -> tuple[CheckResult, ...]:
+    """A check: src/new.py must not say 'bad'."""
+    text = await asyncio.to_thread(show, repo, commit, "src/new.py")
+    ok = "bad" not in text
+    return (CheckResult("no-bad", ok, 0 if ok else 1, 0.0, "" if ok else "found bad"),)
+
+
+def run(repo: Path, plan: Plan, tmp_path: Path, agents: AgentFactory = SCRIPTED, **opts: Any) -> RunReport:
+    if opts.pop("checks", False):
+        opts["check"] = lambda commit: no_bad_file(repo, commit)
+    options = RunOptions(repo=repo, base="main", workdir=tmp_path / "wt", **opts)
+    return run_plan_sync(plan, options, agents)
+
+
+FOUR = (
+    writes("bad\n"),  # 1: fails the check
+    writes("x = 1\ny = 2\n"),  # 2 and 3: the same tree
+    writes("x = 1\ny = 2\n"),
+    writes("x = 1\n"),  # 4: passes with the smallest diff
+)
+
+
+def test_checks_picks_the_smallest_passing_attempt_and_keeps_every_branch(repo: Path, tmp_path: Path) -> None:
+    report = run(repo, plan_of(contest(*FOUR)), tmp_path, checks=True)
+    (sub,) = report.subtasks
+    assert sub.status is SubtaskStatus.SUCCEEDED
+    assert sub.judgement is not None and sub.judgement.judge is Judge.CHECKS
+    assert sub.judgement.winner == 4
+    assert "smallest diff" in sub.judgement.why
+    attempts = {a.index: a for a in sub.judgement.attempts}
+    assert not attempts[1].checks[0].ok and attempts[2].checks[0].ok
+    assert [attempts[k].diff_lines for k in (1, 2, 3, 4)] == [1, 2, 2, 1]
+    assert sub.commit == attempts[4].commit == git.rev_parse(repo, sub.branch)
+    for a in attempts.values():  # losers' branches kept
+        assert git.rev_parse(repo, a.branch) == a.commit
+        assert a.branch == f"{sub.branch}.{a.index}"
+    assert show(repo, report.integration_commit, "src/new.py") == "x = 1\n"
+
+
+def test_vote_picks_the_pair_of_equal_trees(repo: Path, tmp_path: Path) -> None:
+    report = run(repo, plan_of(contest(*FOUR, judge="vote")), tmp_path, checks=True)
+    (sub,) = report.subtasks
+    assert sub.judgement is not None and sub.judgement.winner == 2
+    votes = {a.index: a.votes for a in sub.judgement.attempts}
+    assert votes == {1: 1.0, 2: 2.0, 3: 2.0, 4: 1.0}
+    assert show(repo, report.integration_commit, "src/new.py") == "x = 1\ny = 2\n"
+
+
+def test_without_checks_the_default_judge_is_vote(repo: Path, tmp_path: Path) -> None:
+    report = run(repo, plan_of(contest(*FOUR)), tmp_path)
+    judgement = report.subtasks[0].judgement
+    assert judgement is not None and judgement.judge is Judge.VOTE and judgement.winner == 2
+
+
+def test_all_attempts_fail_the_subtask_fails_with_every_reason_and_branch(repo: Path, tmp_path: Path) -> None:
+    plan = plan_of(contest(writes("a\n", fail="no luck"), writes("b\n", crash=True), writes("bad\n")))
+    report = run(repo, plan, tmp_path, checks=True)
+    (sub,) = report.subtasks
+    assert sub.status is SubtaskStatus.FAILED
+    assert sub.judgement is not None and sub.judgement.winner is None
+    assert "attempt 1: no luck" in sub.error and "check 'no-bad' failed" in sub.error
+    assert "attempt 2:" in sub.error
+    assert report.merges == () or all(m.subtask != "feat" for m in report.merges)
+    for a in sub.judgement.attempts:
+        assert a.branch and git.try_rev_parse(repo, a.branch) is not None
+    assert git.try_rev_parse(repo, f"swarm/{report.run_id}-agents/feat") is None
+
+
+def test_equal_diffs_go_to_the_lower_index(repo: Path, tmp_path: Path) -> None:
+    plan = plan_of(contest(writes("bad\n"), writes("y = 2\n"), writes("x = 1\n")))
+    judgement = run(repo, plan, tmp_path, checks=True).subtasks[0].judgement
+    assert judgement is not None and judgement.winner == 2
+    assert "of 2 passing" in judgement.why
+
+
+def test_a_dependent_starts_from_the_winners_merge(repo: Path, tmp_path: Path) -> None:
+    after = scripted("after", depends_on=("feat",), edits=[{"append": "src/new.py", "text": "z = 3\n"}])
+    plan = plan_of(contest(writes("bad\n"), writes("x = 1\n")), after)
+    report = run(repo, plan, tmp_path, checks=True)
+    subs = {s.id: s for s in report.subtasks}
+    feat_merge = next(m for m in report.merges if m.subtask == "feat")
+    assert subs["after"].start_commit == feat_merge.commit
+    assert show(repo, report.integration_commit, "src/new.py") == "x = 1\nz = 3\n"
+
+
+class Counting:
+    """Wraps the scripted agents and records how many run at once."""
+
+    def __init__(self) -> None:
+        self.now = self.most = 0
+
+    def __call__(self, subtask: Subtask) -> Agent:
+        inner, outer = SCRIPTED(subtask), self
+
+        class _Agent:
+            async def run(self, subtask: Subtask, ws: Workspace, ctx: AgentContext) -> AgentOutcome:
+                outer.now += 1
+                outer.most = max(outer.most, outer.now)
+                try:
+                    return await inner.run(subtask, ws, ctx)
+                finally:
+                    outer.now -= 1
+
+        return _Agent()
+
+
+def test_more_attempts_than_the_cap_queue_under_it(repo: Path, tmp_path: Path) -> None:
+    five = [writes(f"v = {k}\n" + "w = 0\n" * k, delay=0.2) for k in range(1, 6)]
+    other = scripted("other", delay=0.2, edits=[{"write": "other.txt", "content": "o\n"}])
+    counting = Counting()
+    report = run(repo, plan_of(contest(*five), other), tmp_path, counting, max_agents=2, checks=True)
+    subs = {s.id: s for s in report.subtasks}
+    assert counting.most == 2
+    assert report.stats.max_in_flight <= 2
+    assert subs["feat"].judgement is not None and subs["feat"].judgement.winner == 1
+    assert all(a.status is SubtaskStatus.SUCCEEDED for a in subs["feat"].judgement.attempts)
+    assert subs["other"].status is SubtaskStatus.SUCCEEDED
+
+
+def test_cap_one_runs_the_attempts_one_after_another(repo: Path, tmp_path: Path) -> None:
+    counting = Counting()
+    plan = plan_of(contest(writes("x = 1\n"), writes("x = 1\n"), writes("y = 1\n")))
+    report = run(repo, plan, tmp_path, counting, max_agents=1)
+    assert counting.most == 1
+    assert report.subtasks[0].judgement is not None and report.subtasks[0].judgement.winner == 1
+
+
+def test_a_vote_majority_stops_the_attempt_still_running(repo: Path, tmp_path: Path) -> None:
+    plan = plan_of(contest(writes("x = 1\n"), writes("x = 1\n"), writes("y = 1\n", hang=True)))
+    report = run(repo, plan, tmp_path, max_agents=3, timeout=60)
+    (sub,) = report.subtasks
+    assert sub.status is SubtaskStatus.SUCCEEDED
+    assert sub.judgement is not None and sub.judgement.winner == 1
+    third = sub.judgement.attempts[2]
+    assert third.status is SubtaskStatus.CANCELLED and third.reason == CERTAIN
+    assert git.try_rev_parse(repo, third.branch) is not None  # its (empty) work is kept
+
+
+def test_a_spent_budget_stops_starting_attempts_and_judges_what_finished(repo: Path, tmp_path: Path) -> None:
+    started: list[str] = []
+
+    def spent() -> str | None:
+        return "$0.10 of $0.10" if started else None
+
+    def factory(subtask: Subtask) -> Agent:
+        started.append(subtask.id)
+        return SCRIPTED(subtask)
+
+    plan = plan_of(contest(writes("x = 1\n"), writes("x = 2\n"), writes("x = 3\n")))
+    report = run(repo, plan, tmp_path, factory, max_agents=1, budget=spent)
+    (sub,) = report.subtasks
+    assert sub.status is SubtaskStatus.SUCCEEDED and len(started) == 1
+    assert sub.judgement is not None and sub.judgement.winner == 1
+    skipped = sub.judgement.attempts[1:]
+    assert all(a.status is SubtaskStatus.SKIPPED and "budget" in a.reason for a in skipped)
+
+
+class FakeReviewer:
+    """Scores by a table {attempt index: score}; the role is recorded."""
+
+    def __init__(self, table: dict[int, float], abstain: Sequence[int] = ()) -> None:
+        self.table, self.abstain = table, set(abstain)
+        self.seen: list[tuple[str, list[int]]] = []
+
+    async def score(
+        self, subtask: Subtask, attempts: Sequence[AttemptView], role: str = ""
+    ) -> tuple[Score, ...]:
+        self.seen.append((role, [a.index for a in attempts]))
+        assert all(a.diff.startswith("diff --git") for a in attempts)
+        return tuple(
+            Score(a.index, self.table.get(a.index, 0.0), f"r{a.index}", a.index in self.abstain)
+            for a in attempts
+        )
+
+    def usage(self) -> Usage:
+        return Usage()
+
+
+def test_the_reviewer_scores_every_passing_attempt_and_the_highest_wins(repo: Path, tmp_path: Path) -> None:
+    reviewer = FakeReviewer({2: 5.0, 3: 9.0, 4: 7.0})
+    report = run(repo, plan_of(contest(*FOUR, judge="reviewer")), tmp_path, checks=True, reviewer=reviewer)
+    judgement = report.subtasks[0].judgement
+    assert judgement is not None and judgement.winner == 3
+    assert reviewer.seen == [("", [2, 3, 4])]  # attempt 1 failed its checks: not shown
+    assert {a.index: a.score for a in judgement.attempts} == {1: None, 2: 5.0, 3: 9.0, 4: 7.0}
+    assert judgement.attempts[2].reason == "r3"
+
+
+def test_equal_reviewer_scores_go_to_the_smaller_diff(repo: Path, tmp_path: Path) -> None:
+    reviewer = FakeReviewer({2: 8.0, 3: 8.0, 4: 8.0})
+    report = run(repo, plan_of(contest(*FOUR, judge="reviewer")), tmp_path, checks=True, reviewer=reviewer)
+    judgement = report.subtasks[0].judgement
+    assert judgement is not None and judgement.winner == 4
+    assert "equal scores" in judgement.why
+
+
+def test_weighted_combines_the_roles_scores(repo: Path, tmp_path: Path) -> None:
+    data = plan_to_dict(plan_of(contest(writes("x = 1\n"), writes("y = 22\nz = 3\n"), judge="weighted")))
+    data["weights"] = {"security": 3, "style": 1}
+
+    class ByRole(FakeReviewer):
+        async def score(
+            self, subtask: Subtask, attempts: Sequence[AttemptView], role: str = ""
+        ) -> tuple[Score, ...]:
+            self.table = {1: 2.0, 2: 9.0} if role == "security" else {1: 10.0, 2: 1.0}
+            return await super().score(subtask, attempts, role)
+
+    reviewer = ByRole({})
+    report = run(repo, plan_from_dict(data), tmp_path, reviewer=reviewer)
+    judgement = report.subtasks[0].judgement
+    assert [role for role, _ in reviewer.seen] == ["security", "style"]
+    assert judgement is not None and judgement.winner == 2  # (3·9 + 1) / 4 = 7 beats (3·2 + 10) / 4 = 4
+    assert {a.index: a.score for a in judgement.attempts} == {1: 4.0, 2: 7.0}
+
+
+def test_a_reviewer_judge_without_a_reviewer_is_refused_before_the_run(repo: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="needs a reviewer"):
+        run(repo, plan_of(contest(*FOUR, judge="reviewer")), tmp_path)
+    assert git.out(repo, "for-each-ref", "refs/heads/swarm/") == ""
+
+
+def test_attempts_in_plans_round_trip_and_bad_values_are_refused() -> None:
+    plan = plan_of(contest(writes("a\n"), writes("b\n"), judge="vote"), scripted("n") | {"attempts": 3})
+    assert plan.subtasks[1].attempts == (None, None, None)
+    assert plan_from_dict(plan_to_dict(plan)) == plan
+    for bad, words in (
+        (0, "between 1 and 16"),
+        ([], "non-empty list"),
+        ([{"kind": "scripted", "nope": 1}], "nope"),
+        ("three", "a number or"),
+    ):
+        with pytest.raises(PlanError, match=words):
+            plan_of(scripted("x") | {"attempts": bad})
+    with pytest.raises(PlanError, match="did you mean 'vote'"):
+        plan_of(scripted("x") | {"judge": "vot"})
+
+
+def test_best_of_applies_to_subtasks_without_attempts_and_the_agents_view_names_attempt_agents() -> None:
+    plan = with_best_of(plan_of(contest(writes("a\n"), writes("b\n")), scripted("n")), 3)
+    assert len(plan.subtasks[0].attempts) == 2 and plan.subtasks[1].attempts == (None, None, None)
+    assert [s.id for s in agents_view(plan).subtasks] == ["feat", "n", "feat.1", "feat.2"]
+    with pytest.raises(UsageError):
+        with_best_of(plan, 17)
