@@ -146,13 +146,14 @@ class Interrupted(SwarmError):
 
 
 def exit_code(report: RunReport) -> int:
-    """A completed run's exit code: 0 success · 2 conflicts recorded · 3 some subtasks did not succeed, or
-    the integration's checks failed (verification ``failed``: nothing could be set aside that makes them
-    pass) · 130 interrupted."""
+    """A completed run's exit code: 0 success · 2 conflicts recorded (a side lost by the policy: none when
+    an agent's repair landed for every conflict) · 3 some subtasks did not succeed, or the integration's
+    checks failed (verification ``failed``: nothing could be set aside that makes them pass) · 130
+    interrupted."""
     if report.interrupted:
         return EXIT_INTERRUPTED
     if report.failed or report.verification.status == "failed":
         return EXIT_FAILED_SUBTASKS
-    if report.conflicts:
+    if report.unrepaired_conflicts:
         return EXIT_CONFLICTS
     return EXIT_OK

@@ -453,6 +453,12 @@ class RunReport:
         return tuple(c for m in self.merges for c in m.conflicts)
 
     @property
+    def unrepaired_conflicts(self) -> tuple[Conflict, ...]:
+        """The conflicts whose losing side is only in the report: no agent's repair landed for them."""
+        repaired = (Resolved.REDONE, Resolved.RESOLVED)
+        return tuple(c for c in self.conflicts if c.resolution not in repaired)
+
+    @property
     def failed(self) -> tuple[SubtaskRecord, ...]:
         return tuple(s for s in self.subtasks if s.status is not SubtaskStatus.SUCCEEDED)
 

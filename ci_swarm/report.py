@@ -220,12 +220,17 @@ def to_json(report: RunReport) -> str:
 # the request, notes, the other side of a conflict) goes through ci_swarm.neutral.
 
 
+def _repaired(report: RunReport) -> str:
+    repaired = len(report.conflicts) - len(report.unrepaired_conflicts)
+    return f" ({repaired} repaired by agents)" if repaired else ""
+
+
 def headline(report: RunReport) -> str:
     st = report.stats
     ok = sum(s.status is SubtaskStatus.SUCCEEDED for s in report.subtasks)
     parts = [
         f"{ok}/{len(report.subtasks)} subtasks succeeded",
-        f"{len(report.conflicts)} conflict(s) recorded",
+        f"{len(report.conflicts)} conflict(s) recorded" + _repaired(report),
         f"wall {st.wall_seconds:.1f}s",
         f"parallelism {st.parallelism:.2f}×",
     ]

@@ -12,6 +12,7 @@ from typing import Any
 
 from ci_swarm import git
 from ci_swarm.agents import AGENTS
+from ci_swarm.errors import EXIT_FAILED_SUBTASKS, EXIT_OK, exit_code
 from ci_swarm.merge_only import remerge
 from ci_swarm.models import (
     AgentSpec,
@@ -28,6 +29,7 @@ from ci_swarm.models import (
     VerificationStatus,
 )
 from ci_swarm.repair import marker_files
+from ci_swarm.report import to_markdown
 from ci_swarm.run import RunOptions, run_plan_sync
 from ci_swarm.sandbox import resolve_policy
 from ci_swarm.service import CommandPolicy, RunRequest, ServiceOptions, run_request
@@ -75,6 +77,7 @@ def test_keep_lands_half_a_rename_and_verification_sets_it_aside(tmp_path: Path)
     assert [c.subtask for c in report.verification.culprits] == ["rename"]
     assert {s.id: s.status for s in report.subtasks}["rename"] is SubtaskStatus.REJECTED
     assert all(m.repair is None for m in report.merges)
+    assert exit_code(report) == EXIT_FAILED_SUBTASKS
 
 
 def test_redo_repairs_the_half_applied_rename_on_top_of_the_kept_work(tmp_path: Path) -> None:
@@ -87,6 +90,8 @@ def test_redo_repairs_the_half_applied_rename_on_top_of_the_kept_work(tmp_path: 
     assert _at_tip(repo, report, "lib.py") == JOINED and "lib.hello" in _at_tip(repo, report, "app.py")
     assert report.verification.status is VerificationStatus.PASSED and not report.verification.culprits
     assert {s.status for s in report.subtasks} == {SubtaskStatus.SUCCEEDED}
+    assert exit_code(report) == EXIT_OK and report.conflicts and not report.unrepaired_conflicts
+    assert "1 conflict(s) recorded (1 repaired by agents)" in to_markdown(report)
     redo_branch = next(s.branch for s in report.subtasks if s.id == "rename") + ".redo"
     assert git.rev_parse(repo, redo_branch) == merge.repair.commit  # the redone work, on its own branch
     assert git.is_ancestor(repo, merge.repair.commit, report.integration_commit)
