@@ -315,6 +315,12 @@ def _default_agent(source: PlanSource, has_key: bool, configured: AgentSpec | No
     "resolve land only when the checks pass and need checks. Overrides the plan's and the config's "
     "merge.on_conflict.",
 )
+@click.option(
+    "--best-of",
+    type=click.IntRange(1, 16),
+    help="N competing attempts for every subtask that names no attempts: each in its own clone and branch, "
+    "judged by the plan's judge (default: checks when there are checks, else vote); the winner is merged.",
+)
 @click.option("--fail-fast", is_flag=True, help="Cancel the rest on the first failure.")
 @click.option(
     "--serialize-overlaps", is_flag=True, help="Run subtasks with overlapping paths one after another."
@@ -366,6 +372,7 @@ def run(
     timeout: float | None,
     merge_order: str | None,
     on_conflict: str | None,
+    best_of: int | None,
     fail_fast: bool,
     serialize_overlaps: bool,
     run_id: str | None,
@@ -447,6 +454,7 @@ def run(
         merge_failing=config.merge_failing,
         speculate=speculate or config.speculate_checks,
         on_conflict=OnConflict(on_conflict) if on_conflict else None,
+        best_of=best_of,
         review=config.review,
     )
     outcome = run_request(run_job, wiring)

@@ -17,9 +17,11 @@ from rich.table import Table
 from ci_swarm import neutral
 from ci_swarm.gantt import mermaid_gantt as mermaid_gantt
 from ci_swarm.models import (
+    AttemptRecord,
     CheckResult,
     Conflict,
     Diffstat,
+    Judgement,
     MergePolicy,
     MergeRecord,
     MergeStatus,
@@ -90,6 +92,35 @@ def _subtask(s: SubtaskRecord) -> dict[str, Any]:
         "setup_seconds": round(s.setup_seconds, 3),
         "collect_seconds": round(s.collect_seconds, 3),
         "checks": [_check_result(c) for c in s.checks],
+        "judgement": _judgement(s.judgement) if s.judgement is not None else None,
+    }
+
+
+def _judgement(j: Judgement) -> dict[str, Any]:
+    """Competing attempts (issue #14): the judge, the winner (None: all failed), why, every attempt."""
+    return {
+        "judge": j.judge.value,
+        "winner": j.winner,
+        "why": j.why,
+        "attempts": [_attempt(a) for a in j.attempts],
+    }
+
+
+def _attempt(a: AttemptRecord) -> dict[str, Any]:
+    return {
+        "index": a.index,
+        "agent": a.agent,
+        "status": a.status.value,
+        "branch": a.branch,
+        "commit": a.commit,
+        "tree": a.tree,
+        "checks": [_check_result(c) for c in a.checks],
+        "diff_lines": a.diff_lines,
+        "score": a.score,
+        "votes": a.votes,
+        "reason": a.reason,
+        "usage": _usage(a.usage),
+        "seconds": round(a.seconds, 3),
     }
 
 

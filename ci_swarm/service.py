@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ci_swarm import git, panel
 from ci_swarm.allowlist import command_allowed
+from ci_swarm.attempts import agents_view, with_best_of
 from ci_swarm.config import DEFAULT_PATH
 from ci_swarm.errors import LLMError, UsageError
 from ci_swarm.models import AgentSpec, Check, MergePolicy, OnConflict, Plan, Request, ReviewPolicy, RunReport
@@ -200,6 +201,9 @@ class RunRequest:
         False  # checks on intermediate tips while agents run (config speculate_checks, --speculate)
     )
     on_conflict: OnConflict | None = None  # ``run --on-conflict``: replaces the plan's and the config's
+    best_of: int | None = (
+        None  # ``run --best-of N``: N attempts for every subtask that names none (issue #14)
+    )
     review: ReviewPolicy | None = None  # the config's review panel (a plan's own ``review:`` replaces it)
 
 
@@ -306,18 +310,21 @@ def run_request(job: RunRequest, wiring: ServiceOptions) -> RunOutcome:
     async def plan_and_run() -> RunReport:
         nonlocal progress, warnings
         try:
-            plan = job.plan or await _plan(job.request, options.repo, session, job.merge)
+            plan = with_best_of(
+                job.plan or await _plan(job.request, options.repo, session, job.merge), job.best_of
+            )
+            every_agent = agents_view(plan)  # the attempts' own agents are checked like subtasks' agents
             warnings = tuple(validate(plan, max_subtasks=job.max_subtasks))
             for warning in warnings:
                 wiring.on_warning(warning)
             backends: dict[str, AgentBackend] = {}
             if session is not None:
                 backends[MODEL_AGENT] = session.agent_backend()
-            wiring.agents.check(plan, default, backends)
-            check_commands(plan, default, wiring.commands, options.repo, wiring.agents)
+            wiring.agents.check(every_agent, default, backends)
+            check_commands(every_agent, default, wiring.commands, options.repo, wiring.agents)
             check_plan_checks(plan, wiring.commands)
             checks = run_checks_of(job, plan)
-            sandbox = choose_sandbox(plan, default, wiring.commands.allowed_commands, wiring.sandbox)
+            sandbox = choose_sandbox(every_agent, default, wiring.commands.allowed_commands, wiring.sandbox)
             if checks and sandbox is None:  # checks run agent-written code: always sandboxed
                 sandbox = resolve_policy(wiring.sandbox or None)
             wiring.on_plan(plan, job.plan is None)
@@ -340,6 +347,10 @@ def run_request(job: RunRequest, wiring: ServiceOptions) -> RunOutcome:
                 run_options = replace(
                     options, sandbox=sandbox, check=gate, checks=checks, speculation=speculation
                 )
+                if session is not None:  # competing attempts: the reviewer judges and the budget (issue #14)
+                    run_options = replace(
+                        run_options, reviewer=session.reviewer(), budget=session.budget_reason
+                    )
                 try:
                     report = await run_plan(plan, run_options, factory, listener, job.request)
                     if speculation is not None and not report.interrupted:
@@ -412,9 +423,10 @@ def open_session(factory: SessionFactory | None) -> ModelSession:
 def _session_for(job: RunRequest, default: AgentSpec, factory: SessionFactory | None) -> ModelSession | None:
     """The run's model session (None: it needs none); UsageError before anything starts, naming
     ``review:``, when only the review panel needs a model and none can be opened."""
-    if needs_model(job.plan, default):
+    plan = agents_view(job.plan) if job.plan is not None else None  # claude attempts need a model too
+    if needs_model(plan, default):
         return open_session(factory)
-    if not needs_model(job.plan, default, review_of(job, job.plan)):
+    if not needs_model(plan, default, review_of(job, job.plan)):
         return None
     if factory is None:
         raise UsageError(REVIEW_NEEDS_MODEL)

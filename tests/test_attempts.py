@@ -4,6 +4,7 @@ check runner reading each attempt's commit, a fake reviewer, the cap, the budget
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from ci_swarm.ports import Agent, AgentContext, AgentFactory, AttemptView, Score
 from ci_swarm.run import RunOptions, run_plan_sync
 from ci_swarm.workspace import Workspace
 from tests.fixtures import make_repo
-from tests.helpers import plan_of, scripted, show
+from tests.helpers import plan_of, run_cli, scripted, show
 
 SCRIPTED = make_agent_factory(AgentSpec("scripted"))
 
@@ -295,3 +296,20 @@ def test_best_of_applies_to_subtasks_without_attempts_and_the_agents_view_names_
     assert [s.id for s in agents_view(plan).subtasks] == ["feat", "n", "feat.1", "feat.2"]
     with pytest.raises(UsageError):
         with_best_of(plan, 17)
+
+
+def test_cli_best_of_runs_n_attempts_per_subtask_and_reports_them(repo: Path, tmp_path: Path) -> None:
+    plan = tmp_path / "p.yml"
+    data = {
+        "version": 1,
+        "task": "t",
+        "subtasks": [scripted("a", edits=[{"write": "a.txt", "content": "a\n"}])],
+    }
+    plan.write_text(json.dumps(data))
+    report = tmp_path / "r.json"
+    proc = run_cli("run", "--plan", str(plan), "--repo", str(repo), "--best-of", "3", "--report", str(report))
+    assert proc.returncode == 0, proc.stderr
+    (sub,) = json.loads(report.read_text())["subtasks"]
+    judgement = sub["judgement"]
+    assert judgement["judge"] == "vote" and judgement["winner"] == 1  # three equal trees: a majority
+    assert [a["index"] for a in judgement["attempts"]][:2] == [1, 2]
