@@ -25,6 +25,7 @@ SUITES = {
     "plan": "benchmarks.bench_plan",
     "verify": "benchmarks.bench_verify",
     "codemod": "benchmarks.bench_codemod",
+    "pool": "benchmarks.bench_pool",
 }
 
 
@@ -39,6 +40,10 @@ TARGETS: list[tuple[str, str, tuple[str, ...], str, Any]] = [
      ("vs_bare", "128x20k", "processes_per_merge"), "≤ 3", lambda v: v <= 3),
     ("scheduler: efficiency, 16 subtasks × 2 s, cap 4 (median of 3)", "run",
      ("efficiency_16_cap4", "efficiency"), "≥ 0.95", lambda v: v >= 0.95),
+    ("pool: efficiency, 20k files, 16 subtasks × 30 s, cap 4", "pool", ("goal_efficiency",), "≥ 0.9",
+     lambda v: v >= 0.9),
+    ("pool: fixed cost (wall − bound) at 32 subtasks / at 8, 20k files, 2 s agents, cap 4", "pool",
+     ("fixed_cost_growth_32_over_8",), "≤ 1.5 (does not grow)", lambda v: v is not None and v <= 1.5),
     ("100 subtasks, cap 16: scheduler + merge overhead (s)", "run", ("overhead_100_cap16", "overhead_s"),
      "< 3 s", lambda v: v < 3),
     ("100 subtasks, cap 16: peak RSS (MB)", "run", ("overhead_100_cap16", "peak_rss_mb"), "< 300 MB",

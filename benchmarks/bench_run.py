@@ -7,7 +7,7 @@
 * overhead: 100 subtasks, cap 16 → wall − bound, the cost of worktrees, commits and merges (target < 3 s),
   and the peak RSS of the process (target < 300 MB), measured in a fresh subprocess.
 
-Run: ``python -m benchmarks.bench_run`` (``… pool``: the workspace pool's table, :func:`pool_table`).
+Run: ``python -m benchmarks.bench_run`` (``… pool``: the workspace pool's figures, ``bench_pool.py``).
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 from ci_swarm import git
 from ci_swarm.agents import make_agent_factory
-from ci_swarm.clones import GitClones
 from ci_swarm.models import AgentSpec, Plan, RunReport
 from ci_swarm.plan import plan_from_dict
 from ci_swarm.run import RunOptions, run_plan_sync
@@ -123,61 +121,10 @@ def main() -> dict[str, Any]:
     return result
 
 
-# --- the workspace pool (issue #15): setup proportional to the cap, not to the subtasks -------------------
-
-
-class _Unpooled(GitClones):
-    """The behaviour before the pool, for the side-by-side figures: a clone per subtask, removed after."""
-
-    def __init__(self, repo: Path, root: Path | None, run_id: str, *, pool: int | None = None) -> None:
-        super().__init__(repo, root, run_id)
-
-
-def _pool_run(repo: Path, n: int, delay: float, cap: int, pooled: bool) -> dict[str, Any]:
-    plan = _plan(n, delay)
-    options = RunOptions(repo=repo, base="main", max_agents=cap)
-    cpu = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    with mock.patch("ci_swarm.run.GitClones", GitClones if pooled else _Unpooled):
-        report = run_plan_sync(plan, options, make_agent_factory(AgentSpec("scripted")))
-    after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    st, starts = report.stats, [s.started_at for s in report.subtasks if s.started_at is not None]
-    return {
-        "subtasks": n,
-        "cap": cap,
-        "delay_s": delay,
-        "pooled": pooled,
-        "wall_s": st.wall_seconds,
-        "bound_s": st.bound_seconds,
-        "efficiency": st.efficiency,
-        "last_start_skew_s": round(max(starts) - min(starts), 2),
-        "system_cpu_s": round(sum(a.ru_stime - b.ru_stime for a, b in zip(after, cpu, strict=True)), 2),
-        "setup_sum_s": st.setup_seconds_sum,
-        "run_setup_s": st.run_setup_seconds,
-        "cleanup_s": st.cleanup_seconds,
-        "fixed_s": round(st.wall_seconds - st.bound_seconds, 2),
-    }
-
-
-def pool_table(files: tuple[int, ...] = (2, 20_000), caps: tuple[int, ...] = (4, 16)) -> dict[str, Any]:
-    """Issue #15's table (16 × 2 s): each repository size and cap, pooled and (2 files only: the old way
-    costs minutes on 20k files) unpooled; then the fixed cost at 8, 16 and 32 subtasks of 0.5 s, cap 4, on the
-    largest repository — it may not grow with the subtasks."""
-    from benchmarks.bench_setup import _repo as generated
-
-    rows: list[dict[str, Any]] = []
-    growth: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="ci-swarm-bench-pool-") as tmp:
-        for size in files:
-            repo = generated(Path(tmp) / f"r{size}", size)
-            for cap in caps:
-                for pooled in (True, False) if size <= 2_000 else (True,):
-                    rows.append({"files": size, **_pool_run(repo.resolve(), 16, 2.0, cap, pooled)})
-                    print(json.dumps(rows[-1]), flush=True)
-        for n in (8, 16, 32):
-            growth.append({"files": files[-1], **_pool_run(repo.resolve(), n, 0.5, 4, True)})
-            print(json.dumps(growth[-1]), flush=True)
-    return {"table_16x2s": rows, "fixed_cost_by_subtasks": growth}
-
-
 if __name__ == "__main__":
-    print(json.dumps(pool_table() if sys.argv[1:] == ["pool"] else main()))
+    if sys.argv[1:] == ["pool"]:  # the workspace pool's figures: benchmarks/bench_pool.py
+        from benchmarks import bench_pool
+
+        print(json.dumps(bench_pool.main()))
+    else:
+        print(json.dumps(main()))

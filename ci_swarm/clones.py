@@ -19,12 +19,16 @@ rewritten, nothing else), ``git clean -ffdx`` (untracked and ignored files, nest
 submodule directories emptied, group/other write and set-id bits dropped — and it waits, renamed
 ``.<prefix><n>``, for the next ``make``, which renames it to the subtask's id and checks out the new start
 from the old one (only the files that differ are written). A clone that cannot be reset is deleted.
-``close`` deletes every clone once, at the end of the run. Without ``pool`` (checks, repairs, the serial
-baseline) ``dispose`` deletes the clone, as each is used once.
+``close`` removes every clone once, at the end of the run, off its critical path: the clones and the run's
+own directories are renamed into one trash directory (``ci-swarm-trash-…`` in the temp dir, holding the
+run's lock), which :mod:`ci_swarm.trash` deletes in a background thread while the run goes on
+(verification, the report, publishing); ``trash.wait()`` waits for it, and the interpreter does before it
+exits. What cannot be renamed there (a ``root`` on another file system) is deleted by ``close`` itself.
+Without ``pool`` (checks, repairs, the serial baseline) ``dispose`` deletes the clone, as each is used once.
 
 Each directory a run creates for itself holds a lock file (:data:`LOCK`: the owner's pid and its start
-time), so the directories of a killed run are known as stale: :func:`remove_stale` (called when a run makes
-its first clone, and by ``ci-swarm cleanup``) deletes those whose owner is gone.
+time), so the directories of a killed run — its trash too — are known as stale: :func:`remove_stale`
+(called when a run makes its first clone, and by ``ci-swarm cleanup``) deletes those whose owner is gone.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from ci_swarm import collection, git
+from ci_swarm import collection, git, trash
 from ci_swarm.errors import RepoError, SwarmError, WorkLeftOut
 from ci_swarm.git import Identity
 from ci_swarm.models import Subtask
@@ -49,6 +53,7 @@ from ci_swarm.workspace import Workspace
 
 LOCK = ".ci-swarm-owner"  # in each directory a run creates: "<pid> <start time>"
 PREFIX = "ci-swarm-"  # every directory a run creates under the temp dir starts so
+TRASH = f"{PREFIX}trash-"  # a run's directories being deleted: not its run id's (the run is over)
 GRACE = 2.0  # seconds a make at the cap waits for a clone on its way back that does not move
 _UNSAFE_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_IWGRP | stat.S_IWOTH
 
@@ -69,6 +74,15 @@ class _Clone:
     commit: str  # what its work tree holds: its last start
     submodules: tuple[str, ...]
     state: _State = _State.HELD
+
+
+@dataclass
+class Spent:
+    """Seconds a pool spent, summed over its clones (mutable, guarded by the pool's lock)."""
+
+    create: float = 0.0  # first clones: clone, template copy, checkout
+    reuse: float = 0.0  # a free clone made a workspace: rename, checkout of the differing files
+    reset: float = 0.0  # dispose: .git restored, reset --hard, clean -ffdx, mode bits
 
 
 class GitClones:
@@ -92,6 +106,8 @@ class GitClones:
         self._moves = 0  # state changes, so a waiting make sees progress
         self._slots = itertools.count()
         self.created = 0  # clones created in all (a pool keeps this at its cap)
+        self.spent = Spent()  # seconds by phase, for the benchmarks' breakdown
+        self.close_seconds = 0.0  # close's own time (the moves into the trash), set by close
 
     def make(self, sub: Subtask, branch: str, start: str) -> Workspace:
         root, private = self._where()
@@ -143,6 +159,7 @@ class GitClones:
             self._cond.notify_all()
 
     def _create(self, ws: Workspace, private: Path) -> _Clone:
+        began = time.monotonic()
         slot = next(self._slots)
         try:
             git.clone_shared(self.repo, ws.root, private / "template")
@@ -163,18 +180,22 @@ class GitClones:
             self._reserved -= 1
             self._clones[slot] = clone
             self.created += 1
+            self.spent.create += time.monotonic() - began
         return clone
 
     def _reuse(self, clone: _Clone, ws: Workspace) -> None:
         """A free (reset) clone becomes ``ws``: renamed, the new start checked out from the old one."""
         if ws.root.exists() or ws.root.is_symlink():
             raise RepoError(f"workspace {ws.root} exists")
+        began = time.monotonic()
         os.rename(clone.root, ws.root)
         clone.root, clone.submodules = ws.root, ws.submodules
         if clone.commit != ws.start_commit:
             git.checkout_detached(ws.root, ws.start_commit)  # writes only the files that differ
             clone.commit = ws.start_commit
         shutil.copyfile(ws.root / ".git" / "index", self._saved_index(clone.slot))
+        with self._cond:
+            self.spent.reuse += time.monotonic() - began
 
     def _restore(self, clone: _Clone) -> None:
         """Everything of the clone back to how it was made, at its last start: see the module doc."""
@@ -257,22 +278,45 @@ class GitClones:
             self._discard(clone)
             return
         self._moved(clone, _State.RESETTING)
+        began = time.monotonic()
         try:
             self._restore(clone)
         except (SwarmError, OSError):
             self._discard(clone)  # the next make creates a fresh one
             return
+        finally:
+            with self._cond:
+                self.spent.reset += time.monotonic() - began
         self._moved(clone, _State.FREE)
 
     def close(self) -> None:
-        """Every clone deleted (once, at the end of the run), then the run's own directories."""
+        """Every clone (once, at the end of the run) and the run's own directories moved into one trash
+        directory — renames, instant — which a background thread deletes (:mod:`ci_swarm.trash`); what cannot
+        be moved there (another file system) is deleted here."""
+        began = time.monotonic()
         with self._cond:
             clones, self._clones, self._held = list(self._clones.values()), {}, {}
-        for clone in clones:
-            shutil.rmtree(clone.root, ignore_errors=True)
-        for own in (self._own_root, self._private):
-            if own is not None:
-                shutil.rmtree(own, ignore_errors=True)
+        with self._dirs:
+            own = [d for d in (self._own_root, self._private) if d is not None]
+            self._own_root = self._private = None
+        doomed = [clone.root for clone in clones] + own
+        if doomed:
+            _to_trash(doomed, self._prefix)
+        self.close_seconds = time.monotonic() - began
+
+
+def _to_trash(paths: list[Path], prefix: str) -> None:
+    """``paths`` renamed into a new trash directory (locked, in the temp dir) deleted in the background."""
+    bin_ = Path(tempfile.mkdtemp(prefix=f"{TRASH}{prefix.removeprefix(PREFIX)}"))
+    _lock(bin_)
+    for number, path in enumerate(paths):
+        try:
+            os.rename(path, bin_ / str(number))
+        except FileNotFoundError:
+            continue
+        except OSError:  # another file system: no instant move
+            shutil.rmtree(path, ignore_errors=True)
+    trash.remove_later(bin_, last=LOCK)
 
 
 def _remove(path: Path) -> None:

@@ -349,7 +349,8 @@ class Orchestrator:
         return report
 
     async def _wind_down(self, consumer: asyncio.Task[None], interrupted: bool) -> None:
-        """Every agent's work committed and settled, the merges done (or cancelled), workspaces gone."""
+        """Every agent's work committed and settled, the merges done (or cancelled), the workspaces moved into
+        a trash directory that is deleted in the background (``clones.close``): not on the run's wall."""
         await self.later.wait()
         self.ledger.settle_rest(Settlement(SubtaskStatus.CANCELLED, False, "the run ended before it settled"))
         self.merger.close()

@@ -7,17 +7,21 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
+import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from ci_swarm import clones, git
-from ci_swarm.agents import make_agent_factory
+from ci_swarm import clones, git, trash
+from ci_swarm.agents import AGENTS, make_agent_factory
 from ci_swarm.clones import GitClones
 from ci_swarm.errors import RepoError, WorkLeftOut
-from ci_swarm.models import AgentSpec, Subtask, SubtaskStatus
+from ci_swarm.models import AgentSpec, Request, Subtask, SubtaskStatus
 from ci_swarm.run import Orchestrator, RunOptions
+from ci_swarm.service import CommandPolicy, RunRequest, ServiceOptions, run_request
 from ci_swarm.workspace import Workspace
 from tests.fixtures import USER, commit, make_repo, write_files
 from tests.helpers import plan_of, run_plan_cli, scripted
@@ -220,3 +224,90 @@ def test_dispose_of_a_workspace_never_made_does_nothing(tmp_path: Path) -> None:
     spaces.dispose(Workspace(stranger, "b", "0" * 40, "x"))
     assert stranger.is_dir()
     spaces.close()
+
+
+# --- removal off the critical path ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The runs' directories (and their trash) in this test's own temp dir."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    return temp
+
+
+def test_close_moves_the_clones_into_a_locked_trash_and_returns_before_it_is_deleted(
+    tmp_path: Path, own_temp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path / "repo", FILES)
+    start = git.rev_parse(repo, "main")
+    spaces = GitClones(repo, tmp_path / "wt", "p7", pool=2)
+    held = spaces.make(sub("a"), "swarm/p7-agents/a", start)
+    spaces.dispose(spaces.make(sub("b"), "swarm/p7-agents/b", start))  # a free one too
+    go_on = threading.Event()
+    slow = trash._remove
+
+    def held_back(entry: Path) -> None:
+        go_on.wait()
+        slow(entry)
+
+    monkeypatch.setattr(trash, "_remove", held_back)
+    spaces.close()  # returns while the deletion waits
+    assert list((tmp_path / "wt").iterdir()) == [] and not held.root.exists()
+    (bin_,) = own_temp.glob(f"{clones.TRASH}p7-*")
+    assert (bin_ / clones.LOCK).is_file() and clones.owner_alive(bin_)  # a stale one if this process dies
+    assert trash.pending() == 1
+    go_on.set()
+    assert trash.wait() >= 0 and trash.pending() == 0
+    assert list(own_temp.iterdir()) == []
+
+
+def test_after_a_run_request_returns_no_clone_directory_of_the_run_is_left(
+    tmp_path: Path, own_temp: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo", FILES)
+    writes = [scripted(f"s{i}", edits=[{"write": f"out/s{i}.txt", "content": f"{i}\n"}]) for i in range(4)]
+    options = RunOptions(repo=repo, base="main", max_agents=2)
+    job = RunRequest(Request("pool", source="test"), options, plan_of(*writes))
+    report = run_request(job, ServiceOptions(CommandPolicy(trust_plan_commands=True), AGENTS)).report
+    assert [s.status for s in report.subtasks] == [SubtaskStatus.SUCCEEDED] * 4
+    left = [p.name for p in own_temp.iterdir() if not p.name.startswith(clones.TRASH)]
+    assert left == []  # the clones and the run's own directories moved away at once
+    trash.wait()  # the background deletion finished
+    assert list(own_temp.iterdir()) == []
+
+
+KILLED = """
+import sys, threading
+from pathlib import Path
+from ci_swarm import git, trash
+from ci_swarm.clones import GitClones
+from ci_swarm.models import Subtask
+repo = Path(sys.argv[1])
+spaces = GitClones(repo, None, "p8", pool=1)
+spaces.make(Subtask("a", "builder", "a", "i"), "swarm/p8-agents/a", git.rev_parse(repo, "main"))
+trash._remove = lambda entry: threading.Event().wait()  # killed in the middle of the deletion
+spaces.close()
+print("closed", flush=True)
+threading.Event().wait()
+"""
+
+
+def test_a_killed_runs_trash_is_removed_by_remove_stale(tmp_path: Path, own_temp: Path) -> None:
+    repo = make_repo(tmp_path / "repo", FILES)
+    env = {**os.environ, "TMPDIR": str(own_temp)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED, str(repo)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "closed"
+        (bin_,) = own_temp.glob(f"{clones.TRASH}p8-*")
+        assert clones.remove_stale(own_temp) == ()  # its owner is alive: kept
+    finally:
+        proc.kill()
+        proc.wait()
+    assert any(bin_.iterdir()) and clones.remove_stale(own_temp) == (bin_,)
+    assert list(own_temp.iterdir()) == []
