@@ -177,3 +177,20 @@ def test_read_vote_needs_a_string_reason() -> None:
     with pytest.raises(Malformed, match="'reasons' must be a string"):
         read_vote({"verdict": "approve", "reasons": ["a"]})
     assert read_vote({"verdict": "request_changes", "reasons": "  x  "}) == (False, "x")
+
+
+def test_a_used_up_budget_makes_the_voter_abstain_without_a_request() -> None:
+    script = Script(conversations=(Conversation("voter", VOTER_MARKER, (vote("approve", "fine"),)),))
+    with FakeAnthropic(script) as fake:
+        model = ClaudeSession.with_key(settings(max_usd=0.0), KEY, fake.base_url)
+
+        async def go() -> PanelVote:
+            try:
+                return await model.panel_voter().vote("t", "+x\n", "style", "reviewer 1")
+            finally:
+                await model.aclose()
+
+        result = arun(go())
+    assert not fake.requests
+    assert result.abstained and not result.approve
+    assert result.reasons.startswith("the model call failed: budget reached")
