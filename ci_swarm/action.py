@@ -278,6 +278,9 @@ class Action:
                 merge_failing=config.merge_failing,
                 speculate=config.speculate_checks,
                 review=config.review,
+                best_of=config.best_of,
+                judge=config.judge,
+                weights=config.weights,
             )
             wiring = self.wiring(config, options.run_id or "", where, publisher, started.append)
             outcome = run_request(job_request, wiring)

@@ -79,18 +79,31 @@ def judge_of(sub: Subtask, plan: Plan, has_checks: bool) -> Judge:
     return default_judge(sub.judge, plan.judge, has_checks)
 
 
+def with_judge(plan: Plan, kind: Judge | None, weights: Mapping[str, float]) -> Plan:
+    """The config's ``judge:`` and ``weights:`` for a plan that sets neither itself (a plan's own win)."""
+    return replace(plan, judge=plan.judge or kind, weights=plan.weights or weights)
+
+
+def reviewer_judged(plan: Plan) -> UsageError | None:
+    """The refusal (exit 4, one line naming the subtask and its judge) a run gets when its first subtask
+    with attempts judged by ``reviewer`` or ``weighted`` has no reviewer; None when no judge needs one (the
+    default judge never does)."""
+    for sub in plan.subtasks:
+        kind = judge_of(sub, plan, has_checks=False)
+        if sub.attempts and kind in NEEDS_REVIEWER:
+            return UsageError(
+                f"subtask {sub.id!r} is judged by {kind.value!r}, which needs a reviewer, and none is "
+                "available (set ANTHROPIC_API_KEY, or use judge: checks or vote)"
+            )
+    return None
+
+
 def require_reviewer(plan: Plan, has_checks: bool, reviewer: Reviewer | None) -> None:
     """UsageError (exit 4) before the run starts when a subtask's judge needs a reviewer and none is
     available."""
-    if reviewer is not None:
-        return
-    for sub in plan.subtasks:
-        kind = judge_of(sub, plan, has_checks)
-        if sub.attempts and kind in NEEDS_REVIEWER:
-            raise UsageError(
-                f"subtask {sub.id!r} is judged by {kind.value!r}, which needs a reviewer, and none is "
-                "available (configure a model, or use judge: checks or vote)"
-            )
+    refusal = None if reviewer is not None else reviewer_judged(plan)
+    if refusal is not None:
+        raise refusal
 
 
 def describe(spec: AgentSpec) -> str:

@@ -319,7 +319,8 @@ def _default_agent(source: PlanSource, has_key: bool, configured: AgentSpec | No
     "--best-of",
     type=click.IntRange(1, 16),
     help="N competing attempts for every subtask that names no attempts: each in its own clone and branch, "
-    "judged by the plan's judge (default: checks when there are checks, else vote); the winner is merged.",
+    "judged by the plan's judge (default: checks when there are checks, else vote); the winner is merged "
+    "(config: best_of).",
 )
 @click.option("--fail-fast", is_flag=True, help="Cancel the rest on the first failure.")
 @click.option(
@@ -454,8 +455,10 @@ def run(
         merge_failing=config.merge_failing,
         speculate=speculate or config.speculate_checks,
         on_conflict=OnConflict(on_conflict) if on_conflict else None,
-        best_of=best_of,
+        best_of=best_of if best_of is not None else config.best_of,
         review=config.review,
+        judge=config.judge,
+        weights=config.weights,
     )
     outcome = run_request(run_job, wiring)
     report = outcome.report

@@ -30,6 +30,7 @@ from ci_swarm.models import (
     AgentSpec,
     Check,
     Insertions,
+    Judge,
     MergeOrder,
     MergePolicy,
     OnConflict,
@@ -102,6 +103,9 @@ class Config:
     check_command: tuple[str, ...] = ()
     checks: tuple[Check, ...] = ()  # judge the integration and command agents' work (issue #12)
     merge_failing: bool = False  # merge a command agent whose own checks fail
+    best_of: int = 1  # issue #14: N attempts for every subtask that names none (`run --best-of` replaces it)
+    judge: Judge | None = None  # issue #14: the attempts' judge when the plan and subtask name none
+    weights: Mapping[str, float] = field(default_factory=lambda: EMPTY)  # the weighted judge's roles
     speculate_checks: bool = False  # checks on intermediate tips while agents run (ci_swarm.speculate)
     merge: MergePolicy = field(default_factory=MergePolicy)
     review: ReviewPolicy | None = None  # a review panel on the result (None: none; a plan's replaces it)
@@ -256,11 +260,23 @@ def _explain(error: jsonschema.ValidationError) -> tuple[KeyPath, str]:
     if kind == "enum":
         allowed = ", ".join(str(v) for v in error.validator_value)
         return path, f"{_describe(error.instance)} is not one of: {allowed}"
-    if kind in ("minimum", "exclusiveMinimum", "maximum", "minLength", "minItems", "pattern", "const"):
+    if kind in _BOUNDS:
         return path, _explain_bound(kind, error)
     if kind == "uniqueItems":
         return path, "items must be unique"
     return path, error.message
+
+
+_BOUNDS = (
+    "minimum",
+    "exclusiveMinimum",
+    "maximum",
+    "minLength",
+    "minItems",
+    "minProperties",
+    "pattern",
+    "const",
+)
 
 
 def _explain_one_of(error: jsonschema.ValidationError) -> tuple[KeyPath, str]:
@@ -292,6 +308,7 @@ def _explain_bound(kind: str, error: jsonschema.ValidationError) -> str:
         "maximum": f"must be at most {value}",
         "minLength": "must not be empty",
         "minItems": "must not be empty",
+        "minProperties": "must not be empty",
         "pattern": f"{_describe(error.instance)} does not match {value}",
         "const": f"must be {value!r}",
     }
@@ -378,6 +395,9 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
         check_command=_argv(data["check_command"]) if "check_command" in data else (),
         checks=tuple(_check(c) for c in data.get("checks", ())),
         merge_failing=bool(data.get("merge_failing", False)),
+        best_of=int(data.get("best_of", 1)),
+        judge=Judge(data["judge"]) if "judge" in data else None,
+        weights=MappingProxyType({k: float(v) for k, v in data.get("weights", {}).items()}),
         speculate_checks=bool(data.get("speculate_checks", False)),
         merge=merge_policy(merge),
         review=review_policy(data["review"], "review") if "review" in data else None,

@@ -15,17 +15,28 @@ The service is core: it sees the model session and the publisher only through :m
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext, suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ci_swarm import git, panel
 from ci_swarm.allowlist import command_allowed
-from ci_swarm.attempts import agents_view, with_best_of
+from ci_swarm.attempts import agents_view, reviewer_judged, with_best_of, with_judge
 from ci_swarm.config import DEFAULT_PATH
 from ci_swarm.errors import LLMError, UsageError
-from ci_swarm.models import AgentSpec, Check, MergePolicy, OnConflict, Plan, Request, ReviewPolicy, RunReport
+from ci_swarm.models import (
+    EMPTY,
+    AgentSpec,
+    Check,
+    Judge,
+    MergePolicy,
+    OnConflict,
+    Plan,
+    Request,
+    ReviewPolicy,
+    RunReport,
+)
 from ci_swarm.naming import new_run_id
 from ci_swarm.outputtail import Redactor
 from ci_swarm.plan import validate
@@ -59,9 +70,10 @@ Watch = Callable[[Plan], AbstractContextManager[ProgressListener | None]]
 def needs_model(plan: Plan | None, default: AgentSpec, review: ReviewPolicy | None = None) -> bool:
     """The one rule: a run needs a model when there is no plan yet (the planner writes it), when any
     subtask's agent — its own, else the default — or the conflict resolver (``on_conflict: resolve``) is a
-    Claude agent, or when a review panel (``review:``, its voters are model calls) votes on the result. A
+    Claude agent, when a subtask's attempts are judged by ``reviewer`` or ``weighted`` (the reviewer is a
+    model call), or when a review panel (``review:``, its voters are model calls) votes on the result. A
     default nobody uses needs nothing."""
-    if plan is None or review is not None:
+    if plan is None or review is not None or reviewer_judged(plan) is not None:
         return True
     return MODEL_AGENT in agent_kinds(plan, default)
 
@@ -205,6 +217,14 @@ class RunRequest:
         None  # ``run --best-of N``: N attempts for every subtask that names none (issue #14)
     )
     review: ReviewPolicy | None = None  # the config's review panel (a plan's own ``review:`` replaces it)
+    judge: Judge | None = None  # the config's ``judge:`` for attempts (a plan's own replaces it)
+    weights: Mapping[str, float] = field(default_factory=lambda: EMPTY)  # the config's ``weights:``
+
+
+def contested(job: RunRequest, plan: Plan) -> Plan:
+    """``best_of`` (``--best-of``, else the config's) and the config's ``judge:``/``weights:`` applied to
+    ``plan``: the plan the run and every pre-run check see."""
+    return with_judge(with_best_of(plan, job.best_of), job.judge, job.weights)
 
 
 def review_of(job: RunRequest, plan: Plan | None) -> ReviewPolicy | None:
@@ -310,9 +330,7 @@ def run_request(job: RunRequest, wiring: ServiceOptions) -> RunOutcome:
     async def plan_and_run() -> RunReport:
         nonlocal progress, warnings
         try:
-            plan = with_best_of(
-                job.plan or await _plan(job.request, options.repo, session, job.merge), job.best_of
-            )
+            plan = contested(job, job.plan or await _plan(job.request, options.repo, session, job.merge))
             every_agent = agents_view(plan)  # the attempts' own agents are checked like subtasks' agents
             warnings = tuple(validate(plan, max_subtasks=job.max_subtasks))
             for warning in warnings:
@@ -422,18 +440,22 @@ def open_session(factory: SessionFactory | None) -> ModelSession:
 
 def _session_for(job: RunRequest, default: AgentSpec, factory: SessionFactory | None) -> ModelSession | None:
     """The run's model session (None: it needs none); UsageError before anything starts, naming
-    ``review:``, when only the review panel needs a model and none can be opened."""
-    plan = agents_view(job.plan) if job.plan is not None else None  # claude attempts need a model too
-    if needs_model(plan, default):
+    ``review:`` or the judge, when only the review panel or a reviewer judge needs a model and none can
+    be opened."""
+    # claude attempts need a model too: agents_view names their agents
+    plan = agents_view(contested(job, job.plan)) if job.plan is not None else None
+    if plan is None or MODEL_AGENT in agent_kinds(plan, default):
         return open_session(factory)
-    if not needs_model(plan, default, review_of(job, job.plan)):
+    review = review_of(job, job.plan)
+    if not needs_model(plan, default, review):
         return None
+    refusal = (None if review is not None else reviewer_judged(plan)) or UsageError(REVIEW_NEEDS_MODEL)
     if factory is None:
-        raise UsageError(REVIEW_NEEDS_MODEL)
+        raise refusal
     try:
         return factory()
     except LLMError as exc:
-        raise UsageError(REVIEW_NEEDS_MODEL) from exc
+        raise refusal from exc
 
 
 async def _plan(

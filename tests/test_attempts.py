@@ -6,32 +6,37 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ci_swarm import git
-from ci_swarm.agents import make_agent_factory
-from ci_swarm.attempts import CERTAIN, agents_view, with_best_of
-from ci_swarm.errors import PlanError, UsageError
+from ci_swarm.agents import AGENTS, make_agent_factory
+from ci_swarm.attempts import CERTAIN, agents_view, with_best_of, with_judge
+from ci_swarm.config import Config, config_from_text
+from ci_swarm.errors import ConfigError, LLMError, PlanError, UsageError
 from ci_swarm.models import (
     AgentOutcome,
     AgentSpec,
     CheckResult,
     Judge,
     Plan,
+    Request,
     RunReport,
     Subtask,
     SubtaskStatus,
     Usage,
 )
 from ci_swarm.plan import plan_from_dict, plan_to_dict
-from ci_swarm.ports import Agent, AgentContext, AgentFactory, AttemptView, Score
+from ci_swarm.ports import Agent, AgentContext, AgentFactory, AttemptView, ModelSession, Score
 from ci_swarm.run import RunOptions, run_plan_sync
+from ci_swarm.service import RunRequest, ServiceOptions, needs_model, run_request
 from ci_swarm.workspace import Workspace
 from tests.fixtures import make_repo
 from tests.helpers import plan_of, run_cli, scripted, show
+from tests.test_service import TRUSTED, Factory
 
 SCRIPTED = make_agent_factory(AgentSpec("scripted"))
 
@@ -313,3 +318,99 @@ def test_cli_best_of_runs_n_attempts_per_subtask_and_reports_them(repo: Path, tm
     judgement = sub["judgement"]
     assert judgement["judge"] == "vote" and judgement["winner"] == 1  # three equal trees: a majority
     assert [a["index"] for a in judgement["attempts"]][:2] == [1, 2]
+
+
+# --- the config's best_of, judge and weights; the reviewer judge's model session ---------------------
+
+
+def test_the_configs_best_of_judge_and_weights_are_read_and_checked_with_key_and_line() -> None:
+    config = config_from_text("model: m\nbest_of: 3\njudge: weighted\nweights: {security: 3, style: 1}\n")
+    assert (config.best_of, config.judge, dict(config.weights)) == (
+        3,
+        Judge.WEIGHTED,
+        {"security": 3.0, "style": 1.0},
+    )
+    assert (Config().best_of, Config().judge, dict(Config().weights)) == (1, None, {})
+    for text, message in (
+        ("model: m\nbest_of: 17\n", r"ci-swarm.yml:2: best_of: must be at most 16, got 17"),
+        ("model: m\nbest_of: 0\n", r"ci-swarm.yml:2: best_of: must be at least 1, got 0"),
+        ("model: m\n\njudge: vot\n", r"ci-swarm.yml:3: judge: text 'vot' is not one of: checks, vote"),
+        ("weights: {}\n", r"ci-swarm.yml:1: weights: must not be empty"),
+        ("model: m\nweights:\n  style: -1\n", r"ci-swarm.yml:3: weights.style: must be at least 0, got -1"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            config_from_text(text)
+
+
+def test_the_configs_judge_and_weights_apply_unless_the_plan_has_its_own() -> None:
+    plain = plan_of(scripted("a"))
+    judged = with_judge(plain, Judge.VOTE, {"security": 2.0})
+    assert judged.judge is Judge.VOTE and dict(judged.weights) == {"security": 2.0}
+    own = replace(plain, judge=Judge.CHECKS, weights={"style": 1.0})
+    assert with_judge(own, Judge.VOTE, {"security": 2.0}) == own
+
+
+def test_a_reviewer_judge_needs_a_model_and_a_vote_does_not() -> None:
+    scripted_only = AgentSpec("scripted")
+    reviewed = plan_of(contest(writes("a\n"), writes("b\n"), judge="reviewer"))
+    assert needs_model(reviewed, scripted_only)
+    assert needs_model(plan_of(contest(writes("a\n"), writes("b\n"), judge="weighted")), scripted_only)
+    assert not needs_model(plan_of(contest(writes("a\n"), writes("b\n"), judge="vote")), scripted_only)
+    no_attempts = replace(plan_of(scripted("a")), judge=Judge.REVIEWER)  # judges nothing: no model
+    assert not needs_model(no_attempts, scripted_only)
+
+
+def service_job(repo: Path, plan: Plan, **more: Any) -> RunRequest:
+    options = RunOptions(
+        repo=repo, base="main", workdir=repo.parent / "wt", default_agent=AgentSpec("scripted")
+    )
+    return RunRequest(Request("the task", source="test"), options, plan, **more)
+
+
+def test_a_configured_reviewer_judge_opens_the_model_session_and_judges(repo: Path) -> None:
+    plan = plan_of(scripted("feat", edits=[{"write": "src/new.py", "content": "x = 1\n"}]))
+    factory = Factory()
+    request = service_job(repo, plan, best_of=3, judge=Judge.REVIEWER)
+    report = run_request(request, ServiceOptions(TRUSTED, AGENTS, factory)).report
+    assert factory.calls == 1
+    judgement = report.subtasks[0].judgement
+    assert judgement is not None and judgement.judge is Judge.REVIEWER and judgement.winner == 1
+    assert [a.score for a in judgement.attempts] == [5.0, 5.0, 5.0]  # FakeSession's reviewer: all equal
+    assert "equal scores broken by diff size, then attempt index" in judgement.why
+
+
+def test_without_a_model_a_reviewer_judge_is_refused_before_the_run_naming_the_judge(repo: Path) -> None:
+    plan = plan_of(scripted("feat", edits=[{"write": "src/new.py", "content": "x = 1\n"}]))
+    request = service_job(repo, plan, best_of=2, judge=Judge.WEIGHTED)
+
+    def no_key() -> ModelSession:
+        raise LLMError("ANTHROPIC_API_KEY is not set")
+
+    for factory in (None, no_key):
+        with pytest.raises(UsageError) as info:
+            run_request(request, ServiceOptions(TRUSTED, AGENTS, factory))
+        message = str(info.value)
+        assert "\n" not in message and "judged by 'weighted'" in message and "ANTHROPIC_API_KEY" in message
+        assert info.value.exit_code == 4
+    assert git.out(repo, "for-each-ref", "refs/heads/swarm/") == ""  # nothing ran
+
+
+def test_cli_reads_best_of_and_judge_from_the_repositorys_config(repo: Path, tmp_path: Path) -> None:
+    config = repo / ".github" / "ci-swarm.yml"
+    config.parent.mkdir()
+    config.write_text("best_of: 2\njudge: checks\n")
+    plan = tmp_path / "p.json"
+    plan.write_text(json.dumps({"version": 1, "task": "t", "subtasks": [scripted("a")]}))
+    report = tmp_path / "r.json"
+    proc = run_cli("run", "--plan", str(plan), "--repo", str(repo), "--report", str(report), "-q")
+    assert proc.returncode == 0, proc.stderr
+    judgement = json.loads(report.read_text())["subtasks"][0]["judgement"]
+    assert judgement["judge"] == "checks" and len(judgement["attempts"]) == 2
+    proc = run_cli("run", "--plan", str(plan), "--repo", str(repo), "--best-of", "3", "--report", str(report))
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(report.read_text())["subtasks"][0]["judgement"]["attempts"]) == 3  # the flag wins
+    config.write_text("judge: reviewer\nbest_of: 2\n")
+    proc = run_cli("run", "--plan", str(plan), "--repo", str(repo), "-q")
+    assert proc.returncode == 4
+    (line,) = [ln for ln in proc.stderr.splitlines() if "reviewer" in ln]
+    assert "subtask 'a' is judged by 'reviewer'" in line
