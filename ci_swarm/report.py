@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ci_swarm import neutral
+from ci_swarm.attempts_report import attempts_lines, attempts_section, judged
 from ci_swarm.gantt import mermaid_gantt as mermaid_gantt
 from ci_swarm.models import (
     AttemptRecord,
@@ -290,6 +291,7 @@ def summary_lines(report: RunReport) -> tuple[str, ...]:
             f"(ratio {report.serial.ratio:.2f}, {same})"
         )
     lines += [repair_line(m.subtask, m.repair) for m in report.merges if m.repair is not None]
+    lines += attempts_lines(report)
     lines.append(f"integration: {report.integration_branch} {report.integration_commit}")
     return tuple(lines)
 
@@ -377,6 +379,8 @@ def to_markdown(report: RunReport) -> str:
         parts.append("**Plan:** " + neutral.block(report.rationale))
     parts += [f"> {neutral.inline(note)}" for note in report.notes]
     parts += ["### Subtasks", subtasks_table(report)]
+    if judged(report):
+        parts += ["### Attempts", attempts_section(report)]
     verified = report.verification.status is not VerificationStatus.NOT_RUN
     parts += [*(["### Verification"] if verified else []), verification_section(report.verification)]
     parts += ["### Timeline", mermaid_gantt(report)]
