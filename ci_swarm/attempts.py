@@ -256,7 +256,11 @@ class Contest:
         record = await in_thread(self._collected, record, sub, ws, note, outcome, began)
         await in_thread(kit.spaces.dispose, ws)
         if record.status is SubtaskStatus.SUCCEEDED and record.commit and kit.check is not None:
-            record = replace(record, checks=await kit.check(record.commit))
+            try:
+                record = replace(record, checks=await kit.check(record.commit))
+            except asyncio.CancelledError:  # stopped during its checks: its branch and commit stay listed
+                self._finish(replace(record, status=SubtaskStatus.CANCELLED, reason=CERTAIN))
+                raise
         return replace(record, seconds=round(time.monotonic() - began, 3))
 
     def _collected(

@@ -196,6 +196,22 @@ def test_a_vote_majority_stops_the_attempt_still_running(repo: Path, tmp_path: P
     assert git.try_rev_parse(repo, third.branch) is not None  # its (empty) work is kept
 
 
+def test_an_attempt_stopped_during_its_checks_keeps_its_branch_and_commit(repo: Path, tmp_path: Path) -> None:
+    async def slow_for_bad(commit: str) -> tuple[CheckResult, ...]:
+        if "bad" in await asyncio.to_thread(show, repo, commit, "src/new.py"):
+            await asyncio.sleep(60)  # still checking when the other two agree
+        return (CheckResult("no-bad", True, 0, 0.0),)
+
+    slow = (writes("x = 1\n", delay=0.3), writes("x = 1\n", delay=0.3))
+    plan = plan_of(contest(writes("bad\n"), *slow, judge="vote"))
+    report = run(repo, plan, tmp_path, max_agents=3, check=slow_for_bad, timeout=60)
+    judgement = report.subtasks[0].judgement
+    assert judgement is not None and judgement.winner == 2
+    first = judgement.attempts[0]
+    assert first.status is SubtaskStatus.CANCELLED and first.reason == CERTAIN
+    assert first.commit and git.rev_parse(repo, first.branch) == first.commit
+
+
 def test_a_spent_budget_stops_starting_attempts_and_judges_what_finished(repo: Path, tmp_path: Path) -> None:
     started: list[str] = []
 
