@@ -26,6 +26,7 @@ SUITES = {
     "verify": "benchmarks.bench_verify",
     "codemod": "benchmarks.bench_codemod",
     "pool": "benchmarks.bench_pool",
+    "attempts": "benchmarks.bench_attempts",
 }
 
 
@@ -64,6 +65,10 @@ TARGETS: list[tuple[str, str, tuple[str, ...], str, Any]] = [
      lambda v: v <= 5),
     ("codemod: pyupgrade sharded over 4 agents / serial, 8 classes a file, setup included", "codemod",
      ("pyupgrade_large", "ratio_4"), "< 1", lambda v: v is not None and v < 1),
+    ("attempts: best-of-3 / single attempt wall, cap 4", "attempts", ("cap4", "ratio"), "≈ 1× (≤ 1.3)",
+     lambda v: v <= 1.3),
+    ("attempts: best-of-3 / single attempt wall, cap 2", "attempts", ("cap2", "ratio"), "≈ 2× (≤ 2.3)",
+     lambda v: v <= 2.3),
     ("codemod: every sharded run's tree equals the serial run's", "codemod",
      ("pyupgrade_large", "same_tree"), "true", lambda v: v is True),
 ]  # fmt: skip
