@@ -455,11 +455,12 @@ def _land_wave(repo: Path, state: RunState, found: tuple[bundles.Found, ...], me
     """The current wave: its results admitted, its succeeded subtasks merged in plan order."""
     _integration_at(repo, state)
     records, notes = _results(repo, state, found)
-    queue = MergeQueue(repo, state.integration_branch, state.start, _merge_policy(state), _roles(state.plan))
     merges: list[MergeRecord] = []
-    for rec in records:
-        if rec.status is SubtaskStatus.SUCCEEDED:
-            merges.append(queue.merge(rec.id, rec.commit, rec.start_commit, merged + len(merges) + 1))
+    policy, roles = _merge_policy(state), _roles(state.plan)
+    with MergeQueue(repo, state.integration_branch, state.start, policy, roles) as queue:
+        for rec in records:
+            if rec.status is SubtaskStatus.SUCCEEDED:
+                merges.append(queue.merge(rec.id, rec.commit, rec.start_commit, merged + len(merges) + 1))
     return WaveLanding(state.wave, queue.tip, tuple(records), tuple(merges), tuple(notes))
 
 

@@ -361,6 +361,7 @@ class Orchestrator:
         await self.later.wait()
         await asyncio.to_thread(self.spaces.close)
         await asyncio.to_thread(self.repairs.close)
+        await asyncio.to_thread(self.queue.close)  # its long-lived git processes
 
     def _report(
         self, results: dict[str, JobResult[AgentOutcome]], phases: Phases, interrupted: bool

@@ -219,9 +219,10 @@ def _build(repo: Path, report: RunReport, entries: Sequence[_Entry]) -> _Built:
     queue = MergeQueue(repo, branch, report.base, report.merge_policy, roles)
     tips, merges = [report.base], []
     try:
-        for order, e in enumerate(entries, 1):
-            merges.append(_replay(queue, e, order))
-            tips.append(queue.tip)
+        with queue:
+            for order, e in enumerate(entries, 1):
+                merges.append(_replay(queue, e, order))
+                tips.append(queue.tip)
     finally:
         git.run(repo, "update-ref", "-d", f"refs/heads/{branch}", ok=(0, 1))
     return _Built(tuple(tips), tuple(merges), queue.overlaps)
