@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ci_swarm import git
+from benchmarks.bench_verify import _repo  # one commit on main: README.md
 from ci_swarm.agents import make_agent_factory
 from ci_swarm.models import AgentSpec, Judge, Plan, RunReport, Subtask
 from ci_swarm.run import RunOptions, run_plan_sync
@@ -35,15 +35,6 @@ from ci_swarm.run import RunOptions, run_plan_sync
 AGENT_S = 1.0
 REPEATS = 3
 FACTORY = make_agent_factory(AgentSpec("scripted"))
-
-
-def _repo(root: Path) -> Path:
-    repo = root / "repo"
-    repo.mkdir()
-    git.run(repo, "init", "--quiet", "--initial-branch=main")
-    (repo / "README.md").write_text("bench\n")
-    git.commit_all(repo, "initial\n", git.Identity("bench", "bench@example.invalid"))
-    return repo
 
 
 def _plan(attempts: int) -> Plan:
