@@ -15,7 +15,9 @@ import pytest
 from ci_swarm import git
 from ci_swarm.action import main
 from ci_swarm.errors import UsageError
+from ci_swarm.github.fanout_job import one_chunk_per_wave
 from ci_swarm.github.inputs import parse_inputs
+from ci_swarm.models import Plan, Subtask
 from ci_swarm.naming import agent_branch
 from tests.act_helpers import World, make_world, replace_sub, swarm_plan, write_sub
 from tests.helpers import run_cli
@@ -73,8 +75,11 @@ def plan_job(world: World, issue: object, **inputs: str) -> dict[str, str]:
     return world.read_outputs()
 
 
-def land_job(world: World, issue: object, run_id: str, bundles: Path, name: str = "land-job") -> int:
-    env = job_env(world, world.labeled(issue), checkout(world, name), fan_out="land", run_id=run_id)
+def land_job(
+    world: World, issue: object, run_id: str, bundles: Path, name: str = "land-job", **inputs: str
+) -> int:
+    workspace = checkout(world, name)
+    env = job_env(world, world.labeled(issue), workspace, fan_out="land", run_id=run_id, **inputs)
     env["CI_SWARM_BUNDLES_DIR"] = str(bundles)
     return main(env)
 
@@ -150,15 +155,96 @@ def test_a_missing_and_a_tampered_result_fail_their_subtasks_and_the_rest_lands(
     assert "failed" in finished
 
 
-def test_a_plan_of_two_waves_is_refused_before_anything_is_pushed(world: World) -> None:
-    later = {**write_sub("later", "src/later.py", "x = 1\n"), "depends_on": ["greet"]}
-    issue = world.issue("Two waves", swarm_plan(SUBTASKS[0], later), labels=("swarm",))
-    env = job_env(world, world.labeled(issue), checkout(world, "plan-job"), fan_out="plan", run_id="fan-2-1")
-    assert main(env) == UsageError.exit_code
-    assert git.try_rev_parse(world.bare, "refs/swarm/fan-2-1/state") is None
-    assert "swarm/fan-2-1" not in world.remote_branches()
-    (comment,) = [c.body for c in world.repo().get_issue(issue.number).get_comments()]
-    assert "2 wave(s)" in comment  # the reason, on the issue
+WAVES = (
+    write_sub("greet", "src/greet.py", "def greet():\n    return 'hi'\n"),
+    write_sub("farewell", "src/farewell.py", "def bye():\n    return 'bye'\n"),
+    {**replace_sub("polish", "src/greet.py", "'hi'", "'hello'"), "depends_on": ["greet"]},  # wave 2
+)
+
+
+def matrix_ids(outputs: dict[str, str]) -> list[str]:
+    return [row["subtask"] for row in json.loads(outputs["matrix"])["include"]]
+
+
+def test_a_two_wave_plan_lands_wave_by_wave_and_publishes_one_pr_at_the_end(world: World) -> None:
+    issue = world.issue("Two waves", swarm_plan(*WAVES), labels=("swarm",))
+    planned = plan_job(world, issue, budget_usd="2")
+    run_id = planned["run_id"]
+    assert (planned["waves"], planned["wave"], planned["chunks"]) == ("2", "1", "1")
+    assert matrix_ids(planned) == ["greet", "farewell"]
+    assert "wave 1 of 2" in progress_comments(world, issue.number)[0]
+    base = git.rev_parse(world.bare, "refs/heads/main")
+
+    assert land_job(world, issue, run_id, agent_jobs(world, run_id, ["greet", "farewell"])) == 0
+    out = world.read_outputs()
+    assert (out["done"], out["wave"], out["next_wave"], out["waves"]) == ("false", "1", "2", "2")
+    assert matrix_ids(out) == ["polish"] and out["chunks"] == "1"
+    assert out["budget_share"] == "2.000000"  # one job runs next: the whole budget (nothing spent) is its
+    assert len(world.repo().get_pulls(state="all").get_page(0)) == 0  # no pull request yet
+    (queued,) = progress_comments(world, issue.number)
+    assert "Wave 1 of 2 landed" in queued and "wave 2 queued" in queued and "finished" not in queued
+    assert {agent_branch("swarm", run_id, sub) for sub in ("greet", "farewell")} <= world.remote_branches()
+    assert git.rev_parse(world.bare, f"refs/heads/swarm/{run_id}") == base  # published by the last land
+    tip = out["tip"]
+    assert git.is_ancestor(world.bare, tip, f"refs/swarm/{run_id}/state")  # wave 2 starts from it
+
+    before = api_writes(world)  # the wave's land job re-run: the same outputs, nothing written
+    assert land_job(world, issue, run_id, world.tmp / "bundles", "land-1-again") == 0
+    assert api_writes(world) == before
+    again = world.read_outputs()
+    assert (again["tip"], again["next_wave"], matrix_ids(again)) == (tip, "2", ["polish"])
+
+    assert land_job(world, issue, run_id, agent_jobs(world, run_id, ["polish"]), "land-2") == 0
+    last = world.read_outputs()
+    assert (last["done"], last["wave"], last["failed"]) == ("true", "2", "0")
+    (pr,) = world.repo().get_pulls(state="all").get_page(0)
+    assert pr.number == int(last["pr_number"]) and f"Closes #{issue.number}" in pr.body
+    assert sorted(f.filename for f in pr.get_files()) == ["src/farewell.py", "src/greet.py"]
+    greet = git.run(world.bare, "show", f"refs/heads/swarm/{run_id}:src/greet.py").text
+    assert "'hello'" in greet  # wave 2's agent edited what wave 1's wrote
+    (finished,) = progress_comments(world, issue.number)
+    assert "finished" in finished and f"#{pr.number}" in finished and "queued" not in finished
+    agents = {agent_branch("swarm", run_id, sub) for sub in ("greet", "farewell", "polish")}
+    assert agents <= world.remote_branches()
+
+
+def test_all_remaining_runs_the_later_waves_in_the_land_job_and_publishes(world: World) -> None:
+    issue = world.issue("Two waves", swarm_plan(*WAVES), labels=("swarm",))
+    run_id = plan_job(world, issue)["run_id"]
+    bundles = agent_jobs(world, run_id, ["greet", "farewell"])
+    assert land_job(world, issue, run_id, bundles, all_remaining="true") == 0
+    out = world.read_outputs()
+    assert (out["done"], out["wave"], out["failed"]) == ("true", "1", "0")
+    (pr,) = world.repo().get_pulls(state="all").get_page(0)
+    assert sorted(f.filename for f in pr.get_files()) == ["src/farewell.py", "src/greet.py"]
+    greet = git.run(world.bare, "show", f"refs/heads/swarm/{run_id}:src/greet.py").text
+    assert "'hello'" in greet  # wave 2 ran in the land job, from wave 1's tip
+    assert "ran in the land job" in pr.body
+    (finished,) = progress_comments(world, issue.number)
+    assert "finished" in finished and "queued" not in finished
+    assert agent_branch("swarm", run_id, "polish") in world.remote_branches()
+
+
+def test_a_wave_input_ahead_of_the_run_is_refused(world: World) -> None:
+    issue = world.issue("Two waves", swarm_plan(*WAVES), labels=("swarm",))
+    run_id = plan_job(world, issue)["run_id"]
+    bundles = agent_jobs(world, run_id, ["greet", "farewell"])
+    assert land_job(world, issue, run_id, bundles, wave="2") == UsageError.exit_code
+    (comment,) = progress_comments(world, issue.number)
+    assert "wave 2 cannot land before wave 1" in comment
+    plan = job_env(world, world.labeled(issue), checkout(world, "plan-2"), fan_out="plan", wave="1")
+    assert main(plan) == UsageError.exit_code  # wave/all_remaining are land's inputs
+
+
+def test_a_wave_of_more_than_one_matrix_chunk_is_refused() -> None:
+    def plan(count: int) -> Plan:
+        subs = tuple(Subtask(id=f"s{i}", title="t", role="builder") for i in range(count))
+        later = Subtask(id="later", title="t", role="builder", depends_on=("s0",))
+        return Plan(task="many", subtasks=(*subs, later))
+
+    one_chunk_per_wave(plan(256))  # 256 jobs: one matrix
+    with pytest.raises(UsageError, match="wave 1 of this plan has 257 subtasks"):
+        one_chunk_per_wave(plan(257))
 
 
 def test_a_second_plan_job_of_the_same_run_id_is_refused(world: World) -> None:

@@ -37,6 +37,8 @@ INPUTS = {
     "fan_out",
     "run_id",
     "bundles_dir",
+    "wave",
+    "all_remaining",
 }
 # the entry step's variables that carry a secret input into its shell (never into Python's environment)
 SECRET_ENV = {
@@ -57,6 +59,9 @@ OUTPUTS = {
     "matrix",
     "chunks",
     "waves",
+    "wave",
+    "next_wave",
+    "done",
     "budget_share",
     "tokens_share",
 }
@@ -127,6 +132,8 @@ def test_entry_reads_every_variable_the_action_sets() -> None:
     samples["CI_SWARM_DRY_RUN"] = "true"
     samples["CI_SWARM_SANDBOX"] = "none"
     samples["CI_SWARM_FAN_OUT"] = "plan"
+    samples["CI_SWARM_WAVE"] = "2"
+    samples["CI_SWARM_ALL_REMAINING"] = "true"
     unset = Settings.from_env({})
     for name in env:
         if name != "CI_SWARM_PYTHON" and name not in SECRET_ENV.values():  # those become files

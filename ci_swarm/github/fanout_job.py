@@ -6,17 +6,21 @@
   N agent jobs queued") and its id kept beside the run state (the state commit's ``progress-comment``
   file); the integration branch (at the base) and ``refs/swarm/<run>/state`` are pushed through
   :func:`ci_swarm.github.pushing.push_refs` (scanned, each with a lease); outputs ``run_id``, ``branch``,
-  ``matrix``, every ``matrix_<i>``, ``chunks``, ``waves``, and each agent job's share of the config's
-  model budget (``budget_share``, ``tokens_share``: "" without a budget).
-* **land** — the state fetched, the bundles landed (:func:`ci_swarm.fanout.land_run`), the report published
-  by the Action's own publisher (agent branches and integration commit scanned and pushed, the pull
-  request, review comments, the progress comment finished; a held-back branch is exit 7), the outputs and
-  job summary (:func:`ci_swarm.github.runner.emit_job`); then the landed state, with what was published
+  ``matrix``, every ``matrix_<i>``, ``chunks``, ``waves``, ``wave=1``, and each agent job's share of the
+  config's model budget (``budget_share``, ``tokens_share``: "" without a budget).
+* **land** — the state fetched, one wave landed (:func:`ci_swarm.fanout.land_run`: the ``wave`` input, else
+  the wave its bundles belong to; with ``all_remaining`` every later wave then runs in this job). While
+  another wave follows, :mod:`ci_swarm.github.fanout_wave` publishes only the wave's agent branches, the
+  landed state, the progress comment's "wave k of n landed, wave k+1 queued" and the next wave's outputs.
+  Once the run landed, the report is published by the Action's own publisher (every wave's agent branches
+  and the integration commit scanned and pushed, the pull request, review comments, the progress comment
+  finished; a held-back branch is exit 7), the outputs (with ``done=true``) and job summary
+  (:func:`ci_swarm.github.runner.emit_job`); then the landed state, with what was published
   (``published.json``: outputs and exit status), pushed with a lease on the state the job fetched. A second
   land of the same run publishes nothing, writes the same outputs and exits as the first did.
 
-Only one wave of at most 256 subtasks fans out (one matrix job): a plan with more is refused by the plan job
-before anything is pushed.
+Every wave is one matrix job in the workflow: a plan with a wave of more than 256 subtasks (more than one
+matrix chunk) is refused by the plan job before anything is pushed.
 """
 
 from __future__ import annotations
@@ -30,16 +34,18 @@ from typing import TYPE_CHECKING
 
 from ci_swarm import git, runstate
 from ci_swarm.config import Config
+from ci_swarm.dag import waves
 from ci_swarm.errors import EXIT_FAILED_SUBTASKS, EXIT_OK, UsageError
 from ci_swarm.fanout import FanOut, Landing, land_run, plan_fan_out
 from ci_swarm.github import log as runner_log
 from ci_swarm.github import runner
 from ci_swarm.github.event import Job, Run
+from ci_swarm.github.fanout_wave import JobRemote, fetch_earlier_agents, publish_wave
 from ci_swarm.github.progress import ProgressComment
 from ci_swarm.github.pushing import TokenRemote, fetch_tip, push_refs
 from ci_swarm.github.runner import OutputValue
-from ci_swarm.matrix import key_lines, output_lines
-from ci_swarm.models import RunReport
+from ci_swarm.matrix import MAX_JOBS, key_lines, output_lines
+from ci_swarm.models import Plan, RunReport
 from ci_swarm.naming import new_run_id
 from ci_swarm.ports import ProgressEvent
 from ci_swarm.service import RunOutcome, RunRequest
@@ -59,6 +65,8 @@ def run_fan_out(action: Action, config: Config, run: Run, job: Job) -> int:
         raise UsageError(
             "input fan_out does not go with dry_run: the land job needs what the plan job pushes"
         )
+    if inputs.fan_out == "plan" and (inputs.wave is not None or inputs.all_remaining):
+        raise UsageError("inputs wave and all_remaining go with fan_out: land")
     if job.name:
         raise UsageError(
             f"maintenance job {job.name!r}: scheduled maintenance jobs do not fan out "
@@ -93,7 +101,7 @@ def plan_job(action: Action, config: Config, run: Run, job: Job) -> int:
         fanned = plan_fan_out(planned, wiring, digest, budget_usd=budget.usd, budget_tokens=budget.tokens)
         for warning in fanned.warnings:
             runner.warning(warning, title="ci-swarm plan")
-        one_matrix(fanned)
+        one_chunk_per_wave(fanned.state.plan)
         state = fanned.state
         progress = publisher.start(request, state.run_id, state.plan.subtasks)
         progress.finish(queued_text(fanned), phase="running")
@@ -117,21 +125,24 @@ def plan_job(action: Action, config: Config, run: Run, job: Job) -> int:
     return EXIT_OK
 
 
-def one_matrix(fanned: FanOut) -> None:
-    """The workflow runs one wave in one matrix job: what it could not land is refused before any push."""
-    matrix = fanned.matrix
-    if matrix.waves != 1 or len(matrix.chunks) != 1:
-        raise UsageError(
-            f"this plan has {matrix.waves} wave(s) and {len(matrix.chunks)} matrix chunk(s); the fan-out "
-            "workflow runs one wave of at most 256 subtasks (run dependent subtasks with swarm-on-label.yml)"
-        )
+def one_chunk_per_wave(plan: Plan) -> None:
+    """The workflow runs each wave in one matrix job (at most 256 jobs): a larger wave is refused before
+    any push."""
+    for number, wave in enumerate(waves(plan), 1):
+        if len(wave) > MAX_JOBS:
+            raise UsageError(
+                f"wave {number} of this plan has {len(wave)} subtasks; the fan-out workflow runs each wave "
+                f"in one matrix of at most {MAX_JOBS} jobs (split the wave, or use swarm-on-label.yml)"
+            )
 
 
 def queued_text(fanned: FanOut) -> str:
-    jobs = len(fanned.matrix.first)
+    jobs, count = len(fanned.matrix.first), fanned.matrix.waves
+    later = " then the next wave's" if count > 1 else ""
     return (
-        f"**Planned:** {jobs} agent job(s) queued, one subtask each (fan-out run "
-        f"`{fanned.state.run_id}`). The land job merges their work and finishes this comment."
+        f"**Planned:** wave 1 of {count}: {jobs} agent job(s) queued, one subtask each (fan-out run "
+        f"`{fanned.state.run_id}`). A land job merges their work,{later} and the last one finishes this "
+        "comment."
     )
 
 
@@ -147,7 +158,8 @@ def remember_progress(repo: Path, run_id: str, comment_id: int | None) -> str:
 def emit_plan(fanned: FanOut, env: Mapping[str, str] | None) -> None:
     state = fanned.state
     outputs: dict[str, OutputValue] = {"branch": state.integration_branch}
-    for line in (*output_lines(state.run_id, fanned.matrix), *key_lines(fanned.shares.lines())):
+    pairs = (("wave", "1"), *fanned.shares.lines())
+    for line in (*output_lines(state.run_id, fanned.matrix), *key_lines(pairs)):
         key, _, value = line.partition("=")
         outputs[key] = value
     runner.set_outputs(outputs, env)
@@ -170,18 +182,20 @@ def config_digest(workspace: Path, relative: str) -> str:
 
 def land_job(action: Action, config: Config, run: Run, job: Job) -> int:
     settings = action.settings
-    run_id = settings.inputs.run_id
+    inputs = settings.inputs
+    run_id = inputs.run_id
     if not run_id:
         raise UsageError("fan_out: land needs the run_id input (the plan job's run_id output)")
     repo = git.open_repo(settings.workspace)
     github = action.github
-    url, token = github.repo.clone_url, github.token
+    remote = JobRemote(github.repo.clone_url, github.token, settings.secrets)
     ref = runstate.state_ref(run_id)
-    TokenRemote(repo, url, token).fetch([f"+{ref}:{ref}"])
+    TokenRemote(repo, remote.url, remote.token).fetch([f"+{ref}:{ref}"])
     fetched = runstate.load(repo, run_id)
     if fetched.state.landed:
         return landed_before(action, repo, fetched)
-    fetch_tip(repo, url, fetched.state.integration_branch, token)  # the base's objects, whatever the checkout
+    state = fetched.state
+    fetch_tip(repo, remote.url, state.integration_branch, remote.token)  # the base's objects
     publisher = action.publisher(config, run, job)
     progress = resume_progress(repo, publisher, fetched)
     try:
@@ -189,11 +203,19 @@ def land_job(action: Action, config: Config, run: Run, job: Job) -> int:
         if run.pr is None:
             publisher.base_branch = base_ref
         wiring = action.wiring(config, run_id, "", None, lambda _: None)
-        bundles = bundles_dir(settings.inputs.bundles_dir)
-        landing = land_run(repo, run_id, bundles, wiring, (), settings.secrets)
+        bundles = bundles_dir(inputs.bundles_dir)
+        at = None if inputs.wave is None else inputs.wave - 1
+        landing = land_run(
+            repo, run_id, bundles, wiring, (), settings.secrets, wave=at, all_remaining=inputs.all_remaining
+        )
+        if state.wave > 0:  # earlier waves' agent branches (a failed one's commit is on no tip)
+            fetch_earlier_agents(repo, state.policy.branch_prefix, run_id, remote)
+        if landing.report is not None:
+            action.refuse_protected(repo, landing.report, config)
+            show_results(progress, landing.report)
+        if not landing.done:
+            return publish_wave(repo, fetched, landing, progress, remote, action.env)
         report = landed_report(landing, job, run)
-        action.refuse_protected(repo, report, config)
-        show_results(progress, report)
     except BaseException as exc:
         action.report_failure(run, exc, progress)
         publisher.react("confused")
@@ -205,7 +227,9 @@ def land_job(action: Action, config: Config, run: Run, job: Job) -> int:
         pr_number=finished.result.pr_number if finished.result else None,
         pr_url=finished.result.pr_url if finished.result else "",
     )
-    record_published(repo, run_id, fetched, outputs, finished.code, (url, token, settings.secrets))
+    last: dict[str, OutputValue] = {"wave": landing.wave + 1, "done": True}  # beside emit_job's outputs
+    runner.set_outputs(last, action.env)
+    record_published(repo, run_id, fetched, {**outputs, **last}, finished.code, remote)
     return finished.code
 
 
@@ -251,10 +275,9 @@ def record_published(
     fetched: runstate.Recorded,
     outputs: dict[str, OutputValue],
     code: int,
-    remote: tuple[str, str, tuple[str, ...]],
+    remote: JobRemote,
 ) -> None:
     """The landed state (with what was published) pushed over the state this job fetched (a lease)."""
-    url, token, secrets = remote
     recorded = runstate.load(repo, run_id)  # the landing land_run recorded
     files = {
         name: runstate.attachment(repo, recorded, name) or b""
@@ -264,9 +287,8 @@ def record_published(
     files[PUBLISHED_FILE] = json.dumps({"exit": code, "outputs": outputs}, sort_keys=True).encode()
     commit = runstate.record(repo, recorded.state, recorded.commit, files)
     ref = runstate.state_ref(run_id)
-    push_refs(
-        repo, url, token, {ref: (commit, fetched.commit)}, secrets=(token, *secrets), since=fetched.commit
-    )
+    leased = {ref: (commit, fetched.commit)}
+    push_refs(repo, remote.url, remote.token, leased, secrets=remote.scanned, since=fetched.commit)
 
 
 def landed_before(action: Action, repo: Path, recorded: runstate.Recorded) -> int:

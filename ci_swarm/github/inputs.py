@@ -50,6 +50,8 @@ class Inputs:
     fan_out: str = ""  # "" (one job runs everything) | plan | land (see docs/action.md, "Fan-out")
     run_id: str = ""  # fan_out: the run's id (plan: "" = a new one; land: the plan job's run_id output)
     bundles_dir: str = ""  # fan_out land: the directory holding the agent jobs' bundles
+    wave: int | None = None  # fan_out land: the wave to land (1 = the first; None: the bundles' wave)
+    all_remaining: bool = False  # fan_out land: then run every later wave in this job and publish
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,8 @@ def parse_inputs(env: Mapping[str, str]) -> Inputs:
         fan_out=_choice("fan_out", text("fan_out"), ("plan", "land")),
         run_id=_run_id(text("run_id")),
         bundles_dir=text("bundles_dir"),
+        wave=_positive_int("wave", text("wave")),
+        all_remaining=_flag("all_remaining", text("all_remaining")),
     )
 
 
