@@ -13,9 +13,12 @@ tries to do better:
   keep-one-side merge commit plus the conflict records and writes the resolution; its commit, on
   ``<agent branch>.resolve``, sits on top of that merge.
 
-The gate (:func:`screen`, then the checks): no conflict-marker line added; only the conflicted files
-(``resolve``) or the subtask's paths (``redo``; without ``paths``: the files its first commit changed plus
-the conflicted ones) touched; the agent succeeded; and the checks pass on the candidate integration commit.
+The gate (:func:`screen`, then the checks): no conflict-marker line added (in every file, even one git
+would diff as binary); only the conflicted files (``resolve``) or the subtask's paths (``redo``; without
+``paths``: the files its first commit changed plus the conflicted ones) touched — named files compared as
+names, never read as globs; a resolver deletes no conflicted file (unless a conflict on it is a
+modify/delete or a rename) and changes no file's type or mode (no symlink or submodule in place of the
+text); the agent succeeded; and the checks pass on the candidate integration commit.
 Anything else is ``refused`` with a one-line reason and the keep result lands. Either way the agent's
 commit stays on its branch (ci-swarm commits it, as for every agent); nothing is lost.
 """
@@ -25,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -38,6 +41,7 @@ from ci_swarm.models import (
     AgentSpec,
     CheckResult,
     Conflict,
+    ConflictKind,
     OnConflict,
     Plan,
     Repair,
@@ -77,9 +81,11 @@ class _Job:
     sub: Subtask  # the subtask the agent runs (instructions with the conflict records)
     branch: str
     start: str  # where its clone starts
-    allowed: tuple[str, ...]  # the paths it may change
+    allowed: tuple[str, ...]  # the globs of the paths it may change (a redo's subtask paths)
+    exact: frozenset[str]  # the files it may change, by name (conflicted files; a redo's own files)
     outcome: Resolved  # what an accepted attempt is
     by: str
+    conflicts: tuple[Conflict, ...] = ()  # a resolver's: its deletions and modes are checked too
 
 
 def repairer(kit: RepairKit) -> Repairer:
@@ -101,7 +107,7 @@ async def attempt(kit: RepairKit, pending: Pending) -> tuple[Repair, str]:
         if failure:
             raise _Refused(failure)
         landing = await in_thread(_landing, kit.repo, job, pending, commit)
-        refusal = await in_thread(screen, kit.repo, job.start, commit, job.allowed)
+        refusal = await in_thread(screen, kit.repo, job.start, commit, job.allowed, job.exact, job.conflicts)
         if refusal:
             raise _Refused(refusal)
         results = await kit.check(landing)
@@ -148,10 +154,11 @@ def _redo(kit: RepairKit, pending: Pending) -> _Job:
     conflicts = pending.record.conflicts
     brief = briefing(kit.plan, conflicts, redo=True)
     again = replace(sub, instructions=f"{sub.instructions}\n\n{brief}".strip())
-    allowed = sub.paths or (*_changed(kit.repo, pending.start, pending.commit), *_paths(conflicts))
+    exact = () if sub.paths else (*_changed(kit.repo, pending.start, pending.commit), *_paths(conflicts))
     kind = (sub.agent or kit.default_agent).kind
     branch = agent_branch(kit.prefix, kit.run_id, sub.id) + ".redo"
-    return _Job(again, branch, pending.tip, tuple(allowed), Resolved.REDONE, f"{kind} (redo of {sub.id})")
+    by = f"{kind} (redo of {sub.id})"
+    return _Job(again, branch, pending.tip, sub.paths, frozenset(exact), Resolved.REDONE, by)
 
 
 def _resolve(kit: RepairKit, pending: Pending) -> _Job:
@@ -167,7 +174,10 @@ def _resolve(kit: RepairKit, pending: Pending) -> _Job:
         agent=spec,
     )
     branch = agent_branch(kit.prefix, kit.run_id, sub_id) + ".resolve"
-    return _Job(resolver, branch, pending.record.commit, paths, Resolved.RESOLVED, f"{spec.kind} (resolver)")
+    by = f"{spec.kind} (resolver)"
+    return _Job(
+        resolver, branch, pending.record.commit, (), frozenset(paths), Resolved.RESOLVED, by, conflicts
+    )
 
 
 async def _run_agent(kit: RepairKit, job: _Job) -> tuple[str, Usage, str]:
@@ -214,18 +224,80 @@ def _landing(repo: Path, job: _Job, pending: Pending, commit: str) -> str:
 # --- the gate -------------------------------------------------------------------------------------------
 
 
-def screen(repo: Path, start: str, commit: str, allowed: Sequence[str]) -> str:
-    """Why ``start..commit`` may not land ("" when it may): a file outside ``allowed``, or an added line
-    that is a conflict marker."""
-    changed = _changed(repo, start, commit)
-    outside = [f for f in changed if not matches_any(f, allowed)]
+def screen(
+    repo: Path,
+    start: str,
+    commit: str,
+    allowed: Sequence[str],
+    exact: Collection[str] = (),
+    conflicts: Sequence[Conflict] = (),
+) -> str:
+    """Why ``start..commit`` may not land ("" when it may): a file neither in ``exact`` nor matching a glob
+    of ``allowed``; with a resolver's ``conflicts``, a conflicted file deleted (unless a conflict on it is a
+    modify/delete or a rename) or any file's type or mode changed; or an added conflict-marker line."""
+    changes = _raw_changes(repo, start, commit)
+    outside = [c.path for c in changes if c.path not in exact and not matches_any(c.path, allowed)]
     if outside:
-        shown = ", ".join(plain(f) for f in outside[:5]) + (" …" if len(outside) > 5 else "")
-        return f"it changed files outside what it may touch: {shown}"
-    marked = marker_files(git.merge_diff(repo, start, commit))
+        return f"it changed files outside what it may touch: {_shown(outside)}"
+    if conflicts:
+        refusal = _resolver_refusal(changes, conflicts)
+        if refusal:
+            return refusal
+    marked = marker_files(_text_diff(repo, start, commit))
     if marked:
         return "it left conflict markers in " + ", ".join(plain(f) for f in marked[:5])
     return ""
+
+
+@dataclass(frozen=True)
+class _Change:
+    path: str
+    old_mode: str  # "000000" when added
+    new_mode: str  # "000000" when deleted
+    status: str  # A, D, M, T (no renames)
+
+
+_DELETABLE = (ConflictKind.MODIFY_DELETE, ConflictKind.RENAME)
+_REGULAR = ("100644", "100755")
+
+
+def _resolver_refusal(changes: Sequence[_Change], conflicts: Sequence[Conflict]) -> str:
+    deletable = {c.path for c in conflicts if c.kind in _DELETABLE}
+    deleted = [c.path for c in changes if c.status == "D" and c.path not in deletable]
+    if deleted:
+        return f"it deleted a conflicted file: {_shown(deleted)}"
+    moded = [
+        f"{c.path} ({c.old_mode} → {c.new_mode})"
+        for c in changes
+        if c.status != "D" and c.old_mode != c.new_mode and (c.status != "A" or c.new_mode not in _REGULAR)
+    ]
+    if moded:
+        return f"it changed the type or mode of a file: {_shown(moded)}"
+    return ""
+
+
+def _shown(items: Sequence[str]) -> str:
+    return ", ".join(plain(f) for f in items[:5]) + (" …" if len(items) > 5 else "")
+
+
+def _raw_changes(repo: Path, start: str, commit: str) -> list[_Change]:
+    """Every path ``start..commit`` changes with its modes and status (``--raw``, no renames)."""
+    fields = git.run(repo, "diff", "--raw", "-z", "--no-renames", "--no-ext-diff", start, commit).text.split(
+        "\0"
+    )
+    changes = []
+    for head, path in zip(fields[0::2], fields[1::2], strict=False):
+        if head.startswith(":"):
+            old, new, _old_id, _new_id, status = head[1:].split(" ")
+            changes.append(_Change(path, old, new, status[:1]))
+    return changes
+
+
+def _text_diff(repo: Path, start: str, commit: str) -> str:
+    """``start..commit`` as text whatever the attributes say (``-diff``, ``binary``): markers are found
+    in every file."""
+    flags = ("--no-color", "--no-ext-diff", "--no-textconv", "--text", "--no-renames", "-U0")
+    return git.run(repo, "diff", *flags, start, commit).text
 
 
 def marker_files(diff: str) -> list[str]:
