@@ -68,11 +68,48 @@ def test_it_is_a_reusable_workflow_with_the_documented_inputs_and_secrets() -> N
 
 
 def test_the_jobs_and_their_order() -> None:
-    assert list(JOBS) == ["plan", "agent", "land"]
+    assert list(JOBS) == ["plan", "agent", "land", "agent_2", "land_2"]
     assert JOBS["agent"]["needs"] == "plan"
     assert JOBS["land"]["needs"] == ["plan", "agent"]
     # a failed agent job does not stop the landing; a failed plan does
     assert "!cancelled()" in JOBS["land"]["if"] and "needs.plan.result == 'success'" in JOBS["land"]["if"]
+    # the second wave: only while land left the run undone, and a failed agent_2 job still lands
+    assert JOBS["agent_2"]["needs"] == ["plan", "land"]
+    assert JOBS["land_2"]["needs"] == ["plan", "land", "agent_2"]
+    for name in ("agent_2", "land_2"):
+        condition = JOBS[name]["if"]
+        assert "!cancelled()" in condition and "needs.land.result == 'success'" in condition
+        assert "needs.land.outputs.done == 'false'" in condition
+
+
+def test_two_waves_fan_out_and_the_rest_runs_in_the_last_land_job() -> None:
+    """A fixed depth of two fanned-out waves: land lands wave 1 and outputs the next matrix; agent_2 runs
+    it; land_2 lands it with all_remaining (every later wave in that job) and asks a model only then."""
+    land = next(s for s in steps("land") if s.get("id") == "land")
+    land_2 = next(s for s in steps("land_2") if s.get("id") == "land")
+    assert land["with"]["wave"] == "1" and "all_remaining" not in land["with"]
+    assert land_2["with"]["wave"] == "${{ needs.land.outputs.next_wave }}"
+    assert land_2["with"]["all_remaining"] is True
+    assert land_2["with"]["anthropic_api_key"] == "${{ secrets.anthropic_api_key }}"
+    assert JOBS["agent_2"]["strategy"]["matrix"] == "${{ fromJSON(needs.land.outputs.matrix) }}"
+    assert JOBS["agent_2"]["strategy"]["fail-fast"] is False
+    assert JOBS["agent_2"]["permissions"] == {"contents": "read"}
+    assert JOBS["land_2"]["permissions"] == JOBS["land"]["permissions"]
+    run_step = next(s for s in steps("agent_2") if s.get("name") == "Run the subtask")
+    assert run_step["env"]["SHARE_USD"] == "${{ needs.land.outputs.budget_share }}"
+    # each land job downloads only its own wave's bundles
+    (download,) = [s for s in steps("land_2") if s.get("uses", "").startswith("actions/download-artifact@")]
+    assert (
+        download["with"]["pattern"]
+        == "swarm-${{ needs.plan.outputs.run_id }}-wave${{ needs.land.outputs.next_wave }}-*"
+    )
+    (upload,) = [s for s in steps("agent_2") if s.get("uses", "").startswith("actions/upload-artifact@")]
+    assert "-wave${{ needs.land.outputs.next_wave }}-${{ matrix.subtask }}" in upload["with"]["name"]
+    # the pull request is whichever land job published the run
+    outputs = WORKFLOW["on"]["workflow_call"]["outputs"]
+    assert (
+        outputs["pr_number"]["value"] == "${{ jobs.land_2.outputs.pr_number || jobs.land.outputs.pr_number }}"
+    )
 
 
 def test_the_plan_and_land_jobs_are_the_action_and_nothing_else_pushes() -> None:
@@ -100,7 +137,7 @@ def test_each_job_has_only_the_permissions_it_needs() -> None:
     assert JOBS["land"]["permissions"] == {"contents": "write", "pull-requests": "write", "issues": "write"}
     # only plan and land jobs can write comments or anything else
     writers = {name for name, job in JOBS.items() if "write" in job["permissions"].values()}
-    assert writers == {"plan", "land"}
+    assert writers == {"plan", "land", "land_2"}
 
 
 def test_the_agent_matrix_never_fails_fast_and_is_capped_by_max_agents() -> None:
@@ -135,7 +172,7 @@ def test_no_expression_inside_a_run_script() -> None:
 def test_the_agent_job_hands_over_a_bundle_and_holds_no_write_token() -> None:
     agent = steps("agent")
     (upload,) = [s for s in agent if s.get("uses", "").startswith("actions/upload-artifact@")]
-    assert upload["with"]["name"] == "swarm-${{ needs.plan.outputs.run_id }}-${{ matrix.subtask }}"
+    assert upload["with"]["name"] == "swarm-${{ needs.plan.outputs.run_id }}-wave1-${{ matrix.subtask }}"
     assert upload["if"] == "always()"  # a failed subtask's work is handed over too (land reports it)
     run_step = next(s for s in agent if s.get("name") == "Run the subtask")
     assert "--bundle" in run_step["run"]
@@ -157,7 +194,7 @@ def test_each_agent_job_gets_its_share_of_the_budget() -> None:
 def test_the_land_job_lands_every_bundle_of_the_run() -> None:
     land = steps("land")
     (download,) = [s for s in land if s.get("uses", "").startswith("actions/download-artifact@")]
-    assert download["with"]["pattern"] == "swarm-${{ needs.plan.outputs.run_id }}-*"
+    assert download["with"]["pattern"] == "swarm-${{ needs.plan.outputs.run_id }}-wave1-*"
     assert download["with"]["merge-multiple"] is True
     step = next(s for s in land if s.get("id") == "land")
     assert step["with"]["bundles_dir"] == download["with"]["path"]
@@ -253,14 +290,14 @@ def action_checkout(dest: Path) -> Path:
     return dest
 
 
-def single_machine_tree(tmp_path: Path, source: Path, plan_file: Path) -> str:
+def single_machine_tree(tmp_path: Path, source: Path, plan_file: Path, code: int = 2) -> str:
     """The same plan run by `ci-swarm run --merge-order plan` on one machine: its integration tree."""
     clone = tmp_path / "single"
     git.run(tmp_path, "clone", "--quiet", str(source), str(clone))
     cli = [sys.executable, "-m", "ci_swarm", "run", "--plan-file", str(plan_file), "--repo", str(clone)]
     cli += ["--merge-order", "plan", "--run-id", "single", "--sandbox", "none"]
     done = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 2, done.stdout + done.stderr  # the README conflict is recorded, all work kept
+    assert done.returncode == code, done.stdout + done.stderr  # 2: the README conflict recorded, work kept
     return tree_of(clone, "refs/heads/swarm/single")
 
 
@@ -385,6 +422,46 @@ def test_a_failing_matrix_job_fails_its_subtask_and_the_rest_lands_in_the_pr(tmp
         assert "it broke" in pr.body
         (progress,) = act.progress()
         assert "finished" in progress and "failed" in progress
+
+
+TWO_WAVES: dict[str, Any] = {
+    **PLAN,
+    "task": "two waves",
+    "subtasks": [
+        SUBTASKS[0],
+        SUBTASKS[1],
+        {**replace_sub("polish", "src/greet.py", "'hi'", "'hello'"), "depends_on": ["greet"]},
+    ],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_two_wave_plan_fans_out_both_waves_and_the_last_land_job_publishes(tmp_path: Path) -> None:
+    """plan → agent × 2 (wave 1) → land (no pull request, "wave 1 of 2 landed") → agent_2 × 1 (wave 2,
+    from wave 1's tip) → land_2 → one pull request; the same tree as one machine."""
+    with label_example_under_act(tmp_path, TWO_WAVES) as act:
+        fake, log = act.fake, act.log
+        assert act.result.returncode == 0, log
+        names = sorted(p.name for p in act.artifacts.iterdir())
+        run_id = "fan-7-1"
+        assert names == [
+            f"swarm-{run_id}-wave1-farewell",
+            f"swarm-{run_id}-wave1-greet",
+            f"swarm-{run_id}-wave2-polish",
+        ]
+        (pr,) = fake.repo().get_pulls(state="all")  # one, from land_2
+        branch = f"swarm/{run_id}"
+        tip = git.rev_parse(fake.bare, f"refs/heads/{branch}")
+        assert pr.head.ref == branch and pr.head.sha == tip, log
+        assert sorted(f.filename for f in pr.get_files()) == ["src/farewell.py", "src/greet.py"]
+        assert "'hello'" in git.run(fake.bare, "show", f"{tip}:src/greet.py").text
+        (progress,) = act.progress()
+        assert "finished" in progress and f"#{pr.number}" in progress and "queued" not in progress
+        agents = {f"swarm/{run_id}-agents/{sub}" for sub in ("greet", "farewell", "polish")}
+        assert agents <= set(fake_branches(fake))
+        tree = tree_of(fake.bare, tip)
+    assert tree == single_machine_tree(tmp_path, act.repo, act.repo / "swarm-plan.yml", code=0)
 
 
 def fake_branches(fake: FakeProcess) -> list[str]:
