@@ -2,7 +2,8 @@
 
 An agent job writes ``OUT`` — a git bundle of ``start..commit`` holding exactly one ref,
 ``refs/heads/<prefix>/<run>-agents/<id>`` — and ``OUT.json``, a small sidecar (:class:`AgentResult`: run id,
-subtask, start, commit, status, exit status, seconds, usage, attempt). A subtask whose agent committed
+subtask, start, commit, status, exit status, seconds, usage, attempt; counts whole and ≥ 0, cost and seconds
+finite and ≥ 0, else the sidecar is unreadable). A subtask whose agent committed
 nothing (no commit, or the commit is its start) has a sidecar and no bundle.
 
 The land job treats both files as untrusted input. :func:`admit` refuses, with a reason
@@ -18,6 +19,7 @@ only once every check passed. :func:`newest` picks one result per subtask: the h
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -149,17 +151,33 @@ def parse_result(raw: Any) -> AgentResult:
         error=_str(raw, "error"),
         summary=_str(raw, "summary"),
         exit_status=None if exit_status is None else int(exit_status),
-        seconds=float(raw.get("seconds", 0.0)),
+        seconds=_amount(raw, "seconds"),
         usage=_usage(usage),
-        attempt=int(raw.get("attempt", 1)),
+        attempt=_count(raw, "attempt", 1, least=1),
         files=tuple(str(f) for f in raw.get("files", ())),
         output_tail=_str(raw, "output_tail"),
     )
 
 
 def _usage(raw: Mapping[str, Any]) -> Usage:
-    counts = {name: int(raw.get(name, 0)) for name in _USAGE_COUNTS}
-    return Usage(**counts, cost_usd=float(raw.get("cost_usd", 0.0)))
+    counts = {name: _count(raw, name, 0) for name in _USAGE_COUNTS}
+    return Usage(**counts, cost_usd=_amount(raw, "cost_usd"))
+
+
+def _count(raw: Mapping[str, Any], key: str, default: int, *, least: int = 0) -> int:
+    """A whole number ≥ ``least`` (a negative count would give budget back to the jobs that follow)."""
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{key!r} must be a whole number ≥ {least}")
+    return value
+
+
+def _amount(raw: Mapping[str, Any], key: str) -> float:
+    """A finite number ≥ 0 (NaN makes every comparison with a budget false; a negative cost gives it back)."""
+    value = raw.get(key, 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{key!r} must be a finite number ≥ 0")
+    return float(value)
 
 
 _USAGE_COUNTS = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -144,3 +144,27 @@ def test_the_newest_attempt_wins_then_the_later_path(tmp_path: Path) -> None:
     assert first is not None
     same = [bundles.Found(tmp_path / p, replace(first, attempt=1)) for p in ("p.json", "q.json")]
     assert bundles.newest(same)["a"].sidecar.name == "q.json"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("usage", {"cost_usd": -100.0}, "'cost_usd' must be a finite number ≥ 0"),
+        ("usage", {"cost_usd": float("nan")}, "'cost_usd' must be a finite number ≥ 0"),
+        ("usage", {"input_tokens": -5000}, "'input_tokens' must be a whole number ≥ 0"),
+        ("usage", {"output_tokens": 1.5}, "'output_tokens' must be a whole number ≥ 0"),
+        ("seconds", float("inf"), "'seconds' must be a finite number ≥ 0"),
+        ("attempt", 0, "'attempt' must be a whole number ≥ 1"),
+        ("attempt", True, "'attempt' must be a whole number ≥ 1"),
+    ],
+)
+def test_a_sidecar_with_impossible_numbers_is_unreadable(
+    tmp_path: Path, field: str, value: object, why: str
+) -> None:
+    """A negative or non-finite cost would enlarge the budget shares of the jobs that follow (a NaN makes
+    every comparison with the budget false): the sidecar is refused with the field named."""
+    good = json.loads(json.dumps(asdict(AgentResult("r1", "a", "s" * 40, "", "failed"))))
+    (tmp_path / "a.bundle.json").write_text(json.dumps({**good, field: value}))
+    (found,) = bundles.find(tmp_path)
+    assert found.result is None
+    assert found.problem == f"unreadable sidecar: {why}"
