@@ -64,6 +64,7 @@ from ci_swarm.models import (
 )
 from ci_swarm.outputtail import Redactor
 from ci_swarm.sandbox import ProcessResult, ProcessSpec, SandboxPolicy
+from ci_swarm.workspace import Workspace
 
 MAX_CULPRITS = 4  # bisection rounds before verification gives up (each sets one subtask aside)
 TAIL_LINES = 30
@@ -96,9 +97,10 @@ async def run_checks(
     spaces = GitClones(repo, None, f"check-{token}")
     branch = f"ci-swarm-check/{token}"
     sub = Subtask(id="check", role="check", title="check")
-    ws = await in_thread(spaces.make, sub, branch, commit, undo=spaces.dispose)
     results: list[CheckResult] = []
-    try:
+    ws: Workspace | None = None
+    try:  # the clone is made inside: a cancellation while it is made still removes it and its branch
+        ws = await in_thread(spaces.make, sub, branch, commit, undo=spaces.dispose)
         for check in checks:
             spec = ProcessSpec(argv=check.run, cwd=ws.root, timeout=check.timeout, writable_dirs=(ws.root,))
             result = await sandbox.run(spec, policy)
@@ -106,7 +108,8 @@ async def run_checks(
             if not results[-1].ok:
                 break
     finally:
-        await in_thread(spaces.dispose, ws)
+        if ws is not None:
+            await in_thread(spaces.dispose, ws)
         await in_thread(spaces.close)
         git.run(repo, "update-ref", "-d", f"refs/heads/{branch}", ok=(0, 1))
     return tuple(results)
