@@ -27,6 +27,7 @@ from types import MappingProxyType
 
 from ci_swarm import bundles, fanwaves, git, runstate
 from ci_swarm.dag import critical_path, waves
+from ci_swarm.diffstat import outside_paths
 from ci_swarm.errors import RepoError, UsageError, exit_code
 from ci_swarm.fanrest import run_rest
 from ci_swarm.fanwaves import WaveLanding, blank_record, blocked, runnable, wave_of
@@ -525,12 +526,14 @@ def _record(
         return replace(base, error=f"result refused: {exc}")
     except ValueError:
         return replace(base, error=f"result refused: unknown status {result.status!r}")
+    files = git.changed_files(repo, expected.start, commit)  # the commit's, never the sidecar's word
     return replace(
         base,
         status=status,
         commit=commit,
         seconds=result.seconds,
-        files=result.files,
+        files=files,
+        outside_paths=outside_paths(files, base.paths),
         error=result.error,
         summary=result.summary,
         usage=result.usage,

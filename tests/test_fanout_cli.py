@@ -288,3 +288,20 @@ def test_land_all_remaining_without_results_runs_every_wave_there(tmp_path: Path
     tip = _git(lander, "rev-parse", f"refs/heads/swarm/{RUN}")
     assert outputs["tip"] == tip
     assert _git(lander, "rev-parse", f"{tip}^{{tree}}") == _single_machine_tree(tmp_path, origin, plan_file)
+
+
+def test_the_files_of_a_landed_result_are_its_commits_not_what_its_sidecar_says(tmp_path: Path) -> None:
+    plan = _plan()
+    plan["subtasks"][0]["paths"] = ["src/**"]  # docs writes docs.txt: outside what it owns
+    origin, _, _ = _fan_out(tmp_path, plan)
+    _agents(tmp_path, origin, ["docs", "left", "right"])
+    sidecar = tmp_path / "bundles" / "agent-docs" / "docs.bundle.json"
+    data = json.loads(sidecar.read_text())
+    assert data["files"] == ["docs.txt"]
+    sidecar.write_text(json.dumps({**data, "files": ["src/ok.py", "../../etc/passwd"]}))  # the sidecar lies
+    lander = _clone(origin, tmp_path / "land-job", f"refs/swarm/{RUN}/state")
+    proc, report = _land(tmp_path, lander)
+    assert proc.returncode in (0, 2), proc.stderr
+    docs = next(s for s in report["subtasks"] if s["id"] == "docs")
+    assert docs["status"] == "succeeded"
+    assert (docs["files"], docs["outside_paths"]) == (["docs.txt"], ["docs.txt"])
