@@ -714,6 +714,7 @@ def _plan_fan_out(
         merge=config.merge,
         max_subtasks=source.max_subtasks,
         checks=config.checks,
+        review=config.review,  # refused by plan_fan_out: no fan-out job holds the panel's vote
     )
     wiring = _cli_wiring(config, lambda: _model_session(config, source))
     budget = config.budget

@@ -61,6 +61,7 @@ from ci_swarm.service import (
     check_commands,
     check_plan_checks,
     plan_request,
+    review_of,
     run_checks_of,
     run_request,
     sandboxed,
@@ -69,6 +70,10 @@ from ci_swarm.service import (
 
 SCRATCH_PREFIX = "ci-swarm-agent-job"  # the one-subtask run's own branches, deleted when it ends
 NO_RESULT = "no result from its job"
+NO_PANEL = (
+    "review: the review panel is not supported with --fan-out yet (its pull request would open ready for "
+    "review without the panel's vote): remove review: from the plan and the config, or run without --fan-out"
+)
 REPORT_FILE, SUMMARY_FILE, EXIT_FILE = "report.json", "summary.txt", "exit"
 FANNED_OUT = "fanned out across jobs: wall time is the land job's; each agent ran in its own job"
 
@@ -121,6 +126,8 @@ def plan_fan_out(
     warnings = tuple(validate(plan, max_subtasks=job.max_subtasks))
     if plan.merge.on_conflict is not OnConflict.KEEP:
         raise UsageError(f"on_conflict: {plan.merge.on_conflict.value} is not supported with --fan-out yet")
+    if review_of(job, plan) is not None:  # no job holds the vote: the PR would open as if it approved
+        raise UsageError(NO_PANEL)
     check_commands(plan, options.default_agent, wiring.commands, options.repo, wiring.agents)
     check_plan_checks(plan, wiring.commands)
     repo = git.open_repo(options.repo)

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.fixtures import make_repo
@@ -305,3 +306,20 @@ def test_the_files_of_a_landed_result_are_its_commits_not_what_its_sidecar_says(
     docs = next(s for s in report["subtasks"] if s["id"] == "docs")
     assert docs["status"] == "succeeded"
     assert (docs["files"], docs["outside_paths"]) == (["docs.txt"], ["docs.txt"])
+
+
+@pytest.mark.parametrize("where", ["plan", "config"])
+def test_plan_fan_out_refuses_a_review_panel_it_cannot_hold(tmp_path: Path, where: str) -> None:
+    """No job of a fanned-out run holds the panel's vote: its pull request would open ready for review
+    as if the panel had approved. Refused before anything is written, as on_conflict is — the plan's
+    ``review:`` and the config's alike."""
+    review = {"voters": 1, "approve": 1}
+    plan = {**_plan(), "review": review} if where == "plan" else _plan()
+    plan_file = tmp_path / "plan.yml"
+    plan_file.write_text(yaml.safe_dump(plan))
+    config = {".github/ci-swarm.yml": yaml.safe_dump({"review": review})} if where == "config" else {}
+    repo = make_repo(tmp_path / "repo", {"shared.txt": SHARED, **config})
+    proc = run_cli("plan", "--fan-out", "--plan-file", str(plan_file), "--repo", str(repo), "--run-id", RUN)
+    assert proc.returncode == 4
+    assert "review: the review panel is not supported with --fan-out yet" in proc.stderr
+    assert not _git(repo, "for-each-ref", f"refs/swarm/{RUN}", f"refs/heads/swarm/{RUN}")
