@@ -122,3 +122,33 @@ def test_the_claude_agent_is_told_and_its_failing_finish_comes_back(workspace: W
         assert "all checks pass" in str(passed["content"])
     assert outcome.ok and outcome.summary == "fixed"
     assert (workspace.root / "lib.py").read_text() == "X = 1\n"
+
+
+HOSTILE = """
+import os, sys
+os.symlink('/', 'up')
+os.symlink('..', 'parent')
+os.symlink(sys.argv[1], 'outside')
+os.makedirs('locked/deep')
+open('locked/deep/f', 'w').write('x')
+os.chmod('locked/deep', 0)
+os.chmod('locked', 0)
+open(os.fsdecode(b'odd\\xff\\n name'), 'w').write('x')
+"""
+
+
+def test_what_a_hostile_check_creates_is_removed_without_following_its_links(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """Symlinks to /, to the clone's parent and to a directory outside are removed as links (nothing
+    behind them is touched), a directory the check locked is removed whole, an odd name too."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep\n")
+    outside.chmod(0o755)
+    check = Check("hostile", (SANDBOX_PY, "-c", HOSTILE, str(outside)), timeout=60)
+    result = asyncio.run(_box(workspace, check).run("run_checks", {}))
+    assert not result.is_error, result.content
+    assert sorted(p.name for p in workspace.root.iterdir() if p.name != ".git") == ["lib.py"]
+    assert (outside / "keep.txt").read_text() == "keep\n"
+    assert (workspace.root.parent).is_dir() and Path("/etc").is_dir()
