@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,12 +41,13 @@ from ci_swarm.models import (
 )
 from ci_swarm.naming import agent_identity, commit_message
 from ci_swarm.plan import MAX_ATTEMPTS
-from ci_swarm.ports import AgentContext, AgentFactory, AttemptView, Reviewer
+from ci_swarm.ports import AgentContext, AgentFactory, AttemptView, Reviewer, Score
 from ci_swarm.verify import CheckRunner
 from ci_swarm.workspace import Workspace
 from ci_swarm.worktrees import Workspaces
 
 CERTAIN = "stopped: a winner was certain"
+MAX_ABSTENTION = 300  # characters of an abstaining reviewer's reason in the judgement's why
 
 
 # --- plan helpers -------------------------------------------------------------------------------
@@ -300,8 +301,10 @@ class Contest:
     # --- judging
 
     async def _judged(self) -> Verdict:
-        records = await self._scored(self.attempts())
+        records, abstained = await self._scored(self.attempts())
         judgement = judge(self.kind, records)
+        if abstained:  # the abstentions are part of why: the fallback, or the roles that had no say
+            judgement = replace(judgement, why=f"{judgement.why}; {'; '.join(abstained)}")
         usage = sum((w.outcome.usage for w in self.work.values()), Usage())
         if judgement.winner is None:
             return Verdict(judgement, AgentOutcome(ok=False, error=judgement.why, usage=usage))
@@ -311,23 +314,28 @@ class Contest:
         outcome = replace(work.outcome, usage=usage)
         return Verdict(judgement, outcome, winner.commit, work.files, work.stat)
 
-    async def _scored(self, records: tuple[AttemptRecord, ...]) -> tuple[AttemptRecord, ...]:
+    async def _scored(
+        self, records: tuple[AttemptRecord, ...]
+    ) -> tuple[tuple[AttemptRecord, ...], list[str]]:
+        """The records with the reviewers' scores and reasons, and one line per reviewer that abstained."""
         reviewer = self.kit.reviewer
         if self.kind not in NEEDS_REVIEWER or reviewer is None:
-            return records
+            return records, []
         alive = [a for a in records if passes(a)]
         if not alive:
-            return records
+            return records, []
         views = [
             AttemptView(a.index, await in_thread(self._diff, a.commit), _check_text(a.checks)) for a in alive
         ]
         roles = sorted(self.kit.weights) if self.kind is Judge.WEIGHTED and self.kit.weights else [""]
         by_role: dict[str, dict[int, float | None]] = {}
         reasons: dict[int, str] = {}
+        abstained: list[str] = []
         for role in roles:
             scores = await reviewer.score(self.sub, views, role)
             said = {s.index: (None if s.abstained else s.score) for s in scores}
             by_role[role] = said
+            abstained += _abstention(role, scores)
             for s in scores:
                 if s.reason and not s.abstained:
                     reasons[s.index] = "; ".join(r for r in (reasons.get(s.index, ""), s.reason) if r)
@@ -339,7 +347,7 @@ class Contest:
                 continue
             score = weighted_score({role: by_role[role].get(a.index) for role in roles}, weights)
             out.append(replace(a, score=score, reason=reasons.get(a.index, a.reason)))
-        return tuple(out)
+        return tuple(out), abstained
 
     def _diff(self, commit: str) -> str:
         return git.diff(self.kit.repo, self.start, commit, context=3)
@@ -352,6 +360,17 @@ def _stat(repo: Path, start: str, tip: str) -> Diffstat:
         return diffstat(repo, start, tip)
     except SwarmError:
         return Diffstat()
+
+
+def _abstention(role: str, scores: Sequence[Score]) -> list[str]:
+    """One line when the reviewer (of ``role``) abstained on an attempt, with its reason (clipped: it may
+    quote the model's answer)."""
+    why = next((s.reason for s in scores if s.abstained), None)
+    if why is None:
+        return []
+    who = f"the {role} reviewer" if role else "the reviewer"
+    text = why if len(why) <= MAX_ABSTENTION else why[: MAX_ABSTENTION - 1] + "…"
+    return [f"{who} abstained: {text}"]
 
 
 def _check_text(checks: tuple[CheckResult, ...]) -> str:
