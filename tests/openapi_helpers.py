@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from openapi_core import OpenAPI
 
 from ci_swarm.testing.fake_github import Exchange
+from tests.act_helpers import World, make_world
 from tests.test_github_openapi import SLICE, _operation, _why, validate
 
 
@@ -43,3 +45,12 @@ def traffic_problems(traffic: Iterable[Exchange], *, allow_422: bool = False) ->
         except Exception as exc:  # openapi-core raises several unrelated types; collect them all
             problems.append(f"{op} {x.method} {x.path} {x.status}: {_why(exc)}")
     return problems
+
+
+def checked_worlds(tmp_path: Path) -> Iterator[World]:
+    """The Action tests' world (:func:`tests.act_helpers.make_world`), every exchange with the fake GitHub
+    checked against the description at teardown (no 422 allowed)."""
+    for each in make_world(tmp_path):
+        yield each
+        problems = traffic_problems(each.fake.traffic, allow_422=False)
+        assert not problems, "GitHub traffic off the description:\n" + "\n".join(problems)

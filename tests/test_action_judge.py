@@ -18,9 +18,9 @@ from ci_swarm.action import main
 from ci_swarm.llm.prompts import FOCUS_MARKER, REVIEWER_MARKER, VOTER_MARKER
 from ci_swarm.testing.anthropic_script import Conversation, Script
 from ci_swarm.testing.fake_anthropic import FakeAnthropic
-from tests.act_helpers import World, make_world, write_sub
+from tests.act_helpers import World, write_sub
 from tests.helpers import show
-from tests.openapi_helpers import traffic_problems
+from tests.openapi_helpers import checked_worlds
 from tests.test_action_attempts import table_rows
 from tests.test_render_gfm import CLOSING, MENTION, OUR_HTML, rendered
 
@@ -31,10 +31,7 @@ SMALL, LARGE = "x = 1\n", "x = 1\ny = 2\nz = 3\n"
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    for each in make_world(tmp_path):
-        yield each
-        problems = traffic_problems(each.fake.traffic, allow_422=False)
-        assert not problems, "GitHub traffic off the description:\n" + "\n".join(problems)
+    yield from checked_worlds(tmp_path)
 
 
 def writes(content: str) -> dict[str, Any]:

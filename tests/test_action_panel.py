@@ -16,8 +16,8 @@ from ci_swarm.action import main
 from ci_swarm.llm.prompts import FOCUS_MARKER
 from ci_swarm.testing.anthropic_script import Conversation, Script
 from ci_swarm.testing.fake_anthropic import FakeAnthropic
-from tests.act_helpers import World, make_world, write_sub
-from tests.openapi_helpers import traffic_problems
+from tests.act_helpers import World, write_sub
+from tests.openapi_helpers import checked_worlds
 
 HOSTILE = "@someone <img src=x onerror=alert(1)> fixes #1"
 REVIEW = {"voters": 3, "approve": 2, "roles": ["security", "correctness", "style"]}
@@ -25,10 +25,7 @@ REVIEW = {"voters": 3, "approve": 2, "roles": ["security", "correctness", "style
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    for each in make_world(tmp_path):
-        yield each
-        problems = traffic_problems(each.fake.traffic, allow_422=False)
-        assert not problems, "GitHub traffic off the description:\n" + "\n".join(problems)
+    yield from checked_worlds(tmp_path)
 
 
 def voters(verdicts: Mapping[str, tuple[str, str]]) -> Script:
