@@ -305,6 +305,8 @@ class Contest:
         judgement = judge(self.kind, records)
         if abstained:  # the abstentions are part of why: the fallback, or the roles that had no say
             judgement = replace(judgement, why=f"{judgement.why}; {'; '.join(abstained)}")
+        if self.kind in NEEDS_REVIEWER and self.kit.reviewer is not None:
+            judgement = replace(judgement, usage=self.kit.reviewer.usage(self.sub.id))
         usage = sum((w.outcome.usage for w in self.work.values()), Usage())
         if judgement.winner is None:
             return Verdict(judgement, AgentOutcome(ok=False, error=judgement.why, usage=usage))

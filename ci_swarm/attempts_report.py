@@ -32,9 +32,14 @@ def attempts_section(report: RunReport) -> str:
     """The Markdown section: for each judged subtask one line (judge, winner, why) and its table."""
     parts = []
     for sub, j in judged(report):
-        head = f"{neutral.code_span(sub.id)} · judge `{j.judge.value}` · **{outcome(j)}**"
+        head = f"{neutral.code_span(sub.id)} · judge `{j.judge.value}`{_reviewers(j)} · **{outcome(j)}**"
         parts += [f"{head}: {neutral.inline(j.why)}", neutral.table(HEADER, [_row(a, j) for a in j.attempts])]
     return "\n\n".join(parts)
+
+
+def _reviewers(j: Judgement) -> str:
+    """What the reviewers' scoring cost, when they were asked."""
+    return f" (reviewer ${j.usage.cost_usd:.4f})" if j.usage.requests else ""
 
 
 def _row(a: AttemptRecord, j: Judgement) -> list[str]:

@@ -257,12 +257,14 @@ class AttemptRecord:
 @dataclass(frozen=True)
 class Judgement:
     """How a subtask's attempts were judged: the judge, the winning attempt's index (None: every attempt
-    failed — the subtask fails, every attempt branch kept) and why, in one line."""
+    failed — the subtask fails, every attempt branch kept) and why, in one line; ``usage``: what the
+    reviewers' scoring of these attempts cost (zero for ``checks`` and ``vote``)."""
 
     judge: Judge
     winner: int | None
     why: str
     attempts: tuple[AttemptRecord, ...] = ()
+    usage: Usage = field(default_factory=Usage)
 
 
 @dataclass(frozen=True)

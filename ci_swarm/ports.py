@@ -219,7 +219,9 @@ class Reviewer(Protocol):
         self, subtask: Subtask, attempts: Sequence[AttemptView], role: str = ""
     ) -> tuple[Score, ...]: ...
 
-    def usage(self) -> Usage: ...
+    def usage(self, subtask: str = "") -> Usage:
+        """What the reviewer's requests cost so far: all of them, or only those scoring ``subtask``'s."""
+        ...
 
 
 class PanelVoter(Protocol):

@@ -104,6 +104,7 @@ def _judgement(j: Judgement) -> dict[str, Any]:
         "winner": j.winner,
         "why": j.why,
         "attempts": [_attempt(a) for a in j.attempts],
+        "usage": _usage(j.usage),  # the reviewers' scoring (in the run's total usage, not the subtask's)
     }
 
 

@@ -38,5 +38,5 @@ class FakeReviewer:
     ) -> tuple[Score, ...]:
         return tuple(Score(a.index, self.score_given, "fine") for a in attempts)
 
-    def usage(self) -> Usage:
+    def usage(self, subtask: str = "") -> Usage:
         return Usage()

@@ -90,6 +90,7 @@ def test_the_reviewers_winner_and_hostile_reason_in_the_pr_body_and_two_approval
     assert [hit.group(0) for t in texts for hit in CLOSING.finditer(t)] == ["Closes #1"]  # ours, the issue
     visible = doc.visible()
     assert "attempt 2 of 3 won: attempt 2 has the highest score (9)" in visible
+    assert "judge reviewer (reviewer $0.0" in visible  # what the scoring cost
     assert f"complete {HOSTILE}" in visible  # shown, as text
     assert "<img" not in body and "@someone" not in body and "fixes #1" not in body
     assert show(world.bare, world.read_outputs()["branch"], "src/new.py") == LARGE  # the winner merged

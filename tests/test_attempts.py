@@ -248,7 +248,7 @@ class FakeReviewer:
             for a in attempts
         )
 
-    def usage(self) -> Usage:
+    def usage(self, subtask: str = "") -> Usage:
         return Usage()
 
 

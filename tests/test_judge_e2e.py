@@ -96,6 +96,8 @@ def test_the_reviewer_picks_the_winner_and_the_report_shows_scores_reasons_and_u
     assert all(f"+{line}" in body["messages"][0]["content"] for line in LARGE.splitlines())
     usage = data["usage"]  # every agent is scripted: the run's model usage is the reviewer's
     assert usage["requests"] == 1 and usage["cost_usd"] > 0 and usage["tokens"] > 0
+    assert judgement["usage"] == usage  # and it is the judgement's
+    assert data["subtasks"][0]["usage"]["requests"] == 0  # the attempts' own (scripted) usage
     assert "attempts: feat: reviewer, attempt 3 of 3 won" in out
 
 
@@ -113,7 +115,7 @@ def test_weighted_roles_pick_the_weighted_winner(repo: Path, tmp_path: Path) -> 
     assert judgement["why"] == "attempt 2 has the highest score (7)"
     briefs = sorted(str((r.body or {})["messages"][0]["content"]).split("\n")[0] for r in fake.requests)
     assert [b.split(" (")[0] for b in briefs] == [f"{FOCUS_MARKER}security", f"{FOCUS_MARKER}style"]
-    assert data["usage"]["requests"] == 2
+    assert data["usage"]["requests"] == judgement["usage"]["requests"] == 2  # both roles scored
 
 
 def test_a_reviewer_malformed_twice_abstains_and_the_checks_rule_decides(repo: Path, tmp_path: Path) -> None:
@@ -130,7 +132,7 @@ def test_a_reviewer_malformed_twice_abstains_and_the_checks_rule_decides(repo: P
     assert "the reviewer abstained: malformed answer after 1 repair" in judgement["why"]
     assert "the score of attempt 1 is 11, outside 0-10" in judgement["why"]
     assert all(a["score"] is None for a in judgement["attempts"])
-    assert data["usage"]["requests"] == 2
+    assert data["usage"]["requests"] == judgement["usage"]["requests"] == 2  # the repair is charged too
 
 
 def test_a_weighted_role_that_abstains_has_no_say_and_is_named(repo: Path, tmp_path: Path) -> None:

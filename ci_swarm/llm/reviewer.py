@@ -180,7 +180,7 @@ class ClaudeReviewer:
 
     def __init__(self, session: LLMSession) -> None:
         self._session = session
-        self._keys: set[str] = set()
+        self._keys: dict[str, set[str]] = {}  # the ledger keys used, by subtask id
 
     async def score(
         self, subtask: Subtask, attempts: Sequence[AttemptView], role: str = ""
@@ -193,7 +193,7 @@ class ClaudeReviewer:
         shown = [(a.index, _clip(a.diff), _clip(a.checks)) for a in attempts]
         brief = prompts.reviewer_brief(subtask, shown, role, secrets.token_hex(8))
         key = f"{REVIEWER_KEY}:{subtask.id}" + (f":{role}" if role else "")
-        self._keys.add(key)
+        self._keys.setdefault(subtask.id, set()).add(key)
         scores, problem = await ask(
             self._session,
             key,
@@ -206,10 +206,11 @@ class ClaudeReviewer:
             return tuple(Score(i, 0.0, problem, abstained=True) for i in indexes)
         return scores
 
-    def usage(self) -> Usage:
-        """What this reviewer's requests cost so far."""
+    def usage(self, subtask: str = "") -> Usage:
+        """What this reviewer's requests cost so far: all of them, or only those scoring ``subtask``'s."""
+        chosen = [self._keys.get(subtask, set())] if subtask else list(self._keys.values())
         total = Usage()
-        for key in self._keys:
+        for key in sorted(set().union(*chosen)):
             total = total + self._session.ledger.usage(key)
         return total
 
