@@ -352,7 +352,7 @@ class Contest:
         return tuple(out), abstained
 
     def _diff(self, commit: str) -> str:
-        return git.diff(self.kit.repo, self.start, commit, context=3)
+        return git.diff(self.kit.repo, self.start, commit, context=3, text=True)
 
 
 def _stat(repo: Path, start: str, tip: str) -> Diffstat:

@@ -643,9 +643,22 @@ def merge_file_diff3(
 # --- diffs and listings ------------------------------------------------------------------------
 
 
-def diff(repo: Path, a: str, b: str, *, context: int = 0, paths: Sequence[str] = ()) -> str:
-    """Unified diff between two commits (renames detected, no colour, no external drivers)."""
-    args = ["diff", "--no-color", "--no-ext-diff", "--find-renames", f"-U{context}", a, b]
+def diff(
+    repo: Path, a: str, b: str, *, context: int = 0, paths: Sequence[str] = (), text: bool = False
+) -> str:
+    """Unified diff between two commits (renames detected, no colour, no external drivers); ``text``: every
+    file as text (``--text``), so content git would call binary — a NUL byte, a ``-diff`` attribute — is
+    shown, not summarised as "Binary files differ" (what a reviewer judges must be what it reads)."""
+    args = [
+        "diff",
+        "--no-color",
+        "--no-ext-diff",
+        "--find-renames",
+        f"-U{context}",
+        *(["--text"] * text),
+        a,
+        b,
+    ]
     if paths:
         args += ["--", *paths]
     return run(repo, *args).text

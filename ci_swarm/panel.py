@@ -57,7 +57,7 @@ def seats(policy: ReviewPolicy) -> tuple[tuple[str, str], ...]:
 def integration_diff(repo: Path, base: str, tip: str, limit: int = MAX_DIFF_CHARS) -> PanelDiff:
     """The diff base..tip, cut at the last line boundary before ``limit`` characters (then with the list
     of every changed file appended)."""
-    text = git.diff(repo, base, tip, context=3)
+    text = git.diff(repo, base, tip, context=3, text=True)
     if len(text) <= limit:
         return PanelDiff(text, len(text), cut=False)
     head = text[:limit]

@@ -296,3 +296,14 @@ def test_a_swarm_comment_on_a_pr_fans_out_onto_the_prs_branch(world: World) -> N
     assert after.body == "Please review."
     (progress,) = progress_comments(world, pr.number)
     assert "finished" in progress and "Run report" in progress
+
+
+def test_a_review_panel_in_the_config_is_refused_by_the_plan_job(world: World) -> None:
+    """No fan-out job holds the panel's vote: a config's `review:` would open the PR ready for review as if
+    the panel had approved, so the plan job refuses it before anything is pushed."""
+    world.commit_to_default({".github/ci-swarm.yml": "review: {voters: 3, approve: 2}\n"})
+    issue = world.issue("Four things", swarm_plan(*SUBTASKS[:1]), labels=("swarm",))
+    before = world.remote_branches()
+    env = job_env(world, world.labeled(issue), checkout(world, "plan-review"), fan_out="plan")
+    assert main(env) == 4
+    assert world.remote_branches() == before  # nothing pushed

