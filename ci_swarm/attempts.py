@@ -246,8 +246,10 @@ class Contest:
             outcome = await kit.agents(sub).run(sub, ws, kit.ctx)
         except asyncio.CancelledError:
             stopped = replace(record, status=SubtaskStatus.CANCELLED, reason=CERTAIN)
-            self._finish(self._collected(stopped, sub, ws, "stopped", AgentOutcome(ok=False), began))
-            kit.spaces.dispose(ws)
+            try:
+                self._finish(self._collected(stopped, sub, ws, "stopped", AgentOutcome(ok=False), began))
+            finally:  # whatever the collection raised, the workspace goes back
+                kit.spaces.dispose(ws)
             raise
         except Exception as exc:  # one attempt's crash never stops its siblings
             outcome = AgentOutcome(ok=False, error=f"crashed: {exc}")

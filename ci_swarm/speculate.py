@@ -12,7 +12,6 @@ everything (an interrupted run).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 from ci_swarm import git
@@ -59,5 +58,9 @@ class Speculation:
         self._waiting = None
         if self._task is not None and not self._task.done():
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if me is not None and me.cancelling():  # the caller itself is being cancelled: pass it on
+                    raise

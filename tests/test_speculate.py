@@ -75,3 +75,25 @@ def test_without_speculate_nothing_runs_early(tmp_path: Path) -> None:
     job = RunRequest(Request(task="t"), options, plan, checks=(check,))
     v = run_request(job, ServiceOptions(CommandPolicy(trust_plan_commands=True), AGENTS)).report.verification
     assert (v.speculative_runs, v.check_runs) == (0, 1)
+
+
+def test_cancel_passes_on_its_callers_own_cancellation(tmp_path: Path) -> None:
+    """Stopping the speculation must not swallow a cancellation aimed at whoever is stopping it."""
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    runner = Gated()  # never answers: the speculative check runs until it is cancelled
+
+    async def go() -> bool:
+        spec = Speculation(repo, runner)
+        spec.offer(git.head_commit(repo))
+        while not runner.commits:
+            await asyncio.sleep(0)
+        stopping = asyncio.get_running_loop().create_task(spec.cancel())
+        await asyncio.sleep(0)  # it is now waiting for the speculative check to end
+        stopping.cancel()
+        try:
+            await stopping
+        except asyncio.CancelledError:
+            return True
+        return False
+
+    assert asyncio.run(go())
