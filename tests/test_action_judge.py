@@ -118,3 +118,30 @@ def test_a_reviewer_malformed_twice_falls_back_to_the_checks_rule_and_one_approv
     [review] = list(pr.get_reviews())
     assert "**Draft:** 1 of 3 voter(s) approved, 2 required." in review.body
     assert "**reviewer 1 (security)** — request changes" in review.body
+
+
+def test_the_weighted_judge_through_the_action_merges_the_weighted_winner(world: World) -> None:
+    """Two roles score the attempts differently; unweighted, attempt 1 would win (6 against 5); with
+    weights {security: 3, style: 1} attempt 2 wins (7 against 4) — and it is what the PR merges."""
+
+    def role(name: str, rows: list[dict[str, Any]]) -> Conversation:
+        call = {"tool": "submit_scores", "input": {"scores": rows}}
+        return Conversation(name, f"{REVIEWER_MARKER}.*{FOCUS_MARKER}{name}", (call,), after="repeat")
+
+    security = role(
+        "security", [{"index": 1, "score": 2, "reason": "a"}, {"index": 2, "score": 9, "reason": "b"}]
+    )
+    style = role("style", [{"index": 1, "score": 10, "reason": "c"}, {"index": 2, "score": 1, "reason": "d"}])
+    sub = write_sub("feat", "src/new.py", "unused\n") | {"attempts": [writes(SMALL), writes(LARGE)]}
+    plan = {"version": 1, "task": "add src/new.py", "judge": "weighted", "subtasks": [sub]}
+    plan["weights"] = {"security": 3, "style": 1}
+    body = f"```swarm-plan\n{yaml.safe_dump(plan, sort_keys=False)}```\n"
+    issue = world.issue("Competing attempts, weighted", body, labels=("swarm",))
+    with FakeAnthropic(Script(conversations=(security, style))) as claude:
+        env = world.env("issues", world.labeled(issue))
+        env.update(ANTHROPIC_API_KEY="sk-ant-test", ANTHROPIC_BASE_URL=claude.base_url)
+        assert main(env) == 0
+    pr = world.repo().get_pull(int(world.read_outputs()["pr_number"]))
+    assert [r[0] for r in table_rows(str(pr.body))] == ["1", "2 🏆"]
+    assert "attempt 2 has the highest score (7)" in rendered(str(pr.body)).visible()
+    assert show(world.bare, world.read_outputs()["branch"], "src/new.py") == LARGE

@@ -20,7 +20,7 @@ from ci_swarm.llm.prompts import FOCUS_MARKER, REVIEWER_MARKER
 from ci_swarm.testing.anthropic_script import Conversation, Script
 from ci_swarm.testing.fake_anthropic import FakeAnthropic
 from tests.fixtures import make_repo
-from tests.helpers import scripted, show
+from tests.helpers import SANDBOX_PY, scripted, show
 
 SMALL, MEDIUM, LARGE = "x = 1\n", "x = 1\ny = 2\n", "x = 1\ny = 2\nz = 3\n"
 
@@ -147,3 +147,20 @@ def test_a_weighted_role_that_abstains_has_no_say_and_is_named(repo: Path, tmp_p
         "malformed answer after 1 repair: the model did not call submit_scores"
     )
     assert len(fake.requests) == 3
+
+
+def test_the_checks_judge_through_the_cli_drops_a_failing_attempt_and_takes_the_smallest_passing(
+    repo: Path, tmp_path: Path
+) -> None:
+    """`ci-swarm run --check`: the smallest diff fails the check, so the smallest *passing* one wins."""
+    plan_file, report = tmp_path / "plan.yml", tmp_path / "report.json"
+    bad = "x = 0  # broken\n"
+    plan = contest("checks", bad, LARGE, MEDIUM)
+    plan_file.write_text(yaml.safe_dump(plan, sort_keys=False))
+    check = f"{SANDBOX_PY} -c \"import sys; sys.exit('broken' in open('src/new.py').read())\""
+    argv = ["run", "--plan", str(plan_file), "--repo", str(repo), "--quiet", "--report", str(report)]
+    result = CliRunner().invoke(cli, [*argv, "--check", check], env={})
+    assert result.exit_code == 0, result.output
+    judgement = judgement_of(json.loads(report.read_text()))
+    assert judgement["judge"] == "checks" and judgement["winner"] == 3
+    assert [a["checks"][0]["ok"] for a in judgement["attempts"]] == [False, True, True]
